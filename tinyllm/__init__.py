@@ -1,0 +1,31 @@
+"""tinyllm: build, pretrain, import, fine-tune, chat with and serve small GPT models from a terminal.
+
+``import tinyllm`` stays light: torch is imported only when a torch-backed name is first used, so the
+ONNX runtime path (``tinyllm.runtime``) and the CLI start fast.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "GPT": "tinyllm.model",
+    "KVCache": "tinyllm.model",
+    "ModelConfig": "tinyllm.config",
+    "load_model": "tinyllm.checkpoint",
+    "save_model": "tinyllm.checkpoint",
+    "load_tokenizer": "tinyllm.checkpoint",
+    "generate": "tinyllm.generate",
+    "generate_text": "tinyllm.generate",
+    "SamplingConfig": "tinyllm.runtime.sampling",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tinyllm' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

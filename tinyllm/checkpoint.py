@@ -1,0 +1,116 @@
+"""Saving and loading model directories (weights in safetensors, never a pickle).
+
+``save_model`` writes ``model.safetensors``, the tokenizer file and ``config.yaml``, each atomically
+(temp file + rename), weights first and config last, so a directory with a config always has
+complete weights beside it. ``load_model`` reads them back by path or name.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorsError, safe_open
+from safetensors.torch import save_file
+
+from tinyllm import modeldir
+from tinyllm.atomic import atomic_path
+from tinyllm.config import ConfigError, ModelConfig, to_dict, write_yaml
+from tinyllm.model import GPT
+from tinyllm.tokenizer import Tokenizer, from_spec
+
+
+class CheckpointError(ConfigError):
+    """Weights that are missing, truncated or of the wrong shape."""
+
+
+def state_dict_for_save(model: GPT, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The model's tensors, contiguous, without the tied LM head (it is the token embedding)."""
+    sd = {}
+    for k, v in model.state_dict().items():
+        if k == "lm_head.weight" and model.config.tie_weights:
+            continue
+        v = v.detach()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        sd[k] = v.contiguous().cpu()
+    return sd
+
+
+def save_weights(model: GPT, path: str | Path, dtype: torch.dtype | None = None,
+                 metadata: dict[str, str] | None = None) -> None:
+    with atomic_path(path) as tmp:
+        save_file(state_dict_for_save(model, dtype), str(tmp), metadata=metadata or {"format": "pt"})
+
+
+def save_model(model: GPT, tokenizer: Tokenizer, out: str | Path, task: str = "lm",
+               extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write a complete model directory. ``extra`` adds keys to config.yaml (labels, template, ...).
+
+    ``dtype`` (e.g. torch.float16) stores floating weights smaller; loading gives float32 back.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(model, out / modeldir.WEIGHTS, dtype)
+    tokenizer.save(out)
+    meta: dict[str, Any] = {
+        "format": "tinyllm/1",
+        "task": task,
+        "model": to_dict(model.config),
+        "tokenizer": tokenizer.spec(),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    meta.update(extra or {})
+    write_yaml(out / modeldir.CONFIG, meta)
+    return out
+
+
+def load_weights(model: GPT, path: str | Path, strict: bool = True) -> None:
+    """Copy tensors from a safetensors file into ``model`` one at a time (no second full copy)."""
+    path = Path(path)
+    own = model.state_dict()
+    expected = {k for k in own if not (k == "lm_head.weight" and model.config.tie_weights)}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+            missing, unexpected = expected - keys, keys - set(own)
+            if strict and (missing or unexpected):
+                parts = []
+                if missing:
+                    parts.append(f"missing {', '.join(sorted(missing)[:5])}")
+                if unexpected:
+                    parts.append(f"unexpected {', '.join(sorted(unexpected)[:5])}")
+                raise CheckpointError(f"{path}: weights do not match the config ({'; '.join(parts)})")
+            with torch.no_grad():
+                for k in sorted(keys & set(own)):
+                    t = f.get_tensor(k)
+                    if t.shape != own[k].shape:
+                        raise CheckpointError(f"{path}: tensor {k} has shape {tuple(t.shape)}, "
+                                              f"the config needs {tuple(own[k].shape)}")
+                    own[k].copy_(t)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: weights file missing") from None
+    except (SafetensorsError, OSError) as e:
+        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({e})") from None
+
+
+def load_model(name_or_path: str | Path | None = None, default: str = modeldir.DEFAULT_LM,
+               device: str | torch.device = "cpu") -> GPT:
+    """Load a model by path or name; ``model.meta`` holds its config.yaml, ``model.path`` its folder."""
+    info = modeldir.read_info(modeldir.resolve(name_or_path, default))
+    model = GPT(info.model_config)
+    load_weights(model, info.path / modeldir.WEIGHTS)
+    model.eval().to(device)
+    model.meta = info.meta
+    model.path = info.path
+    return model
+
+
+def load_tokenizer(name_or_path: str | Path | None = None, default: str = modeldir.DEFAULT_LM
+                   ) -> Tokenizer:
+    """The tokenizer of a model directory; or ``gpt2``/``char``... by name when it is not a model."""
+    if name_or_path in ("gpt2",):
+        return from_spec("gpt2")
+    path = modeldir.resolve(name_or_path, default)
+    return from_spec(modeldir.read_info(path).meta.get("tokenizer"), path)

@@ -1,0 +1,84 @@
+"""tinyllm: build, train, fine-tune, chat with and serve small GPT models from a terminal.
+
+Data goes to stdout, progress and logs to stderr. Exit codes: 0 success, 1 a failed run,
+2 bad usage or bad input (one clear message naming the file and line).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from tinyllm import __version__
+
+# command name -> "module:attribute". Modules are imported only when their command runs (or for
+# --help), so `tinyllm classify --backend onnx` never pays for importing torch.
+COMMANDS: dict[str, str] = {
+    "train": "tinyllm.cli.train_cmd:train",
+    "generate": "tinyllm.cli.generate_cmd:generate",
+    "chat": "tinyllm.cli.generate_cmd:chat",
+    "tokenize": "tinyllm.cli.models_cmd:tokenize",
+    "models": "tinyllm.cli.models_cmd:models",
+    "info": "tinyllm.cli.models_cmd:info",
+    "finetune": "tinyllm.cli.tasks_cmd:finetune",
+    "eval": "tinyllm.cli.tasks_cmd:eval_cmd",
+    "classify": "tinyllm.cli.classify_cmd:classify",
+    "tasks": "tinyllm.cli.tasks_cmd:tasks",
+    "import-gpt2": "tinyllm.cli.gpt2_cmd:import_gpt2",
+    "export-hf": "tinyllm.cli.gpt2_cmd:export_hf",
+    "export-onnx": "tinyllm.cli.onnx_cmd:export_onnx",
+    "bench-train": "tinyllm.cli.train_cmd:bench_train",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands live in modules imported on first use."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx, name):
+        if name in COMMANDS:
+            module, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+    def invoke(self, ctx):
+        from tinyllm.errors import RunFailed, UserError
+
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+        except RunFailed as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+
+
+def _quiet_broken_pipe() -> None:
+    """Downstream closed the pipe (`| head`): leave quietly, without Python's 'Exception ignored'."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    sys.exit(0)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tinyllm")
+def main() -> None:
+    """tinyllm: build, train, fine-tune, chat with and serve small GPT models from a terminal.
+
+    Data goes to stdout, progress and logs to stderr. Exit codes: 0 success, 1 a failed run,
+    2 bad usage or bad input.
+    """

@@ -1,0 +1,124 @@
+"""Finding and describing model directories, without torch.
+
+A model directory holds ``config.yaml`` (model shape, tokenizer spec, task, labels, template,
+provenance), ``model.safetensors`` and optionally a tokenizer file, ``model.onnx`` /
+``model.int8.onnx`` and ``train_state/``. Models are found by path, then by name in
+``$TINYLLM_HOME/models``, then among the bundled ones.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tinyllm.config import ConfigError, ModelConfig, from_dict, read_yaml
+
+BUNDLED_MODELS = Path(__file__).parent / "bundled" / "models"
+DEFAULT_LM = "shakespeare-char"
+DEFAULT_CLASSIFIER = "sms-spam"
+WEIGHTS = "model.safetensors"
+CONFIG = "config.yaml"
+
+
+class ModelNotFound(ConfigError):
+    """No model directory by that path or name."""
+
+
+def tinyllm_home() -> Path:
+    """``$TINYLLM_HOME`` or ``~/.local/share/tinyllm``."""
+    home = os.environ.get("TINYLLM_HOME")
+    return Path(home) if home else Path.home() / ".local" / "share" / "tinyllm"
+
+
+def models_home() -> Path:
+    return tinyllm_home() / "models"
+
+
+def search_path() -> list[tuple[str, Path]]:
+    return [("user", models_home()), ("bundled", BUNDLED_MODELS)]
+
+
+def resolve(name_or_path: str | Path | None, default: str = DEFAULT_LM) -> Path:
+    """The directory of a model given by path or name (None: the default bundled model)."""
+    ref = str(name_or_path) if name_or_path else default
+    p = Path(ref).expanduser()
+    if (p / CONFIG).is_file():
+        return p
+    if p.exists():
+        raise ModelNotFound(f"{p}: not a model directory (no {CONFIG})")
+    if "/" not in ref and os.sep not in ref:
+        for _, root in search_path():
+            if (root / ref / CONFIG).is_file():
+                return root / ref
+    known = ", ".join(m.name for m in list_models()) or "none"
+    raise ModelNotFound(f"model {ref!r} not found as a path, in {models_home()}, or bundled "
+                        f"(known: {known})")
+
+
+@dataclass
+class ModelInfo:
+    """What ``config.yaml`` says about a model, read without loading weights."""
+    path: Path
+    source: str                      # "user", "bundled" or "path"
+    meta: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return from_dict(ModelConfig, self.meta.get("model"), f"{self.path / CONFIG}: model")
+
+    @property
+    def task(self) -> str:
+        return self.meta.get("task", "lm")
+
+    @property
+    def tokenizer(self) -> str:
+        return (self.meta.get("tokenizer") or {}).get("type", "gpt2")
+
+    @property
+    def has_onnx(self) -> bool:
+        return (self.path / "model.onnx").is_file()
+
+    @property
+    def has_int8(self) -> bool:
+        return (self.path / "model.int8.onnx").is_file()
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    def summary(self) -> dict[str, Any]:
+        cfg = self.model_config
+        return {
+            "name": self.name, "path": str(self.path), "source": self.source, "task": self.task,
+            "tokenizer": self.tokenizer, "params": cfg.num_params(),
+            "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
+            "context_length": cfg.context_length, "vocab_size": cfg.vocab_size,
+            "flops_per_token": cfg.flops_per_token(), "labels": self.meta.get("labels"),
+            "onnx": self.has_onnx, "int8": self.has_int8, "size_bytes": self.size_bytes(),
+        }
+
+
+def read_info(path: str | Path, source: str = "path") -> ModelInfo:
+    path = Path(path)
+    meta = read_yaml(path / CONFIG)
+    return ModelInfo(path=path, source=source, meta=meta)
+
+
+def list_models() -> list[ModelInfo]:
+    """Every model in ``$TINYLLM_HOME/models`` and the bundled ones (user models first)."""
+    out, seen = [], set()
+    for source, root in search_path():
+        if not root.is_dir():
+            continue
+        for d in sorted(root.iterdir()):
+            if (d / CONFIG).is_file() and d.name not in seen:
+                seen.add(d.name)
+                try:
+                    out.append(read_info(d, source))
+                except ConfigError:
+                    continue
+    return out

@@ -1,0 +1,162 @@
+"""Sampling and streaming, on numpy only: shared by the torch and the ONNX Runtime generators.
+
+A backend supplies two functions, ``prefill(ids) -> logits`` and ``step(token_id) -> logits``
+(the next-token logits as a 1-D numpy array); :func:`generate_ids` runs the decoding loop with the
+chosen sampling rules, and :func:`stream_text` turns the ids into text pieces that never split a
+multi-byte UTF-8 character and stop cleanly at a stop string.
+"""
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 200        # how many tokens to generate at most
+    temperature: float = 0.8         # 0 means greedy (argmax)
+    top_k: int | None = 200          # keep the k most likely tokens (None or 0: all)
+    top_p: float | None = None       # nucleus: keep the smallest set with this much probability
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the context (CTRL-style)
+    stop: list[str] = field(default_factory=list)  # stop strings (not included in the output)
+    stop_at_eos: bool = True         # stop at the tokenizer's end-of-text token
+    seed: int | None = None          # fixes the random choices
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError("top_k must be >= 0")
+        if self.max_new_tokens < 0:
+            raise ValueError("max_new_tokens must be >= 0")
+        if self.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty must be > 0")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+class Sampler:
+    """Picks the next token from a logits vector under a :class:`SamplingConfig`."""
+
+    def __init__(self, cfg: SamplingConfig):
+        self.cfg = cfg
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def __call__(self, logits: np.ndarray, context: Iterable[int] = ()) -> int:
+        cfg = self.cfg
+        logits = np.asarray(logits, dtype=np.float32).reshape(-1)
+        if cfg.repetition_penalty != 1.0:
+            seen = np.fromiter(set(context), dtype=np.int64)
+            if seen.size:
+                logits = logits.copy()
+                vals = logits[seen]
+                logits[seen] = np.where(vals > 0, vals / cfg.repetition_penalty,
+                                        vals * cfg.repetition_penalty)
+        if cfg.greedy:
+            return int(np.argmax(logits))
+        logits = logits / cfg.temperature
+        if cfg.top_k and cfg.top_k < logits.size:
+            idx = np.argpartition(logits, -cfg.top_k)[-cfg.top_k:]
+        else:
+            idx = np.arange(logits.size)
+        sub = logits[idx].astype(np.float64)
+        probs = np.exp(sub - sub.max())
+        probs /= probs.sum()
+        if cfg.top_p is not None and cfg.top_p < 1.0:
+            order = np.argsort(-probs)
+            cum = np.cumsum(probs[order])
+            keep = order[: int(np.searchsorted(cum, cfg.top_p) + 1)]
+            idx, probs = idx[keep], probs[keep] / probs[keep].sum()
+        return int(idx[self.rng.choice(len(idx), p=probs)])
+
+
+def generate_ids(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int], np.ndarray],
+                 prompt_ids: list[int], cfg: SamplingConfig, eos_id: int | None = None,
+                 context_length: int | None = None) -> Iterator[int]:
+    """Yield new token ids one by one.
+
+    ``prefill(ids)`` starts a fresh cache from ``ids``; ``step(tok)`` appends one token. When the
+    context fills up, the window slides: the cache is rebuilt from the last half of the context.
+    """
+    if not prompt_ids:
+        raise ValueError("the prompt is empty (no tokens)")
+    if cfg.max_new_tokens <= 0:
+        return
+    window = context_length or 1 << 62
+    keep = max(1, window // 2)
+    sampler = Sampler(cfg)
+    context = list(prompt_ids)
+    logits = prefill(context[-keep:] if len(context) > window else context)
+    used = min(len(context), window) if len(context) <= window else keep
+    for i in range(cfg.max_new_tokens):
+        tok = sampler(logits, context)
+        if cfg.stop_at_eos and eos_id is not None and tok == eos_id:
+            return
+        yield tok
+        context.append(tok)
+        if i + 1 == cfg.max_new_tokens:
+            return
+        if used >= window:
+            logits, used = prefill(context[-keep:]), keep
+        else:
+            logits, used = step(tok), used + 1
+
+
+class TextStreamer:
+    """Turns token bytes into text pieces: holds back incomplete UTF-8 and possible stop strings."""
+
+    def __init__(self, token_bytes: Callable[[int], bytes], stop: Iterable[str] = ()):
+        self.token_bytes = token_bytes
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stop = [s for s in stop if s]
+        self.pending = ""     # decoded text not yet emitted (may be the start of a stop string)
+        self.stopped = False
+
+    def feed(self, token_id: int) -> str:
+        """Text that is safe to emit after this token ('' while held back)."""
+        if self.stopped:
+            return ""
+        self.pending += self.decoder.decode(self.token_bytes(token_id))
+        for s in self.stop:
+            at = self.pending.find(s)
+            if at >= 0:
+                out, self.pending, self.stopped = self.pending[:at], "", True
+                return out
+        hold = 0
+        for s in self.stop:  # keep the longest tail that could still grow into a stop string
+            for n in range(min(len(s) - 1, len(self.pending)), 0, -1):
+                if self.pending.endswith(s[:n]):
+                    hold = max(hold, n)
+                    break
+        cut = len(self.pending) - hold
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out
+
+    def flush(self) -> str:
+        if self.stopped:
+            return ""
+        out = self.pending + self.decoder.decode(b"", final=True)
+        self.pending = ""
+        return out
+
+
+def stream_text(ids: Iterable[int], token_bytes: Callable[[int], bytes],
+                stop: Iterable[str] = ()) -> Iterator[str]:
+    """Text pieces for a stream of token ids; ends early at a stop string."""
+    streamer = TextStreamer(token_bytes, stop)
+    for tok in ids:
+        piece = streamer.feed(tok)
+        if piece:
+            yield piece
+        if streamer.stopped:
+            return
+    tail = streamer.flush()
+    if tail:
+        yield tail

@@ -1,0 +1,261 @@
+"""Tokenizers behind one interface: ``gpt2`` (tiktoken, offline), ``char`` and ``bpe`` (trained).
+
+Imports no torch: the ONNX runtime path uses this module too.
+
+Every tokenizer has ``encode(text) -> list[int]``, ``decode(ids) -> str``,
+``token_bytes(id) -> bytes`` (for streaming without broken UTF-8), ``vocab_size``, ``eot_id``
+(end-of-text id or None) and ``spec()``, the mapping stored under ``tokenizer:`` in a model
+directory's ``config.yaml``. ``save(dir)`` writes whatever files the spec names.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+from tinyllm.errors import UserError
+
+BUNDLED = Path(__file__).parent / "bundled"
+GPT2_DIR = BUNDLED / "gpt2"
+EOT = "<|endoftext|>"
+
+
+class TokenizerError(UserError):
+    """A tokenizer spec, file or input is wrong."""
+
+
+class Tokenizer:
+    name: str = ""
+    vocab_size: int = 0
+    eot_id: int | None = None
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token_id: int) -> bytes:
+        raise NotImplementedError
+
+    def token_str(self, token_id: int) -> str:
+        """A printable form of one token (for previews)."""
+        return self.token_bytes(token_id).decode("utf-8", errors="replace")
+
+    def spec(self) -> dict:
+        return {"type": self.name}
+
+    def save(self, directory: str | Path) -> None:
+        """Write the files the spec refers to (none for gpt2)."""
+
+
+# ---- gpt2 -------------------------------------------------------------------------------------
+_GPT2_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable unicode characters (used in encoder.json)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+class GPT2Tokenizer(Tokenizer):
+    """OpenAI's GPT-2 byte-level BPE through tiktoken, built from the vocabulary files in the package."""
+
+    name = "gpt2"
+
+    def __init__(self, directory: Path = GPT2_DIR):
+        import tiktoken
+
+        encoder_path = Path(directory) / "encoder.json"
+        try:
+            encoder = json.loads(encoder_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TokenizerError(f"{encoder_path}: GPT-2 vocabulary file missing") from None
+        byte_decoder = {c: b for b, c in _bytes_to_unicode().items()}
+        ranks = {bytes(byte_decoder[c] for c in tok): i for tok, i in encoder.items() if tok != EOT}
+        self.eot_id = encoder[EOT]
+        self.vocab_size = len(encoder)
+        self._enc = tiktoken.Encoding("gpt2", pat_str=_GPT2_PAT, mergeable_ranks=ranks,
+                                      special_tokens={EOT: self.eot_id},
+                                      explicit_n_vocab=self.vocab_size)
+
+    def encode(self, text: str) -> list[int]:
+        return self._enc.encode(text, allowed_special={EOT})
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self._enc.encode_batch(texts, allowed_special={EOT})
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._enc.decode(list(ids))
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._enc.decode_single_token_bytes(token_id)
+
+
+# ---- char -------------------------------------------------------------------------------------
+class CharTokenizer(Tokenizer):
+    """One id per character of the training corpus. Characters it never saw map to ``unk``."""
+
+    name = "char"
+
+    def __init__(self, chars: list[str], unk: str | None = None):
+        self.chars = list(chars)
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+        self.vocab_size = len(self.chars)
+        if unk is None:
+            unk = " " if " " in self.stoi else self.chars[0]
+        self.unk = unk
+        self.unk_id = self.stoi[unk]
+
+    @classmethod
+    def train(cls, text: str) -> "CharTokenizer":
+        if not text:
+            raise TokenizerError("cannot build a character vocabulary from empty text")
+        return cls(sorted(set(text)))
+
+    def encode(self, text: str) -> list[int]:
+        get, unk = self.stoi.get, self.unk_id
+        return [get(c, unk) for c in text]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.chars[token_id].encode("utf-8")
+
+    def spec(self) -> dict:
+        return {"type": "char", "file": "tokenizer.json"}
+
+    def save(self, directory: str | Path) -> None:
+        from tinyllm.atomic import atomic_write_text
+
+        atomic_write_text(Path(directory) / "tokenizer.json",
+                          json.dumps({"type": "char", "chars": self.chars, "unk": self.unk},
+                                     ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path) -> "CharTokenizer":
+        data = _read_json(path)
+        if not isinstance(data.get("chars"), list) or not data["chars"]:
+            raise TokenizerError(f"{path}: no 'chars' list in a char tokenizer file")
+        return cls(data["chars"], data.get("unk"))
+
+
+# ---- bpe (trained with Hugging Face tokenizers) ------------------------------------------------
+class BPETokenizer(Tokenizer):
+    """Byte-level BPE trained on the user's corpus; round-trips any Unicode text exactly."""
+
+    name = "bpe"
+
+    def __init__(self, tok):
+        self._tok = tok
+        self.vocab_size = tok.get_vocab_size()
+        self.eot_id = tok.token_to_id(EOT)
+        byte_decoder = {c: b for b, c in _bytes_to_unicode().items()}
+        vocab = tok.get_vocab()
+        self._bytes = [b""] * self.vocab_size
+        for s, i in vocab.items():
+            if s == EOT:
+                self._bytes[i] = EOT.encode()
+            else:
+                self._bytes[i] = bytes(byte_decoder[c] for c in s)
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 4096) -> "BPETokenizer":
+        from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
+
+        tok = HFTokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                      show_progress=False)
+        tok.train_from_iterator(texts, trainer=trainer)
+        return cls(tok)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(texts)]
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._bytes[token_id]
+
+    def spec(self) -> dict:
+        return {"type": "bpe", "file": "tokenizer.json"}
+
+    def save(self, directory: str | Path) -> None:
+        from tinyllm.atomic import atomic_write_text
+
+        atomic_write_text(Path(directory) / "tokenizer.json", self._tok.to_str())
+
+    @classmethod
+    def load(cls, path: Path) -> "BPETokenizer":
+        from tokenizers import Tokenizer as HFTokenizer
+
+        try:
+            return cls(HFTokenizer.from_file(str(path)))
+        except FileNotFoundError:
+            raise TokenizerError(f"{path}: tokenizer file missing") from None
+        except Exception as e:  # tokenizers raises a bare Exception on bad JSON
+            raise TokenizerError(f"{path}: not a BPE tokenizer file ({e})") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TokenizerError(f"{path}: tokenizer file missing") from None
+    except json.JSONDecodeError as e:
+        raise TokenizerError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+
+
+# ---- factory ----------------------------------------------------------------------------------
+_GPT2_CACHE: list[GPT2Tokenizer] = []
+TOKENIZER_TYPES = ("gpt2", "char", "bpe")
+
+
+def get_gpt2() -> GPT2Tokenizer:
+    """The shared GPT-2 tokenizer (built once per process)."""
+    if not _GPT2_CACHE:
+        _GPT2_CACHE.append(GPT2Tokenizer())
+    return _GPT2_CACHE[0]
+
+
+def from_spec(spec: dict | str | None, model_dir: str | Path | None = None) -> Tokenizer:
+    """A tokenizer from a ``config.yaml`` spec such as ``{type: char, file: tokenizer.json}``."""
+    if spec is None:
+        spec = {"type": "gpt2"}
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    kind = spec.get("type")
+    if kind == "gpt2":
+        return get_gpt2()
+    if kind in ("char", "bpe"):
+        if model_dir is None:
+            raise TokenizerError(f"a {kind} tokenizer is stored in a model directory; give --model")
+        path = Path(model_dir) / spec.get("file", "tokenizer.json")
+        return CharTokenizer.load(path) if kind == "char" else BPETokenizer.load(path)
+    raise TokenizerError(f"unknown tokenizer type {kind!r}; known: {', '.join(TOKENIZER_TYPES)}")
+
+
+def train_tokenizer(kind: str, text: str, vocab_size: int = 4096) -> Tokenizer:
+    """Build a tokenizer of ``kind`` for a corpus (gpt2 ignores the corpus)."""
+    if kind == "gpt2":
+        return get_gpt2()
+    if kind == "char":
+        return CharTokenizer.train(text)
+    if kind == "bpe":
+        chunk = 1 << 20
+        return BPETokenizer.train((text[i:i + chunk] for i in range(0, len(text), chunk)), vocab_size)
+    raise TokenizerError(f"unknown tokenizer type {kind!r}; known: {', '.join(TOKENIZER_TYPES)}")
