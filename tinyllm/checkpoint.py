@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError, safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from tinyllm import modeldir
@@ -53,17 +53,27 @@ def save_model(model: GPT, tokenizer: Tokenizer, out: str | Path, task: str = "l
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_weights(model, out / modeldir.WEIGHTS, dtype)
+    write_meta(out, model.config, tokenizer, task, extra)
+    return out
+
+
+def write_meta(out: str | Path, config: ModelConfig, tokenizer: Tokenizer, task: str = "lm",
+               extra: dict[str, Any] | None = None) -> None:
+    """Write the tokenizer files and config.yaml (last: the weights must already be in place).
+
+    Used by :func:`save_model` and by writers that stream weights to disk (tinyllm.gpt2).
+    """
+    out = Path(out)
     tokenizer.save(out)
     meta: dict[str, Any] = {
         "format": "tinyllm/1",
         "task": task,
-        "model": to_dict(model.config),
+        "model": to_dict(config),
         "tokenizer": tokenizer.spec(),
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     meta.update(extra or {})
     write_yaml(out / modeldir.CONFIG, meta)
-    return out
 
 
 def load_weights(model: GPT, path: str | Path, strict: bool = True) -> None:
@@ -91,7 +101,7 @@ def load_weights(model: GPT, path: str | Path, strict: bool = True) -> None:
                     own[k].copy_(t)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: weights file missing") from None
-    except (SafetensorsError, OSError) as e:
+    except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({e})") from None
 
 

@@ -78,6 +78,86 @@ class ModelConfig:
         return 6 * n + 12 * self.n_layer * self.n_head * self.head_size * T
 
 
+@dataclass
+class TrainConfig:
+    """How to train: data, optimisation, evaluation, checkpoints, hardware (see .dev/API-train.md)."""
+    # data (LM pretraining; fine-tuning tasks read their own data and may ignore these)
+    data: str | None = None        # UTF-8 text corpus; relative paths in a YAML resolve against its folder
+    tokenizer: str = "char"        # gpt2 | char | bpe (char/bpe are trained on the corpus, saved with the model)
+    bpe_vocab_size: int = 4096     # vocabulary size when training a bpe tokenizer
+    init_from: str | None = None   # start from this model (path or name) instead of random init
+    seq_len: int = 0               # tokens per training window (max_length); 0 = the model's context_length
+    stride: int = 0                # distance between window starts for sampling="windows"; 0 = seq_len
+    sampling: str = "random"       # "random": windows at random offsets | "windows": shuffled sliding windows
+    val_fraction: float = 0.1      # the last fraction of the tokens is the validation split
+    cache_dir: str | None = None   # token-file cache; None = $TINYLLM_HOME/cache/tokens
+    # optimisation
+    batch_size: int = 16           # sequences per micro-batch per process
+    grad_accum: int = 1            # micro-batches per optimizer step (global batch = batch*accum*world)
+    max_steps: int = 1000          # optimizer steps in total (a resumed run continues up to this)
+    lr: float = 1e-3               # peak learning rate
+    min_lr: float = 1e-4           # learning rate at the end of the decay
+    warmup_steps: int | None = None  # linear warmup from 0; None = min(100, max_steps // 10)
+    schedule: str = "cosine"       # decay after warmup: cosine | linear | constant
+    weight_decay: float = 0.1      # AdamW weight decay, on matrices and embeddings only
+    beta1: float = 0.9             # AdamW beta1
+    beta2: float = 0.95            # AdamW beta2
+    eps: float = 1e-8              # AdamW epsilon
+    grad_clip: float = 1.0         # clip the global gradient norm to this (0 = off)
+    # evaluation, logging, checkpoints
+    eval_every: int = 200          # evaluate every N steps and at the end (0 = only at the end)
+    eval_batches: int = 20         # micro-batches per split per evaluation
+    log_every: int = 1             # a "step" line in metrics.jsonl every N steps
+    save_every: int = 0            # write last/ + train_state every N steps (0 = at each eval)
+    best_metric: str = "val_loss"  # eval metric that chooses the best checkpoint
+    best_mode: str = "min"         # "min" or "max" for best_metric
+    sample_prompt: str = "\n"      # prompt of the sample generated at each eval
+    sample_tokens: int = 200       # tokens sampled at each eval (0 = no sample)
+    # speed and hardware
+    device: str = "auto"           # auto (cuda if available, else cpu) | cpu | cuda | cuda:N | mps
+    precision: str = "auto"        # auto | fp32 | bf16 | fp16 (autocast; fp16 adds a grad scaler, GPU)
+    compile: bool = False          # torch.compile the model + loss
+    fused: bool | None = None      # fused AdamW; None = when the device supports it
+    num_threads: int = 0           # torch intra-op threads (0 = torch's default)
+    ddp_backend: str = "auto"      # under torchrun: auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+    seed: int = 1337               # seeds init, window sampling and dropout
+    out: str | None = None         # output model directory; None = $TINYLLM_HOME/models/<run name>
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # YAML reads 3e-4 as a string (YAML 1.1 wants 3.0e-4): accept it
+            v = getattr(self, f.name)
+            if f.type == "float" and isinstance(v, (str, int)) and not isinstance(v, bool):
+                try:
+                    setattr(self, f.name, float(v))
+                except ValueError:
+                    raise ConfigError(f"train.{f.name} must be a number, not {v!r}") from None
+        choices = {"tokenizer": ("gpt2", "char", "bpe"), "sampling": ("random", "windows"),
+                   "schedule": ("cosine", "linear", "constant"), "best_mode": ("min", "max"),
+                   "precision": ("auto", "fp32", "bf16", "fp16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}, "
+                                  f"not {getattr(self, name)!r}")
+        positive = ("batch_size", "grad_accum", "max_steps", "eval_batches", "log_every")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be a positive integer, not {getattr(self, name)!r}")
+        for name in ("seq_len", "stride", "eval_every", "save_every", "sample_tokens", "num_threads"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be an integer >= 0, not {getattr(self, name)!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"train.val_fraction must be in [0, 1), not {self.val_fraction!r}")
+        if not self.lr > 0 or self.min_lr < 0:
+            raise ConfigError("train.lr must be > 0 and train.min_lr >= 0")
+
+    @property
+    def warmup(self) -> int:
+        """Warmup steps in effect (``warmup_steps``, or the default for ``max_steps``)."""
+        if self.warmup_steps is None:
+            return min(100, self.max_steps // 10)
+        return min(self.warmup_steps, self.max_steps)
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # exact GPT-2 shapes (OpenAI release)
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768),
@@ -174,6 +254,6 @@ def apply_overrides(data: dict[str, Any], items: list[str] | tuple[str, ...]) ->
 
 
 __all__ = [
-    "ConfigError", "ModelConfig", "PRESETS", "preset", "from_dict", "to_dict",
+    "ConfigError", "ModelConfig", "TrainConfig", "PRESETS", "preset", "from_dict", "to_dict",
     "read_yaml", "write_yaml", "parse_override", "apply_overrides", "field",
 ]

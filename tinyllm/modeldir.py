@@ -108,6 +108,21 @@ def read_info(path: str | Path, source: str = "path") -> ModelInfo:
     return ModelInfo(path=path, source=source, meta=meta)
 
 
+def source_of(path: str | Path) -> str:
+    """"user" or "bundled" when ``path`` lies in a search-path root, else "path"."""
+    path = Path(path).resolve()
+    for source, root in search_path():
+        if root.resolve() in path.parents:
+            return source
+    return "path"
+
+
+def find(name_or_path: str | Path | None, default: str = DEFAULT_LM) -> ModelInfo:
+    """:func:`resolve` then :func:`read_info`, with the right ``source``."""
+    path = resolve(name_or_path, default)
+    return read_info(path, source_of(path))
+
+
 def list_models() -> list[ModelInfo]:
     """Every model in ``$TINYLLM_HOME/models`` and the bundled ones (user models first)."""
     out, seen = [], set()

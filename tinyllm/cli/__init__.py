@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
     "import-gpt2": "tinyllm.cli.gpt2_cmd:import_gpt2",
     "export-hf": "tinyllm.cli.gpt2_cmd:export_hf",
     "export-onnx": "tinyllm.cli.onnx_cmd:export_onnx",
-    "bench-train": "tinyllm.cli.train_cmd:bench_train",
+    "bench-train": "tinyllm.cli.bench_cmd:bench_train",
 }
 
 

@@ -1,0 +1,6 @@
+"""Exporters (ONNX in :mod:`tinyllm.export.onnx`). This package file imports no torch, so the CLI
+can list the choices without paying for it."""
+
+FP32_FILE = "model.onnx"          # the float32 graph written by `tinyllm export-onnx`
+INT8_FILE = "model.int8.onnx"     # the graph with quantized weights (--int8)
+QUANT_METHODS = ("nbits8", "dynamic", "nbits4")  # --quant choices; the first is the default

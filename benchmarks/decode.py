@@ -1,0 +1,266 @@
+"""Batch-1 decoding speed: tinyllm against Hugging Face transformers on the same GPT-2 124M weights.
+
+Every row decodes the same 32-token prompt greedily for 128 new tokens (KV cache, batch 1) in this
+one process; the weights are random (seeded) and identical in every row. Rows are interleaved over
+the repeats so machine noise hits all of them alike; the median is reported with the ratio to
+transformers' ``GPT2LMHeadModel.generate``. The greedy tokens of every row are checked against the
+reference row.
+
+    python benchmarks/decode.py                 # table on stdout
+    python benchmarks/decode.py --json          # one JSON object (what benchmarks/run_all.py reads)
+    python benchmarks/decode.py --repeats 3 --new-tokens 64 --preset distilgpt2
+
+Adding a row (ONNX Runtime fp32 / int8, ...): write ``def prepare_x(ctx) -> Callable[[], list[int]]``
+that does the set-up (export, session) and returns a function decoding ``ctx.prompt`` greedily for
+``ctx.new_tokens`` tokens and returning the new token ids; add ``Row("name", prepare_x)`` to ``ROWS``.
+``ctx.model`` is the tinyllm GPT; ``ctx.model_dir()`` saves it once as a tinyllm model directory
+(for exporters); ``ctx.tmp`` is scratch space. A ``prepare`` that raises ``Skip`` leaves the row out
+with its reason.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+import torch  # noqa: E402
+
+from tinyllm.config import preset  # noqa: E402
+from tinyllm.model import GPT  # noqa: E402
+
+REFERENCE = "transformers generate (fp32)"
+
+
+class Skip(Exception):
+    """A row that cannot run here (missing package or feature); the message says why."""
+
+
+@dataclass
+class Context:
+    """What every row gets: the shared weights, the prompt and the decode length."""
+    model: GPT                         # the tinyllm model (eval mode, fp32)
+    hf_model: object                   # transformers GPT2LMHeadModel with the same weights
+    prompt: list[int]                  # prompt token ids
+    new_tokens: int                    # tokens to generate
+    tmp: Path                          # scratch directory, removed at the end
+    _dir: Path | None = None
+
+    def model_dir(self) -> Path:
+        """The tinyllm model saved once as a model directory (for rows that export it)."""
+        if self._dir is None:
+            from tinyllm.checkpoint import save_model
+            from tinyllm.tokenizer import get_gpt2
+
+            self._dir = save_model(self.model, get_gpt2(), self.tmp / "gpt2-random")
+        return self._dir
+
+
+@dataclass
+class Row:
+    name: str
+    prepare: Callable[[Context], Callable[[], list[int]]]
+    times: list[float] = field(default_factory=list)
+    tokens: list[int] | None = None
+    skipped: str | None = None
+
+
+# ---- the shared weights ----------------------------------------------------------------------
+def hf_to_tinyllm(hf_sd: dict[str, torch.Tensor], n_layer: int) -> dict[str, torch.Tensor]:
+    """Map a transformers GPT2LMHeadModel state dict onto tinyllm's names (Conv1D -> Linear: transpose)."""
+    out = {"tok_emb.weight": hf_sd["transformer.wte.weight"],
+           "pos_emb.weight": hf_sd["transformer.wpe.weight"],
+           "ln_f.weight": hf_sd["transformer.ln_f.weight"], "ln_f.bias": hf_sd["transformer.ln_f.bias"]}
+    names = {"ln_1": "ln1", "ln_2": "ln2", "attn.c_attn": "attn.qkv", "attn.c_proj": "attn.proj",
+             "mlp.c_fc": "mlp.fc", "mlp.c_proj": "mlp.proj"}
+    for i in range(n_layer):
+        for hf, ours in names.items():
+            w = hf_sd[f"transformer.h.{i}.{hf}.weight"]
+            out[f"blocks.{i}.{ours}.weight"] = w if hf.startswith("ln") else w.t()
+            out[f"blocks.{i}.{ours}.bias"] = hf_sd[f"transformer.h.{i}.{hf}.bias"]
+    return out
+
+
+def make_models(preset_name: str, seed: int):
+    """A randomly initialised transformers GPT-2 and a tinyllm GPT holding the same weights."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = preset(preset_name)
+    torch.manual_seed(seed)
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length,
+                                    n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                                    activation_function="gelu_new")).eval()
+    ours = GPT(cfg).eval()
+    missing, unexpected = ours.load_state_dict(hf_to_tinyllm(hf.state_dict(), cfg.n_layer),
+                                               strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    with torch.no_grad():  # same logits, or the comparison means nothing
+        x = torch.randint(0, cfg.vocab_size, (1, 16))
+        diff = (ours(x) - hf(x).logits).abs().max().item()
+    if diff > 1e-3:
+        raise SystemExit(f"weight mapping is wrong: logits differ by {diff}")
+    return hf, ours
+
+
+# ---- rows ------------------------------------------------------------------------------------
+def prepare_transformers(ctx: Context) -> Callable[[], list[int]]:
+    hf = ctx.hf_model
+    ids = torch.tensor([ctx.prompt])
+    mask = torch.ones_like(ids)
+    n = ctx.new_tokens
+
+    @torch.inference_mode()
+    def run() -> list[int]:
+        out = hf.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
+                          do_sample=False, use_cache=True, pad_token_id=0)
+        return out[0, ids.shape[1]:].tolist()
+    return run
+
+
+def prepare_tinyllm_torch(ctx: Context) -> Callable[[], list[int]]:
+    """The path `tinyllm generate` takes: TorchDecoder + the shared sampling loop + text streaming."""
+    from tinyllm.generate import TorchDecoder
+    from tinyllm.runtime.sampling import SamplingConfig, generate_ids, stream_text
+    from tinyllm.tokenizer import get_gpt2
+
+    dec = TorchDecoder(ctx.model)
+    tok = get_gpt2()
+    cfg = SamplingConfig(temperature=0, max_new_tokens=ctx.new_tokens, stop_at_eos=False)
+
+    def run() -> list[int]:
+        ids: list[int] = []
+
+        def record(it):
+            for t in it:
+                ids.append(t)
+                yield t
+        for _ in stream_text(record(generate_ids(dec.prefill, dec.step, ctx.prompt, cfg)),
+                             tok.token_bytes):
+            pass
+        return ids
+    return run
+
+
+ROWS: list[Row] = [
+    Row(REFERENCE, prepare_transformers),
+    Row("tinyllm torch (fp32)", prepare_tinyllm_torch),
+]
+
+
+# ---- main ------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="gpt2", help="model shape (default: gpt2, 124M)")
+    ap.add_argument("--prompt-tokens", type=int, default=32)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", action="append", default=None,
+                    help="run only rows whose name contains this (repeatable; the reference always runs)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [r for r in ROWS if r.name == REFERENCE or not args.only
+            or any(o in r.name for o in args.only)]
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+
+    log(f"building {args.preset} with random weights (seed {args.seed}) ...")
+    hf, ours = make_models(args.preset, args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    prompt = torch.randint(0, ours.config.vocab_size, (args.prompt_tokens,), generator=g).tolist()
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Context(ours, hf, prompt, args.new_tokens, Path(tmp))
+        runners = []
+        for r in rows:
+            try:
+                fn = r.prepare(ctx)
+                log(f"warm-up: {r.name}")
+                r.tokens = fn()  # warm-up, and the tokens for the parity check
+                runners.append((r, fn))
+            except Skip as e:
+                r.skipped = str(e)
+                log(f"skipped: {r.name} ({e})")
+        for i in range(args.repeats):
+            for r, fn in runners:  # interleaved, so noise hits every row alike
+                t0 = time.perf_counter()
+                out = fn()
+                r.times.append(time.perf_counter() - t0)
+                assert len(out) == args.new_tokens, (r.name, len(out))
+            log(f"repeat {i + 1}/{args.repeats}: " + ", ".join(
+                f"{r.name} {args.new_tokens / r.times[-1]:.1f} tok/s" for r, _ in runners))
+
+    ref = next(r for r in rows if r.name == REFERENCE)
+    ref_tps = args.new_tokens / statistics.median(ref.times)
+    result_rows = []
+    for r in rows:
+        if r.skipped:
+            result_rows.append({"name": r.name, "skipped": r.skipped})
+            continue
+        med = statistics.median(r.times)
+        tps = args.new_tokens / med
+        same = sum(a == b for a, b in zip(r.tokens, ref.tokens))
+        result_rows.append({
+            "name": r.name, "tokens_per_s": round(tps, 2), "ms_per_token": round(1000 * med /
+                                                                                   args.new_tokens, 2),
+            "ratio": round(tps / ref_tps, 3),
+            "min_s": round(min(r.times), 4), "median_s": round(med, 4), "max_s": round(max(r.times), 4),
+            "same_tokens": f"{same}/{args.new_tokens}",
+        })
+    result = {
+        "benchmark": "decode",
+        "setup": {"preset": args.preset, "params": ours.config.num_params(), "batch": 1,
+                  "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
+                  "greedy": True, "repeats": args.repeats, "statistic": "median",
+                  "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                  "transformers": __import__("transformers").__version__, "cpu": _cpu_name()},
+        "reference": REFERENCE,
+        "rows": result_rows,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result)
+    return result
+
+
+def print_table(result: dict) -> None:
+    s = result["setup"]
+    print(f"decode, {s['preset']} ({s['params'] / 1e6:.1f}M params), batch 1, {s['prompt_tokens']}-token "
+          f"prompt, {s['new_tokens']} new tokens, greedy; median of {s['repeats']}; "
+          f"{s['torch_threads']} torch threads; {s['cpu']}")
+    print(f"{'':32} {'tokens/s':>9} {'ms/token':>9} {'vs transformers':>16} {'same tokens':>12}")
+    for r in result["rows"]:
+        if "skipped" in r:
+            print(f"{r['name']:32} skipped: {r['skipped']}")
+            continue
+        print(f"{r['name']:32} {r['tokens_per_s']:9.1f} {r['ms_per_token']:9.2f} "
+              f"{r['ratio']:15.2f}x {r['same_tokens']:>12}")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" x{os.cpu_count()}"
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    main()

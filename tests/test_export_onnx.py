@@ -1,0 +1,246 @@
+"""torch -> ONNX export: the dynamo exporter, the fallback, fusions, int8 weights, external data.
+
+Two dynamo exports (a language model with --int8 through the CLI, and a classifier) are shared by
+the tests of this module; everything else uses the TorchScript exporter, which takes under a second.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tinyllm import modeldir
+from tinyllm.checkpoint import load_model, save_model
+from tinyllm.cli import main
+from tinyllm.config import ModelConfig
+from tinyllm.export import onnx as ox
+from tinyllm.model import GPT
+from tinyllm.runtime.classifier import OnnxClassifier
+from tinyllm.runtime.lm import OnnxDecoder
+from tinyllm.runtime.session import open_session
+from tinyllm.tokenizer import CharTokenizer
+
+DATA = Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data"
+
+
+def ops(path: Path) -> Counter:
+    return Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+
+def props(path: Path) -> dict:
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+@pytest.fixture(scope="module")
+def chars():
+    return CharTokenizer.train((DATA / "tinyshakespeare.txt").read_text(encoding="utf-8")[:20000])
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory, chars):
+    """A random char LM exported by `tinyllm export-onnx --int8 --json` (dynamo)."""
+    torch.manual_seed(3)
+    model = GPT(ModelConfig(vocab_size=chars.vocab_size, context_length=128, n_layer=2, n_head=2,
+                            n_embd=32))
+    d = save_model(model, chars, tmp_path_factory.mktemp("ex") / "lm")
+    r = CliRunner().invoke(main, ["export-onnx", str(d), "--int8", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return d, json.loads(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def cls(tmp_path_factory, chars):
+    """A random classifier with mean pooling, exported with dynamo to another directory (-o)."""
+    torch.manual_seed(4)
+    model = GPT(ModelConfig(vocab_size=chars.vocab_size, context_length=64, n_layer=2, n_head=4,
+                            n_embd=32, n_classes=3, pooling="mean"))
+    root = tmp_path_factory.mktemp("ex")
+    d = save_model(model, chars, root / "cls", task="classify", extra={"labels": ["a", "b", "c"]})
+    res = ox.export_model(d, out_dir=root / "graphs")
+    return d, res
+
+
+# ---- the dynamo export of a language model ------------------------------------------------------
+def test_export_cli_reports_exporter_fusions_and_files(lm):
+    d, res = lm
+    assert res["exporter"] == "dynamo" and res["fallback_reason"] is None
+    assert res["kind"] == "lm" and res["quant_method"] == "nbits8"
+    assert res["max_abs_diff"] < 1e-4
+    # ORT's transformer optimizer fused LayerNorm + residual and the bias into the tanh GELU
+    assert res["fusions"].get("SkipLayerNormalization", 0) >= 2
+    assert res["fusions"].get("FastGelu") == 2
+    assert set(res["sizes"]) == {"model.onnx", "model.int8.onnx"}
+    assert res["sizes"]["model.int8.onnx"] < res["sizes"]["model.onnx"]
+    graph = ops(d / "model.onnx")
+    assert graph["FastGelu"] == 2 and "BiasGelu" not in graph and "Gelu" not in graph
+    assert "Transpose" not in {n.op_type for n in onnx.load(str(d / "model.onnx")).graph.node
+                               if n.input and n.input[0].endswith("weight")}
+    meta = props(d / "model.onnx")
+    assert meta["tinyllm.kind"] == "lm" and meta["tinyllm.exporter"] == "dynamo"
+    assert meta["tinyllm.saved_at"] == str(modeldir.read_info(d).meta["saved_at"])
+    assert modeldir.read_info(d).has_onnx and modeldir.read_info(d).has_int8
+
+
+def test_io_names_and_dynamic_dims(lm):
+    d, _ = lm
+    sess = open_session(d / "model.onnx")
+    ins = {i.name: i.shape for i in sess.get_inputs()}
+    outs = {o.name: o.shape for o in sess.get_outputs()}
+    assert list(ins) == ox.lm_io_names(2)[0] and list(outs) == ox.lm_io_names(2)[1]
+    b, s = ins["input_ids"]
+    assert isinstance(b, str) and isinstance(s, str)            # dynamic batch and sequence
+    assert ins["past.0.key"][1:] == [2, ins["past.0.key"][2], 16] and \
+        isinstance(ins["past.0.key"][2], str)                   # dynamic past length
+    assert outs["logits"][-1] == load_model(d).config.vocab_size
+
+
+def test_fp32_logits_within_1e4_prefill_and_cached_decode(lm):
+    d, _ = lm
+    model = load_model(d)
+    dec = OnnxDecoder(d / "model.onnx")
+    x = torch.randint(0, model.config.vocab_size, (2, 70))  # batch 2: not the traced sizes
+    with torch.no_grad():
+        full = model(x).numpy()
+    got = dec.run(x[:, :50].numpy(), None)                     # prefill 50 tokens
+    assert np.abs(got - full[:, :50]).max() < 1e-4
+    for t in range(50, 70):                                    # then one cached token at a time
+        got = dec.run(x[:, t:t + 1].numpy(), dec.cache)
+        assert np.abs(got[:, 0] - full[:, t]).max() < 1e-4
+    # and against the torch KV cache path
+    cache = model.new_cache(2)
+    with torch.no_grad():
+        model(x[:, :50], cache)
+        step = model(x[:, 50:51], cache).numpy()
+    np.testing.assert_allclose(dec.run(x[:, :50].numpy(), None)[:, -1:].shape, (2, 1, full.shape[-1]))
+    got = dec.run(x[:, 50:51].numpy(), dec.cache)
+    assert np.abs(got - step).max() < 1e-4
+
+
+def test_greedy_64_tokens_identical(lm):
+    from tinyllm.generate import generate_token_ids
+    from tinyllm.runtime.sampling import SamplingConfig, generate_ids
+
+    d, _ = lm
+    model = load_model(d)
+    prompt = list(range(5, 21))
+    cfg = SamplingConfig(temperature=0, max_new_tokens=64, stop_at_eos=False)
+    dec = OnnxDecoder(d / "model.onnx")
+    got = list(generate_ids(dec.prefill, dec.step, prompt, cfg, None, 128))
+    want = list(generate_token_ids(model, prompt, cfg))
+    assert len(want) == 64 and got == want
+
+
+def test_int8_graph_quantizes_every_linear_layer(lm):
+    d, _ = lm
+    q = ops(d / "model.int8.onnx")
+    assert q["MatMulNBits"] == 4 * 2 + 1        # qkv, proj, fc, proj per layer + the tied LM head
+    assert props(d / "model.int8.onnx")["tinyllm.quant"] == "nbits8"
+
+
+# ---- classifier -------------------------------------------------------------------------------
+def test_classifier_export_parity_and_out_dir(cls, chars):
+    d, res = cls
+    assert res.kind == "classify" and res.exporter == "dynamo"
+    assert res.fp32_path == d.parent / "graphs" / "model.onnx" and not (d / "model.onnx").exists()
+    model = load_model(d)
+    clf = OnnxClassifier(res.fp32_path, chars, 64)
+    texts = ["short", "a much longer message that goes on " * 3, "", "mid length one"]
+    from tinyllm.runtime.textbatch import encode_batch
+
+    ids, lengths = encode_batch(chars, texts, 64)
+    with torch.no_grad():
+        want = model.classify(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+    assert np.abs(clf.logits(ids, lengths) - want).max() < 1e-4
+    assert clf.classify(texts).shape == (4, 3)
+
+
+# ---- fallback, external data, errors -------------------------------------------------------------
+def test_falls_back_to_torchscript_and_says_why(tiny_lm_dir, monkeypatch):
+    real = torch.onnx.export
+
+    def no_dynamo(*args, **kwargs):
+        if kwargs.get("dynamo", True):
+            raise RuntimeError("dynamo is broken today")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", no_dynamo)
+    logs: list[str] = []
+    res = ox.export_model(tiny_lm_dir, log=logs.append)
+    assert res.exporter == "torchscript" and "dynamo is broken today" in res.fallback_reason
+    assert any("used the TorchScript exporter" in m for m in logs)
+    assert props(res.fp32_path)["tinyllm.exporter"] == "torchscript"
+    model = load_model(tiny_lm_dir)
+    x = torch.randint(0, model.config.vocab_size, (1, 30))
+    with torch.no_grad():
+        want = model(x).numpy()
+    dec = OnnxDecoder(res.fp32_path)
+    assert np.abs(dec.run(x.numpy(), None) - want).max() < 1e-4
+
+
+def test_external_data_beside_the_graph(tiny_lm_dir):
+    res = ox.export_model(tiny_lm_dir, int8=True, quant="dynamic", external_data=True,
+                          force_torchscript=True)
+    data = tiny_lm_dir / "model.onnx.data"
+    assert data.is_file() and data.stat().st_size > (tiny_lm_dir / "model.onnx").stat().st_size
+    assert (tiny_lm_dir / "model.int8.onnx.data").is_file()
+    assert set(res.sizes) == {"model.onnx", "model.onnx.data", "model.int8.onnx",
+                              "model.int8.onnx.data"}
+    assert ops(tiny_lm_dir / "model.int8.onnx")["DynamicQuantizeLinear"] >= 1
+    model = load_model(tiny_lm_dir)
+    x = torch.randint(0, model.config.vocab_size, (1, 20))
+    with torch.no_grad():
+        want = model(x).numpy()
+    assert np.abs(OnnxDecoder(res.fp32_path).run(x.numpy(), None) - want).max() < 1e-4
+    OnnxDecoder(res.int8_path).prefill([1, 2, 3])
+    # exporting again without external data or --int8 leaves no stale files behind
+    ox.export_model(tiny_lm_dir, force_torchscript=True)
+    assert not data.exists() and not (tiny_lm_dir / "model.int8.onnx").exists()
+    assert not list(tiny_lm_dir.glob(".export-onnx-*"))
+
+
+def test_bad_model_and_quant_are_user_errors(tmp_path, tiny_lm_dir):
+    r = CliRunner().invoke(main, ["export-onnx", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "not found" in r.output
+    r = CliRunner().invoke(main, ["export-onnx", str(tiny_lm_dir), "--int8", "--quant", "int3"])
+    assert r.exit_code == 2 and "int3" in r.output
+
+
+# ---- int8 accuracy on the bundled model's validation text ----------------------------------------
+def _bundled_lm() -> Path | None:
+    d = modeldir.BUNDLED_MODELS / modeldir.DEFAULT_LM
+    return d if (d / "model.onnx").is_file() and (d / "model.int8.onnx").is_file() else None
+
+
+@pytest.mark.skipif(_bundled_lm() is None, reason="bundled shakespeare-char has no ONNX graphs")
+def test_int8_agreement_and_loss_on_bundled_validation_text():
+    d = _bundled_lm()
+    info = modeldir.read_info(d)
+    from tinyllm.tokenizer import from_spec
+
+    tok = from_spec(info.meta["tokenizer"], d)
+    text = (DATA / "tinyshakespeare.txt").read_text(encoding="utf-8")
+    val = tok.encode(text[int(len(text) * 0.9):])           # the validation split: the last 10%
+    T = info.model_config.context_length
+    n_win = 8
+    starts = np.linspace(0, len(val) - T - 1, n_win).astype(int)
+    x = np.stack([val[s:s + T] for s in starts])            # (8, T)
+    y = np.stack([val[s + 1:s + T + 1] for s in starts])
+    fp, q8 = OnnxDecoder(d / "model.onnx"), OnnxDecoder(d / "model.int8.onnx")
+    a, b = fp.run(x, None), q8.run(x, None)                  # (8, T, V)
+
+    def loss(logits):
+        z = logits - logits.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        return float(-np.take_along_axis(logp, y[..., None], -1).mean())
+
+    agree = float((a.argmax(-1) == b.argmax(-1)).mean())
+    assert agree >= 0.97, agree
+    assert loss(b) <= loss(a) * 1.02, (loss(a), loss(b))
+    assert math.isfinite(loss(a))

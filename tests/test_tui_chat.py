@@ -1,0 +1,205 @@
+"""Chat screen: streaming from a worker, Esc cancels, classifiers, errors, saved conversations."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tinyllm.errors import UserError
+from tinyllm_tui.app import TinyLLMApp
+from tinyllm_tui.conversations import Conversation, conversations_dir
+
+from tui_fakes import FakeEngine, text_of, wait_for
+
+SIZE = (120, 36)
+
+
+def chat_app(engine, **kw) -> TinyLLMApp:
+    return TinyLLMApp(engine_factory=lambda model, backend: engine, **kw)
+
+
+async def send(pilot, text: str) -> None:
+    screen = pilot.app.screen
+    await wait_for(pilot, lambda: screen.engine is not None)
+    prompt = screen.query_one("#prompt")
+    prompt.focus()
+    prompt.value = text
+    await pilot.press("enter")
+
+
+def replies(app):
+    return [v.message for v in app.screen.query(".message") if v.message.role != "user"]
+
+
+def test_streamed_reply_arrives_piece_by_piece():
+    engine = FakeEngine(delay=0.03)
+    full = "".join(engine.pieces)
+
+    async def scenario():
+        app = chat_app(engine)
+        async with app.run_test(size=SIZE) as pilot:
+            await send(pilot, "Tell me a story")
+            seen = set()
+
+            def progress():
+                r = replies(app)
+                if r:
+                    seen.add(len(r[0].content))
+                return not app.screen.generating and r and r[0].content == full
+            await wait_for(pilot, progress)
+            # text arrived in several updates while the worker streamed, not at once at the end
+            assert len([n for n in seen if 0 < n < len(full)]) >= 2
+            assert engine.prompts == ["Tell me a story"]
+            cfg = engine.configs[0]
+            assert (cfg.temperature, cfg.top_k, cfg.max_new_tokens) == (0.8, 200, 200)
+            assert "20 tokens" in text_of(app.screen.query_one("#chat-status"))
+            # saved after the reply, with both messages
+            files = list(conversations_dir().glob("*.json"))
+            assert len(files) == 1
+            data = json.loads(files[0].read_text())
+            assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
+            assert data["messages"][1]["content"] == full
+    asyncio.run(scenario())
+
+
+def test_escape_cancels_generation():
+    engine = FakeEngine(pieces=["word "] * 400, delay=0.02)
+
+    async def scenario():
+        app = chat_app(engine)
+        async with app.run_test(size=SIZE) as pilot:
+            await send(pilot, "go on")
+            await wait_for(pilot, lambda: len(replies(app)[0].content) >= 15)
+            assert app.screen.generating
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not app.screen.generating, timeout=3)
+            reply = replies(app)[0]
+            assert reply.cancelled
+            assert 15 <= len(reply.content) < len("word ") * 400
+            assert engine.closed.wait(2)            # the generator was closed, not left running
+            assert "stopped after" in text_of(app.screen.query_one("#chat-status"))
+            # the UI still works: a second message goes through
+            engine.pieces = ["ok"]
+            await send(pilot, "again")
+            await wait_for(pilot, lambda: len(replies(app)) == 2 and not app.screen.generating)
+            assert replies(app)[1].content == "ok"
+    asyncio.run(scenario())
+
+
+def test_sampling_panel_values_reach_the_engine_and_bad_values_are_refused():
+    engine = FakeEngine(pieces=["x"], delay=0)
+
+    async def scenario():
+        app = chat_app(engine)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            screen.query_one("#sampling-temperature").value = "0"
+            screen.query_one("#sampling-top_k").value = ""
+            screen.query_one("#sampling-top_p").value = "0.9"
+            screen.query_one("#sampling-max_new_tokens").value = "7"
+            await send(pilot, "hi")
+            await wait_for(pilot, lambda: engine.configs and not screen.generating)
+            cfg = engine.configs[0]
+            assert (cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens) == (0, None, 0.9, 7)
+            screen.query_one("#sampling-temperature").value = "hot"
+            await send(pilot, "again")
+            await pilot.pause(0.1)
+            assert len(engine.configs) == 1                       # refused, not sent
+            assert any("temperature" in n.message for n in app._notifications)
+            assert screen.query_one("#prompt").value == "again"   # the prompt is kept
+    asyncio.run(scenario())
+
+
+def test_classifier_answers_with_label_and_probabilities():
+    engine = FakeEngine(labels=["ham", "spam"], task="classify")
+
+    async def scenario():
+        app = chat_app(engine)
+        async with app.run_test(size=SIZE) as pilot:
+            await send(pilot, "WIN a FREE prize now")
+            await wait_for(pilot, lambda: replies(app) and replies(app)[0].probs)
+            reply = replies(app)[0]
+            assert reply.content == "spam"
+            assert reply.probs == {"ham": 0.25, "spam": 0.75}
+            text = text_of(app.screen.query(".message").last())
+            assert "spam" in text and "75.0%" in text
+    asyncio.run(scenario())
+
+
+def test_model_that_fails_to_load_is_reported_not_a_crash():
+    def broken(model, backend):
+        raise UserError(f"model {model!r} not found")
+
+    async def scenario():
+        app = TinyLLMApp(model="nope", engine_factory=broken)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: "could not load" in
+                           text_of(app.screen.query_one("#chat-model-info")))
+            app.screen.query_one("#prompt").value = "hello"
+            app.screen.query_one("#prompt").focus()
+            await pilot.press("enter")
+            await pilot.pause(0.05)
+            assert not app.screen.query(".message")
+            assert app.is_running
+    asyncio.run(scenario())
+
+
+def test_generation_error_is_shown_in_the_conversation():
+    class Exploding(FakeEngine):
+        def generate(self, prompt, cfg):
+            yield "partial"
+            raise RuntimeError("kv cache on fire")
+
+    async def scenario():
+        app = chat_app(Exploding())
+        async with app.run_test(size=SIZE) as pilot:
+            await send(pilot, "hi")
+            await wait_for(pilot, lambda: not app.screen.generating and replies(app))
+            msg = replies(app)[0]
+            assert msg.role == "error" and "kv cache on fire" in msg.content
+    asyncio.run(scenario())
+
+
+def test_conversation_export_markdown_and_reopen():
+    engine = FakeEngine(pieces=["To be", " or not"], delay=0)
+
+    async def scenario():
+        app = chat_app(engine)
+        async with app.run_test(size=SIZE) as pilot:
+            await send(pilot, "Hamlet says")
+            await wait_for(pilot, lambda: not app.screen.generating and replies(app))
+            conv_id = app.screen.conversation.id
+            await pilot.press("ctrl+s")
+            md = (conversations_dir() / f"{conv_id}.md").read_text()
+            assert "**You:**\n\nHamlet says" in md and "To be or not" in md
+            await pilot.press("ctrl+n")
+            await pilot.pause(0.05)
+            assert not app.screen.query(".message")
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: app.screen.query("#conversation-list"))
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen.id != "_default" and
+                           hasattr(app.screen, "conversation") and
+                           app.screen.conversation.id == conv_id)
+            await pilot.pause(0.05)
+            texts = [v.message.content for v in app.screen.query(".message")]
+            assert texts == ["Hamlet says", "To be or not"]
+    asyncio.run(scenario())
+
+
+def test_conversation_round_trip_and_bad_file(tmp_path):
+    conv = Conversation(model="m", sampling={"temperature": 0.5})
+    from tinyllm_tui.conversations import Message
+
+    conv.add(Message("user", "first line\nsecond"))
+    conv.add(Message("assistant", "spam", probs={"ham": 0.1, "spam": 0.9}))
+    back = Conversation.load(conv.save())
+    assert back.title == "first line" and back.messages[1].probs == {"ham": 0.1, "spam": 0.9}
+    assert "| spam | 0.900 |" in back.to_markdown()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    try:
+        Conversation.load(bad)
+    except UserError as e:
+        assert "bad.json:1" in str(e)
+    else:
+        raise AssertionError("a broken conversation file must raise UserError")

@@ -1,0 +1,160 @@
+"""Models screen: the list, info, delete with confirmation, ONNX export, chat with a model."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tinyllm import modeldir
+from tinyllm.config import ModelConfig, to_dict, write_yaml
+from tinyllm_tui.app import TinyLLMApp
+from tinyllm_tui.screens import models as models_screen
+
+from tui_fakes import FakeEngine, text_of, wait_for
+
+SIZE = (130, 34)
+
+
+def make_model(root: Path, name: str, task: str = "lm", n_layer: int = 2, labels=None,
+               weights: int = 4096, **extra) -> Path:
+    """A model directory as config.yaml sees it (the list never loads weights)."""
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = ModelConfig(vocab_size=65, context_length=64, n_layer=n_layer, n_head=2, n_embd=32,
+                      n_classes=len(labels or []))
+    meta = {"format": "tinyllm/1", "task": task, "model": to_dict(cfg),
+            "tokenizer": {"type": "char", "file": "tokenizer.json"},
+            "saved_at": "2024-01-01T00:00:00+0000", **extra}
+    if labels:
+        meta["labels"] = labels
+    write_yaml(d / "config.yaml", meta)
+    (d / "model.safetensors").write_bytes(b"\0" * weights)
+    return d
+
+
+def rows(app) -> list[str]:
+    table = app.screen.query_one("#models-table")
+    return [table.get_row_at(i)[0] for i in range(table.row_count)]
+
+
+def test_list_info_and_delete_with_confirmation():
+    home = modeldir.models_home()
+    make_model(home, "alpha", n_layer=2)
+    beta = make_model(home, "beta", task="classify", labels=["ham", "spam"], weights=2 * 1024 * 1024)
+
+    async def scenario():
+        app = TinyLLMApp(screen="models")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: rows(app) == ["alpha", "beta"])
+            table = app.screen.query_one("#models-table")
+            assert tuple(table.get_row_at(1)) == ("beta", "classify", "29.7K", "char", "2.0 MB",
+                                                  "-", "user")
+            await pilot.press("down")
+            info = text_of(app.screen.query_one("#model-info"))
+            assert "beta" in info and "labels  ham, spam" in info and "$TINYLLM_HOME/models/beta" in info
+            # "n" keeps the model
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.screen.query(".dialog"))
+            await pilot.press("n")
+            await wait_for(pilot, lambda: not app.screen.query(".dialog"))
+            assert beta.exists()
+            # "y" deletes it and the list follows
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.screen.query(".dialog"))
+            assert "Delete beta (2.0 MB)?" in text_of(app.screen.query_one(".dialog-question"))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: rows(app) == ["alpha"])
+            assert not beta.exists()
+    asyncio.run(scenario())
+
+
+def test_bundled_models_cannot_be_deleted(tmp_path, monkeypatch):
+    bundled = tmp_path / "bundled"
+    shipped = make_model(bundled, "shipped")
+    monkeypatch.setattr(modeldir, "BUNDLED_MODELS", bundled)
+
+    async def scenario():
+        app = TinyLLMApp(screen="models")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: rows(app) == ["shipped"])
+            await pilot.press("d")
+            await pilot.pause(0.1)
+            assert not app.screen.query(".dialog")
+            assert any("cannot be deleted" in n.message for n in app._notifications)
+            assert shipped.exists()
+    asyncio.run(scenario())
+
+
+def test_export_runs_in_a_worker_and_the_list_shows_it(monkeypatch):
+    d = make_model(modeldir.models_home(), "alpha")
+    calls = []
+
+    def fake_export(path, int8=False):
+        calls.append((Path(path), int8))
+        (Path(path) / "model.onnx").write_bytes(b"onnx")
+        if int8:
+            (Path(path) / "model.int8.onnx").write_bytes(b"int8")
+        return "wrote model.onnx"
+    monkeypatch.setattr(models_screen, "export_onnx", fake_export)
+
+    async def scenario():
+        app = TinyLLMApp(screen="models")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: rows(app) == ["alpha"])
+            await pilot.press("x")
+            table = app.screen.query_one("#models-table")
+            await wait_for(pilot, lambda: table.get_row_at(0)[5] == "yes")
+            await pilot.press("i")
+            await wait_for(pilot, lambda: table.get_row_at(0)[5] == "int8")
+            assert calls == [(d, False), (d, True)]
+    asyncio.run(scenario())
+
+
+def test_export_failure_is_reported(monkeypatch):
+    make_model(modeldir.models_home(), "alpha")
+
+    def failing(path, int8=False):
+        raise RuntimeError("exporter exploded")
+    monkeypatch.setattr(models_screen, "export_onnx", failing)
+
+    async def scenario():
+        app = TinyLLMApp(screen="models")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: rows(app) == ["alpha"])
+            await pilot.press("x")
+            await wait_for(pilot, lambda: any("exporter exploded" in n.message
+                                              for n in app._notifications))
+            assert app.is_running
+    asyncio.run(scenario())
+
+
+def test_broken_config_is_shown_not_a_crash():
+    d = make_model(modeldir.models_home(), "odd")
+    write_yaml(d / "config.yaml", {"task": "lm", "model": {"n_embd": 33, "n_head": 2}})
+
+    async def scenario():
+        app = TinyLLMApp(screen="models")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: rows(app) == ["odd"])
+            assert str(app.screen.query_one("#models-table").get_row_at(0)[2]) == "bad config"
+            assert "divisible" in text_of(app.screen.query_one("#model-info"))
+    asyncio.run(scenario())
+
+
+def test_enter_opens_chat_with_the_selected_model():
+    make_model(modeldir.models_home(), "alpha")
+    make_model(modeldir.models_home(), "beta")
+    opened = []
+
+    def factory(model, backend):
+        opened.append(model)
+        return FakeEngine(name=model)
+
+    async def scenario():
+        app = TinyLLMApp(screen="models", engine_factory=factory)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: rows(app) == ["alpha", "beta"])
+            await pilot.press("down", "enter")
+            await wait_for(pilot, lambda: app.current_mode == "chat" and opened
+                           and opened[-1] == "beta" and app.screen.engine is not None)
+            assert "beta" in text_of(app.screen.query_one("#chat-model-info"))
+    asyncio.run(scenario())

@@ -1,0 +1,182 @@
+"""Train screen: following metrics.jsonl, a real tiny run landing on the plot, stop/resume, PNG."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from tinyllm import modeldir
+from tinyllm_tui.app import TinyLLMApp
+from tinyllm_tui.metrics import MetricsFollower, RunState
+from tinyllm_tui.runner import TrainProcess
+
+from tui_fakes import FakeRun, text_of, wait_for
+
+DATA = Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data"
+SIZE = (130, 40)
+
+
+def plot_text(app) -> str:
+    plot = app.screen.query_one("#loss-plot")
+    plot.plt.plotsize(100, 20)
+    return plot.plt.build()
+
+
+def braille_points(text: str) -> int:
+    return sum(1 for ch in text if 0x2801 <= ord(ch) <= 0x28FF)
+
+
+def fill_form(app, steps: int, data: Path = DATA / "the-verdict.txt", name: str = "run") -> None:
+    s = app.screen
+    s.query_one("#train-data").value = str(data)
+    s.query_one("#train-steps").value = str(steps)
+    s.query_one("#train-name").value = name
+
+
+# ---- following metrics.jsonl ---------------------------------------------------------------------
+def test_follower_reads_only_complete_lines_and_restarts_on_replace(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    f = MetricsFollower(path)
+    assert f.read() == ([], False)                       # no file yet
+    path.write_text('{"event": "step", "step": 1, "loss": 3.0}\n{"event": "st')
+    events, reset = f.read()
+    assert [e["step"] for e in events] == [1] and not reset
+    with open(path, "a") as fh:
+        fh.write('ep", "step": 2, "loss": 2.5}\nnot json\n')
+    events, _ = f.read()
+    assert [e["step"] for e in events] == [2] and f.bad_lines == 1
+    # a resumed run rewrites the file (atomic replace): read again from the top
+    tmp = tmp_path / "new.jsonl"
+    tmp.write_text('{"event": "step", "step": 1, "loss": 3.0}\n')
+    os.replace(tmp, path)
+    events, reset = f.read()
+    assert reset and [e["step"] for e in events] == [1]
+
+
+def test_run_state_folds_events():
+    s = RunState()
+    s.apply({"event": "start", "step": 0, "max_steps": 100, "out": "/x"})
+    for step in range(1, 31):
+        s.apply({"event": "step", "step": step, "loss": 5 - step / 10, "lr": 1e-3,
+                 "tokens_per_s": 900.0, "eta": 70.0, "elapsed": step})
+    s.apply({"event": "eval", "step": 30, "train_loss": 2.0, "val_loss": 2.2, "sample": "hi"})
+    assert (s.step, s.train_loss, s.val_loss, s.samples) == (30, 2.0, 2.2, [(30, "hi")])
+    s.apply({"event": "start", "step": 20, "max_steps": 100, "resumed": True})
+    assert s.train[-1][0] == 20 and s.val == [] and s.status == "resumed at step 20"
+    s.apply({"event": "done", "step": 100, "reason": "finished", "elapsed": 12.0})
+    assert s.status == "finished at step 100" and s.eta == 0.0
+
+
+# ---- the screen ----------------------------------------------------------------------------------
+def test_real_tiny_training_run_lands_points_on_the_loss_plot():
+    """`tinyllm train` in a child process; the dashboard follows it to the end."""
+    def small(spec):
+        return TrainProcess(replace(spec, extra=["train.batch_size=4", "train.eval_batches=2",
+                                                 "train.sample_tokens=40"]))
+
+    async def scenario():
+        app = TinyLLMApp(screen="train", trainer_factory=small)
+        async with app.run_test(size=SIZE) as pilot:
+            fill_form(app, steps=20, name="verdict-tiny")
+            await pilot.press("ctrl+s")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state.done is not None or
+                           (screen.process and screen.process.poll() not in (None, 0)),
+                           timeout=120, step=0.2)
+            assert screen.state.done["reason"] == "finished", screen.process.tail()
+            assert [p[0] for p in screen.state.train] == list(range(1, 21))
+            assert [p[0] for p in screen.state.val] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+            assert braille_points(plot_text(app)) > 20       # the curves are drawn
+            assert "20/20" in text_of(screen.query_one("#stat-step"))
+            assert "sample at step 20" in "\n".join(str(x) for x in screen.query_one("#train-log").lines)
+            out = modeldir.models_home() / "verdict-tiny"
+            assert (out / "model.safetensors").exists() and (out / "train_state").is_dir()
+    asyncio.run(scenario())
+
+
+def test_stop_then_resume_continues_the_curve():
+    async def scenario():
+        app = TinyLLMApp(screen="train", trainer_factory=lambda spec: FakeRun(spec, 60, 0.03))
+        async with app.run_test(size=SIZE) as pilot:
+            fill_form(app, steps=60)
+            await pilot.press("ctrl+s")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state.step >= 10)
+            screen.query_one("#train-data").focus()             # Ctrl+X works from a form field too
+            await pilot.press("ctrl+x")
+            await wait_for(pilot, lambda: screen.state.done is not None)
+            stopped = screen.state.step
+            assert screen.state.done["reason"] == "interrupted" and stopped < 60
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: screen.state.done is not None and
+                           screen.state.done["reason"] == "finished")
+            steps = [p[0] for p in screen.state.train]
+            assert steps == list(range(1, 61))                    # one unbroken curve
+            assert "finished at step 60" in text_of(screen.query_one("#train-status"))
+    asyncio.run(scenario())
+
+
+def test_attach_to_a_run_started_elsewhere(tmp_path):
+    run = modeldir.models_home() / "elsewhere"
+    run.mkdir(parents=True)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(json.dumps({"event": "start", "step": 0, "max_steps": 100}) + "\n")
+
+    async def scenario():
+        app = TinyLLMApp(screen="train", attach=str(run))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state.max_steps == 100)
+            with open(metrics, "a") as f:
+                for step in range(1, 26):
+                    f.write(json.dumps({"event": "step", "step": step, "loss": 4 - step / 10,
+                                        "lr": 5e-4, "tokens_per_s": 1234.0, "eta": 75}) + "\n")
+            await wait_for(pilot, lambda: screen.state.step == 25)
+            assert "25/100" in text_of(screen.query_one("#stat-step"))
+            assert "1,234" in text_of(screen.query_one("#stat-tokens-per-s"))
+            assert "1:15" in text_of(screen.query_one("#stat-ETA"))
+            assert braille_points(plot_text(app)) > 10
+            await pilot.press("ctrl+x")                           # not ours to stop
+            await pilot.pause(0.05)
+            assert any("Ctrl+C in its terminal" in n.message for n in app._notifications)
+    asyncio.run(scenario())
+
+
+def test_png_export_of_the_loss_curves():
+    async def scenario():
+        app = TinyLLMApp(screen="train", trainer_factory=lambda spec: FakeRun(spec, 30, 0))
+        async with app.run_test(size=SIZE) as pilot:
+            fill_form(app, steps=30, name="pngrun")
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: app.screen.state.done is not None)
+            await pilot.press("ctrl+g")
+            png = modeldir.models_home() / "pngrun" / "loss.png"
+            await wait_for(pilot, lambda: png.exists(), timeout=30)
+            data = png.read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    asyncio.run(scenario())
+
+
+def test_bad_form_and_failed_run_are_reported(tmp_path):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("model: {preset: tiny}\ntrain: {data: x.txt, no_such_key: 1}\n")
+
+    async def scenario():
+        app = TinyLLMApp(screen="train")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            fill_form(app, steps=10, data=tmp_path / "missing.txt")
+            await pilot.press("ctrl+s")
+            await pilot.pause(0.05)
+            assert screen.process is None
+            assert any("missing.txt: no such data file" in n.message for n in app._notifications)
+            # a config `tinyllm train` rejects: the child exits 2 and its message reaches the UI
+            screen.query_one("#train-config").value = str(bad_yaml)
+            screen.query_one("#train-data").value = ""
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: any("training failed" in n.message
+                                              for n in app._notifications), timeout=60, step=0.1)
+            assert any("no_such_key" in n.message for n in app._notifications)
+    asyncio.run(scenario())

@@ -1,0 +1,126 @@
+"""Shared pieces for the TUI tests: a scripted fake engine, a fake training run, and waiting."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from tinyllm.config import ModelConfig
+
+
+class FakeEngine:
+    """The Engine surface (generate / classify / info / task / labels) with scripted output."""
+
+    backend = "fake"
+
+    def __init__(self, pieces=("Once", " upon", " a", " time", ".") * 4, delay=0.01,
+                 labels=None, task="lm", name="fake-model"):
+        self.pieces, self.delay, self.labels, self.task = list(pieces), delay, labels, task
+        self.info = SimpleNamespace(name=name, model_config=ModelConfig(
+            vocab_size=65, context_length=64, n_layer=2, n_head=2, n_embd=32))
+        self.prompts: list[str] = []
+        self.configs: list = []
+        self.closed = threading.Event()   # set when the consumer closed the stream early
+
+    def generate(self, prompt, cfg):
+        self.prompts.append(prompt)
+        self.configs.append(cfg)
+        try:
+            for p in self.pieces:
+                time.sleep(self.delay)
+                yield p
+        except GeneratorExit:
+            self.closed.set()
+            raise
+
+    def classify(self, texts):
+        self.prompts += list(texts)
+        return np.array([[0.25, 0.75]] * len(texts))
+
+
+class FakeRun:
+    """Stands in for TrainProcess: a thread that writes metrics.jsonl like `tinyllm train` does."""
+
+    def __init__(self, spec, steps: int = 40, delay: float = 0.01):
+        self.spec, self.out, self.steps, self.delay = spec, Path(spec.out), steps, delay
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.code: int | None = None
+
+    def start(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        path = self.out / "metrics.jsonl"
+        start = 0
+        if self.spec.resume and path.exists():
+            start = max(json.loads(x).get("step", 0) for x in path.read_text().splitlines() if x)
+        with open(path, "a") as f:
+            def emit(**ev):
+                f.write(json.dumps({"time": time.time(), **ev}) + "\n")
+                f.flush()
+            emit(event="start", step=start, max_steps=self.steps, resumed=self.spec.resume,
+                 out=str(self.out), params=1234, device="cpu", precision="fp32")
+            step = start
+            for step in range(start + 1, self.steps + 1):
+                if self._stop.is_set():
+                    (self.out / "train_state").mkdir(exist_ok=True)
+                    emit(event="done", step=step - 1, reason="interrupted", out=str(self.out))
+                    self.code = 130
+                    return
+                time.sleep(self.delay)
+                emit(event="step", step=step, loss=4.0 / step ** 0.3, lr=1e-3, tokens_per_s=5000.0,
+                     elapsed=step * 0.01, eta=(self.steps - step) * 0.01)
+                if step % 10 == 0:
+                    emit(event="eval", step=step, train_loss=4.0 / step ** 0.3,
+                         val_loss=4.1 / step ** 0.3, sample=f"sample text at {step}")
+            (self.out / "train_state").mkdir(exist_ok=True)
+            emit(event="done", step=step, reason="finished", out=str(self.out))
+        self.code = 0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def poll(self):
+        return None if self.running else self.code
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def kill(self, wait: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(wait)
+
+    def tail(self, lines: int = 12) -> str:
+        return ""
+
+
+async def wait_for(pilot, condition, timeout: float = 10.0, step: float = 0.02) -> None:
+    """Let the app run until ``condition()`` is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {condition}")
+        await pilot.pause(step)
+
+
+def text_of(widget) -> str:
+    """The plain text a Static shows (strings, rich Text, tables and groups alike)."""
+    import io
+
+    from rich.console import Console
+
+    content = widget.content
+    if isinstance(content, str):
+        return content
+    console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
+    console.print(content)
+    return console.export_text()

@@ -1,0 +1,165 @@
+"""`tinyllm generate` and `tinyllm chat`: text from a language model, streamed to stdout.
+
+No torch at module level: with ``--backend onnx`` (or a model that has model.onnx) these commands
+run on numpy + onnxruntime only.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tinyllm.errors import UserError
+from tinyllm.runtime.sampling import SamplingConfig
+
+
+def sampling_options(f):
+    """The decoding options shared by generate and chat (and reusable by other commands)."""
+    options = [
+        click.option("--model", "-m", "model", default=None, metavar="M",
+                     help="Model directory or name (default: the bundled shakespeare-char)."),
+        click.option("--max-new-tokens", "-n", type=click.IntRange(min=0), default=200,
+                     show_default=True, help="Tokens to generate at most."),
+        click.option("--temperature", "-t", type=click.FloatRange(min=0), default=0.8,
+                     show_default=True, help="Softmax temperature; 0 is greedy (argmax)."),
+        click.option("--top-k", type=click.IntRange(min=0), default=200, show_default=True,
+                     help="Sample from the k most likely tokens (0: all)."),
+        click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
+                     help="Nucleus sampling: the smallest set of tokens with this much probability."),
+        click.option("--repetition-penalty", type=click.FloatRange(min=0, min_open=True),
+                     default=1.0, show_default=True,
+                     help="> 1 discourages tokens already in the context."),
+        click.option("--stop", multiple=True, metavar="S",
+                     help="Stop when this string appears (not printed); repeatable."),
+        click.option("--seed", type=int, default=None, help="Seed for reproducible sampling."),
+        click.option("--backend", type=click.Choice(["torch", "onnx"]), default=None,
+                     help="Run on torch or ONNX Runtime (default: onnx if the model has "
+                          "model.onnx, else torch)."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed
+                  ) -> SamplingConfig:
+    try:
+        return SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature,
+                              top_k=top_k or None, top_p=top_p,
+                              repetition_penalty=repetition_penalty, stop=list(stop), seed=seed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def stream_to_stdout(pieces) -> str:
+    """Write text pieces as they arrive; returns the whole text."""
+    out = []
+    for piece in pieces:
+        _write(piece)
+        out.append(piece)
+    return "".join(out)
+
+
+@click.command()
+@sampling_options
+@click.option("--echo", is_flag=True, help="Print the prompt before the continuation.")
+@click.argument("prompt", required=False)
+def generate(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed,
+             backend, echo, prompt):
+    """Generate text from PROMPT (or from stdin with "-"), streaming tokens to stdout.
+
+    Without PROMPT the model starts from its end-of-text token. Instruct models wrap PROMPT in
+    their template and print only the response.
+
+    \b
+    Examples:
+      tinyllm generate "ROMEO:"
+      tinyllm generate --model gpt2 --temperature 0 -n 40 "The meaning of life is"
+      echo "To be, or not" | tinyllm generate --seed 1 -
+    """
+    from tinyllm.runtime.engine import open_engine
+
+    if prompt == "-":
+        prompt = sys.stdin.read()
+        if prompt.endswith("\n"):
+            prompt = prompt[:-1]
+    cfg = make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed)
+    engine = open_engine(model, backend)
+    if echo and prompt:
+        _write(prompt)
+    text = stream_to_stdout(engine.generate(prompt or "", cfg))
+    if not text.endswith("\n"):
+        _write("\n")
+
+
+CHAT_HELP = "/reset clears the conversation, /quit (or Ctrl-D) leaves, Ctrl-C stops a reply"
+
+
+@click.command()
+@sampling_options
+def chat(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed,
+         backend):
+    """Chat with a model in a plain read-eval-print loop (for terminals without the TUI).
+
+    Instruct models answer each line through their prompt template. Plain language models
+    continue the running conversation and stop at a blank line (unless --stop is given).
+    /reset clears the conversation, /quit or Ctrl-D leaves, Ctrl-C stops a reply.
+    """
+    from tinyllm.runtime.engine import open_engine
+
+    engine = open_engine(model, backend)
+    if engine.task == "lm" and not stop:
+        stop = ("\n\n",)
+    cfg = make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+        click.echo(f"chatting with {engine.info.name} ({engine.task}, {engine.backend}); "
+                   f"{CHAT_HELP}", err=True)
+    history, turn = "", 0
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except (EOFError, KeyboardInterrupt):
+            if interactive:
+                click.echo("", err=True)
+            return
+        cmd = line.strip()
+        if cmd in ("/quit", "/exit"):
+            return
+        if cmd == "/reset":
+            history = ""
+            click.echo("(conversation cleared)", err=True)
+            continue
+        if cmd in ("/help", "/?"):
+            click.echo(CHAT_HELP, err=True)
+            continue
+        if not cmd:
+            continue
+        if engine.task == "instruct":
+            prompt = line  # the template makes each line a complete instruction
+        else:
+            history += line + "\n"
+            prompt = history
+        if seed is not None:  # reproducible, but not the same random draws for every reply
+            cfg.seed = seed + turn
+        turn += 1
+        reply = []
+        try:
+            for piece in engine.generate(prompt, cfg):
+                _write(piece)
+                reply.append(piece)
+        except KeyboardInterrupt:
+            click.echo(" [stopped]", err=True)
+        text = "".join(reply)
+        if engine.task != "instruct":
+            history += text.rstrip("\n") + "\n\n"
+        _write("\n" if text.endswith("\n") else "\n\n")

@@ -1,0 +1,62 @@
+"""`tinyllm export-onnx`: a model directory -> model.onnx (and model.int8.onnx) for ONNX Runtime."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from tinyllm.export import QUANT_METHODS
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@click.command("export-onnx")
+@click.argument("model")
+@click.option("--int8", is_flag=True,
+              help="Also write model.int8.onnx with quantized weights (4x smaller, faster on CPU).")
+@click.option("--quant", type=click.Choice(QUANT_METHODS), default=QUANT_METHODS[0],
+              show_default=True,
+              help="With --int8: nbits8 = 8-bit MatMulNBits weights; dynamic = quantize_dynamic "
+                   "int8 MatMulInteger; nbits4 = 4-bit MatMulNBits weights.")
+@click.option("--out", "-o", "out", type=click.Path(file_okay=False), default=None,
+              help="Directory for the graphs (default: the model directory itself).")
+@click.option("--no-optimize", is_flag=True, help="Skip ONNX Runtime's transformer optimizer.")
+@click.option("--external-data", is_flag=True,
+              help="Keep weights in model.onnx.data beside the graph (automatic above 2 GB).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def export_onnx(model, int8, quant, out, no_optimize, external_data, as_json):
+    """Export MODEL (a path or a name) to ONNX for `--backend onnx`.
+
+    A language model becomes one graph with a KV cache (past keys/values in, present out) that
+    serves both the prompt and each new token; a classifier becomes a graph from token ids and
+    lengths to class logits. The exported graph is checked against torch before it is kept.
+    Afterwards `tinyllm generate`, `chat` and `classify` use it by themselves.
+
+    \b
+    Examples:
+      tinyllm export-onnx shakespeare-char --int8 -o /tmp/shakespeare-onnx
+      tinyllm export-onnx ./my-classifier --int8
+    """
+    from tinyllm.export.onnx import export_model
+
+    def log(msg: str) -> None:
+        if not as_json:
+            click.echo(msg, err=True)
+
+    result = export_model(model, out, int8=int8, quant=quant, optimize=not no_optimize,
+                          external_data=True if external_data else None, log=log)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    how = "dynamo" if result.exporter == "dynamo" else "TorchScript (dynamo failed)"
+    click.echo(f"exported a {result.kind} graph with the {how} exporter in {result.seconds:.1f}s; "
+               f"max |onnx - torch| {result.max_abs_diff:.1e}")
+    click.echo("fusions: " + (", ".join(f"{k} x{v}" for k, v in result.fusions.items()) or "none"))
+    for name, size in result.sizes.items():
+        click.echo(f"{_human(size):>10}  {result.fp32_path.parent / name}")

@@ -1,0 +1,479 @@
+"""Export a model directory to ONNX: a language model with a KV cache, or a classifier.
+
+Language models get one graph that serves both prefill and single-token decode::
+
+    inputs   input_ids         (batch, seq)                       int64
+             past.{i}.key      (batch, n_head, past, head_size)   float32, for every layer i
+             past.{i}.value    (batch, n_head, past, head_size)
+    outputs  logits            (batch, seq, vocab)                float32
+             present.{i}.key   (batch, n_head, past + seq, head_size)
+             present.{i}.value (batch, n_head, past + seq, head_size)
+
+Prefill feeds past tensors with 0 positions; each decode step feeds one token and the presents of
+the step before. Classifiers get ``input_ids (batch, seq)``, ``lengths (batch,)`` -> ``logits
+(batch, n_classes)``.
+
+The pipeline: ``torch.onnx.export(dynamo=True)`` (the TorchScript exporter only if dynamo fails),
+ONNX Runtime's transformer optimizer (fusions are counted and reported), then with ``int8`` weight
+quantisation by ``onnxruntime.quantization``. Graphs over 2 GB keep their weights in an external
+``.data`` file beside the graph. Every file is written to a temporary name and renamed.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tinyllm import modeldir
+from tinyllm.errors import RunFailed, UserError
+from tinyllm.export import FP32_FILE, INT8_FILE, QUANT_METHODS
+from tinyllm.model import GPT
+
+OPSET = 20                        # LayerNormalization (17) and Gelu with tanh (20) as single ops
+TWO_GB = 2 ** 31                  # protobuf's limit: bigger graphs keep weights in external data
+
+
+# ---- graphs ----------------------------------------------------------------------------------
+class LMWithPast(nn.Module):
+    """The GPT forward pass with the KV cache as explicit tensors (ONNX has no in-place cache).
+
+    Same weights and the same arithmetic as :meth:`GPT.forward` with a :class:`KVCache`; a test
+    checks logits against it to 1e-4.
+    """
+
+    def __init__(self, model: GPT):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, *past: torch.Tensor):
+        m, cfg = self.model, self.model.config
+        B, T = input_ids.shape
+        P = past[0].shape[2]                      # positions already in the cache
+        C, nh, hs = cfg.n_embd, cfg.n_head, cfg.head_size
+        q_pos = torch.arange(T, device=input_ids.device) + P          # (T,) absolute positions
+        x = m.tok_emb(input_ids) + m.pos_emb(q_pos)                     # (B, T, C)
+        k_pos = torch.arange(P + T, device=input_ids.device)           # (P+T,)
+        mask = k_pos[None, :] <= q_pos[:, None]   # (T, P+T): query i sees keys 0..P+i
+        presents = []
+        for i, blk in enumerate(m.blocks):
+            q, k, v = blk.attn.qkv(blk.ln1(x)).split(C, dim=2)
+            q = q.view(B, T, nh, hs).transpose(1, 2)                    # (B, nh, T, hs)
+            k = torch.cat([past[2 * i], k.view(B, T, nh, hs).transpose(1, 2)], dim=2)  # (B, nh, P+T, hs)
+            v = torch.cat([past[2 * i + 1], v.view(B, T, nh, hs).transpose(1, 2)], dim=2)
+            presents += [k, v]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
+            x = x + blk.attn.proj(y.transpose(1, 2).reshape(B, T, C))
+            x = x + blk.mlp(blk.ln2(x))
+        return (m.lm_head(m.ln_f(x)), *presents)
+
+
+class ClassifierGraph(nn.Module):
+    """``model.classify`` as a graph: right-padded ids and their lengths -> class logits."""
+
+    def __init__(self, model: GPT):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model.classify(input_ids, lengths)
+
+
+def lm_io_names(n_layer: int) -> tuple[list[str], list[str]]:
+    kv = [f"{i}.{part}" for i in range(n_layer) for part in ("key", "value")]
+    return ["input_ids"] + [f"past.{n}" for n in kv], ["logits"] + [f"present.{n}" for n in kv]
+
+
+def graph_kind(model: GPT) -> str:
+    """"classify" for models with a classification head, else "lm"."""
+    return "classify" if model.config.n_classes else "lm"
+
+
+def example_inputs(model: GPT, kind: str, batch: int = 2, seq: int = 5, past: int = 3):
+    """Inputs for tracing. Dynamic dimensions get sizes other than 0 and 1, which the exporter
+    would otherwise treat as constants."""
+    cfg = model.config
+    seq = min(seq, cfg.context_length - past)
+    ids = torch.randint(0, cfg.vocab_size, (batch, seq), dtype=torch.long)
+    if kind == "classify":
+        return ids, torch.tensor([seq, seq - 2][:batch] + [seq] * (batch - 2), dtype=torch.long)
+    shape = (batch, cfg.n_head, past, cfg.head_size)
+    return (ids, *[torch.zeros(shape) for _ in range(2 * cfg.n_layer)])
+
+
+# ---- export ----------------------------------------------------------------------------------
+@dataclass
+class ExportResult:
+    kind: str                                      # "lm" or "classify"
+    exporter: str                                  # "dynamo" or "torchscript"
+    fp32_path: Path
+    int8_path: Path | None = None
+    quant_method: str | None = None
+    fusions: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)   # file name -> bytes (graph + .data)
+    seconds: float = 0.0
+    fallback_reason: str | None = None             # why dynamo was not used
+    folded: int = 0                                # constant Transposes folded into weights
+    max_abs_diff: float = 0.0                      # fp32 graph vs torch on the tracing inputs
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "exporter": self.exporter, "fp32": str(self.fp32_path),
+                "int8": str(self.int8_path) if self.int8_path else None,
+                "quant_method": self.quant_method, "fusions": self.fusions, "sizes": self.sizes,
+                "seconds": round(self.seconds, 2), "fallback_reason": self.fallback_reason,
+                "max_abs_diff": self.max_abs_diff}
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporters print progress on stdout and warn freely; stdout is for data, so hush them."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo",
+                                              "onnxscript", "torch.fx.experimental.symbolic_shapes")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels):
+            lg.setLevel(lvl)
+
+
+def _torch_export(module: nn.Module, args: tuple, path: Path, input_names: list[str],
+                  output_names: list[str], dynamic_axes: dict[str, dict[int, str]],
+                  force_torchscript: bool = False) -> tuple[str, str | None]:
+    """Write ``module`` to ``path`` as one self-contained graph (weights external beside it if
+    large). Returns (exporter used, why dynamo failed or None)."""
+    reason = None
+    if not force_torchscript:
+        dims: dict[str, torch.export.Dim] = {}
+        per_input = [{ax: dims.setdefault(name, torch.export.Dim(name))
+                      for ax, name in dynamic_axes.get(n, {}).items()} for n in input_names]
+        # torch.export sees forward(input_ids, *past) as (input_ids, past_tuple)
+        shapes = (per_input[0], tuple(per_input[1:])) if _has_varargs(module) else tuple(per_input)
+        try:
+            with _quiet_exporter():
+                prog = torch.onnx.export(module, args, dynamo=True, opset_version=OPSET,
+                                         input_names=input_names, output_names=output_names,
+                                         dynamic_shapes=shapes, verbose=False)
+                prog.save(str(path), external_data=_needs_external(module))
+            return "dynamo", None
+        except Exception as e:  # any exporter failure: fall back, and say why
+            reason = _first_error_line(e)
+    with _quiet_exporter():
+        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET,
+                          input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, do_constant_folding=True)
+    if _needs_external(module):  # the TorchScript exporter writes loose tensor files
+        import onnx
+
+        _save_onnx(onnx.load(str(path)), path, external=True)
+    return "torchscript", reason
+
+
+def _has_varargs(module: nn.Module) -> bool:
+    import inspect
+
+    return any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values())
+
+
+def _first_error_line(e: Exception) -> str:
+    """The informative line of an exporter error (torch.onnx wraps the cause in advice text)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if ln.startswith("## Exception summary") and i + 1 < len(lines):
+            return lines[i + 1][:300]
+    return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
+
+
+def _needs_external(module: nn.Module) -> bool:
+    return sum(p.numel() * p.element_size() for p in module.parameters()) > TWO_GB * 0.9
+
+
+def _save_onnx(proto, path: Path, external: bool) -> None:
+    """Save a ModelProto; with ``external`` its tensors go to ``<name>.data`` beside it."""
+    import onnx
+
+    data = path.with_name(path.name + ".data")
+    if data.exists():
+        data.unlink()
+    if external:
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=1024)
+    else:
+        onnx.save_model(proto, str(path))
+
+
+def files_of(path: Path) -> list[Path]:
+    """A graph and its external-data file, if any."""
+    data = path.with_name(path.name + ".data")
+    return [path, data] if data.exists() else [path]
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in files_of(path))
+
+
+# ---- graph passes ----------------------------------------------------------------------------
+def fold_constant_transposes(proto) -> int:
+    """Replace Transpose(initializer) by a transposed initializer; returns how many.
+
+    The tied LM head arrives as ``MatMul(h, Transpose(wte))``; the quantizers only touch a MatMul
+    whose weight is an initializer, so without this the biggest matrix would stay float32.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    keep, n = [], 0
+    for node in graph.node:
+        if node.op_type == "Transpose" and node.input[0] in inits:
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            arr = numpy_helper.to_array(inits[node.input[0]])
+            arr = np.ascontiguousarray(arr.transpose(perm) if perm else arr.T)
+            graph.initializer.append(numpy_helper.from_array(arr, node.output[0]))
+            n += 1
+        else:
+            keep.append(node)
+    if n:
+        del graph.node[:]
+        graph.node.extend(keep)
+        used = {i for node in graph.node for i in node.input}
+        unused = [t for t in graph.initializer if t.name not in used]
+        for t in unused:
+            graph.initializer.remove(t)
+    return n
+
+
+def tanh_gelu_to_fastgelu(proto) -> int:
+    """ONNX ``Gelu(approximate="tanh")`` -> ``com.microsoft.FastGelu`` (the same formula).
+
+    ORT's transformer optimizer fuses every ``Gelu`` with its bias into ``BiasGelu``, which is the
+    exact erf GELU: on GPT-2's tanh GELU that moves logits by ~1e-3. FastGelu keeps the tanh form,
+    and the optimizer then fuses the bias into it correctly.
+    """
+    n = 0
+    for node in proto.graph.node:
+        approx = next((a.s for a in node.attribute if a.name == "approximate"), b"none")
+        if node.op_type == "Gelu" and node.domain in ("", "ai.onnx") and approx == b"tanh":
+            node.domain = "com.microsoft"
+            node.op_type = "FastGelu"
+            del node.attribute[:]
+            n += 1
+    if n and not any(o.domain == "com.microsoft" for o in proto.opset_import):
+        import onnx
+
+        proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return n
+
+
+def optimize_graph(proto, n_head: int, n_embd: int):
+    """ORT's transformer optimizer (Python fusions only; the session adds its own at load time).
+
+    Returns the optimized ModelProto and the count of each fused operator, so a report can say which
+    fusions happened (SkipLayerNormalization, FastGelu with bias, Attention, ...).
+    """
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("gpt2")
+    with _quiet_ort():
+        opt = optimize_model(proto, model_type="gpt2", num_heads=n_head, hidden_size=n_embd,
+                             opt_level=0, optimization_options=options)
+        stats = opt.get_fused_operator_statistics()
+    return opt.model, {k: v for k, v in sorted(stats.items()) if v}
+
+
+@contextlib.contextmanager
+def _quiet_ort():
+    """onnxruntime's Python tools log every node at INFO; keep stderr readable."""
+    names = ("onnxruntime", "onnxruntime.quantization", "onnxruntime.transformers", "root", "")
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    quant_loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+                     if n.startswith(("onnxruntime", "fusion", "onnx_model"))]
+    saved_q = [lg.level for lg in quant_loggers]
+    for lg in quant_loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(loggers + quant_loggers, saved + saved_q):
+            lg.setLevel(lvl)
+
+
+def quantize(src: Path, dst: Path, method: str = QUANT_METHODS[0], external: bool = False) -> None:
+    """Quantize the weights of every MatMul with a constant weight, ONNX Runtime's own tooling.
+
+    ``nbits8``: MatMulNBits, 8-bit symmetric weights in blocks of 32, int8 compute
+    (accuracy_level 4); ``nbits4``: the same with 4-bit weights; ``dynamic``:
+    ``quantize_dynamic`` int8 weights with activations quantized per call (MatMulInteger).
+    Embedding lookups stay float32 (they read one row per token, not the whole table).
+    """
+    import onnx
+
+    if method not in QUANT_METHODS:
+        raise UserError(f"unknown quantization {method!r}; choose one of: {', '.join(QUANT_METHODS)}")
+    with _quiet_ort():
+        if method == "dynamic":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul"], per_channel=True,
+                             use_external_data_format=external,
+                             extra_options={"MatMulConstBOnly": True})
+        else:
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+            q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=8 if method == "nbits8" else 4,
+                                     block_size=32, is_symmetric=True, accuracy_level=4)
+            q.process()
+            _save_onnx(q.model.model, dst, external)
+    if external and method == "dynamic":  # quantize_dynamic names the data file itself
+        _collect_external(dst)
+
+
+def _collect_external(path: Path) -> None:
+    """Re-save so the external data sits in ``<name>.data`` whatever name a tool chose."""
+    import onnx
+
+    _save_onnx(onnx.load(str(path)), path, external=True)
+
+
+# ---- the whole pipeline ----------------------------------------------------------------------
+def _initializer_bytes(proto) -> int:
+    import numpy as np
+    from onnx import helper
+
+    total = 0
+    for t in proto.graph.initializer:
+        n = int(np.prod(t.dims)) if t.dims else 1
+        total += n * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+    return total
+
+
+def _set_metadata(proto, meta: dict[str, str]) -> None:
+    import onnx
+
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, **meta})
+
+
+def _verify(module: nn.Module, path: Path, args: tuple, input_names: list[str]) -> float:
+    """Max |ONNX - torch| on the tracing inputs: an export that changes the numbers fails loudly."""
+    from tinyllm.runtime.session import open_session
+
+    with torch.no_grad():
+        ref = module(*args)
+    ref = ref[0] if isinstance(ref, tuple) else ref
+    sess = open_session(path, threads=1)
+    feeds = {n: a.numpy() for n, a in zip(input_names, args)}
+    got = sess.run([sess.get_outputs()[0].name], feeds)[0]
+    return float(abs(got - ref.numpy()).max())
+
+
+def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = None,
+                 int8: bool = False, quant: str = QUANT_METHODS[0], optimize: bool = True,
+                 external_data: bool | None = None, force_torchscript: bool = False,
+                 log: Callable[[str], None] | None = None) -> ExportResult:
+    """Export a model directory (path or name) to ``out_dir`` (default: the model directory).
+
+    Writes ``model.onnx`` and, with ``int8``, ``model.int8.onnx`` (weights quantized by ``quant``).
+    ``external_data`` None keeps weights inside the graph unless it would pass 2 GB.
+    """
+    import tempfile
+
+    import onnx
+
+    from tinyllm.checkpoint import load_model
+
+    log = log or (lambda msg: None)
+    t0 = time.perf_counter()
+    model = load_model(name_or_path)
+    cfg = model.config
+    out = Path(out_dir) if out_dir else Path(model.path)
+    out.mkdir(parents=True, exist_ok=True)
+    kind = graph_kind(model)
+    if kind == "classify":
+        module, names = ClassifierGraph(model).eval(), (["input_ids", "lengths"], ["logits"])
+        dyn = {"input_ids": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}}
+    else:
+        module, names = LMWithPast(model).eval(), lm_io_names(cfg.n_layer)
+        dyn = {"input_ids": {0: "batch", 1: "seq"},
+               **{n: {0: "batch", 2: "past"} for n in names[0][1:]}}
+    torch.manual_seed(0)
+    args = example_inputs(model, kind)
+    if kind == "lm":  # a non-zero cache, so the trace cannot treat it as empty
+        args = (args[0], *[torch.randn_like(a) * 0.5 for a in args[1:]])
+
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-onnx-") as tmp:
+        tmp = Path(tmp)
+        log(f"exporting {kind} graph of {model.path} with torch.onnx (dynamo)")
+        exporter, reason = _torch_export(module, args, tmp / "raw.onnx", *names, dyn,
+                                         force_torchscript=force_torchscript)
+        if reason:
+            log(f"the dynamo exporter failed ({reason}); used the TorchScript exporter")
+        proto = onnx.load(str(tmp / "raw.onnx"))
+        folded = fold_constant_transposes(proto)
+        tanh_gelu_to_fastgelu(proto)
+        fusions: dict[str, int] = {}
+        if optimize:
+            proto, fusions = optimize_graph(proto, cfg.n_head, cfg.n_embd)
+            log("fusions: " + (", ".join(f"{k} x{v}" for k, v in fusions.items()) or "none"))
+        big = _initializer_bytes(proto) > TWO_GB * 0.9
+        external = big if external_data is None else external_data
+        _set_metadata(proto, {"tinyllm.kind": kind, "tinyllm.exporter": exporter,
+                              "tinyllm.quant": "none",
+                              "tinyllm.saved_at": str(model.meta.get("saved_at"))})
+        fp32 = tmp / FP32_FILE
+        _save_onnx(proto, fp32, external)
+        del proto
+        diff = _verify(module, fp32, args, names[0])
+        log(f"checked against torch: max |difference| {diff:.2e}")
+        if diff > 1e-3:
+            raise RunFailed(f"{model.path}: the exported graph differs from torch by {diff:.2e}")
+        written = [fp32]
+        q8 = None
+        if int8:
+            q8 = tmp / INT8_FILE
+            log(f"quantizing weights ({quant})")
+            quantize(fp32, q8, quant, external)
+            qproto = onnx.load(str(q8), load_external_data=False)  # the .data file stays put
+            _set_metadata(qproto, {"tinyllm.quant": quant})
+            onnx.save_model(qproto, str(q8))
+            written.append(q8)
+        for src in written:  # data file first, then the graph, each by an atomic rename
+            files = files_of(src)
+            for f in reversed(files):
+                os.replace(f, out / f.name)
+            stale = out / (src.name + ".data")
+            if len(files) == 1 and stale.exists():
+                stale.unlink()
+        if not int8 and (out / INT8_FILE).exists():  # it no longer matches the weights
+            for f in files_of(out / INT8_FILE):
+                f.unlink()
+            log(f"removed {out / INT8_FILE} from an earlier export (re-run with --int8 to renew it)")
+    result = ExportResult(kind=kind, exporter=exporter, fp32_path=out / FP32_FILE,
+                          int8_path=out / INT8_FILE if int8 else None,
+                          quant_method=quant if int8 else None, fusions=fusions,
+                          fallback_reason=reason, folded=folded,
+                          max_abs_diff=diff)
+    result.sizes = {p.name: p.stat().st_size for f in ([result.fp32_path] +
+                    ([result.int8_path] if result.int8_path else [])) for p in files_of(f)}
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -1,0 +1,55 @@
+"""ONNX Runtime sessions with the options this project measured as fastest on a CPU.
+
+See the README's onnx section for the measurements behind the defaults: every graph optimisation
+(ORT_ENABLE_ALL), sequential execution, and the intra-op thread count below. ``TINYLLM_ORT_THREADS``
+overrides the thread count.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnxruntime as ort
+
+from tinyllm.errors import UserError
+
+_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def default_threads() -> int:
+    env = os.environ.get("TINYLLM_ORT_THREADS")
+    if env:
+        try:
+            return max(0, int(env))
+        except ValueError:
+            raise UserError(f"TINYLLM_ORT_THREADS={env!r}: expected a whole number") from None
+    return 0  # 0: ORT's default, one thread per physical core
+
+
+def session_options(threads: int | None = None, level: str = "all") -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = _LEVELS[level]
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = default_threads() if threads is None else threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3  # errors only: ORT's warnings are not for end users
+    return so
+
+
+def open_session(path: str | Path, threads: int | None = None, level: str = "all"
+                 ) -> ort.InferenceSession:
+    """An InferenceSession on the CPU; a bad or missing file is a UserError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such ONNX file; run `tinyllm export-onnx {path.parent}`")
+    try:
+        return ort.InferenceSession(str(path), session_options(threads, level),
+                                    providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise UserError(f"{path}: not a loadable ONNX graph ({str(e).strip().splitlines()[0]})"
+                        ) from None

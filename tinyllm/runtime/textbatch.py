@@ -1,0 +1,50 @@
+"""Encoding a batch of texts for a classifier, shared by the torch and ONNX backends (no torch).
+
+Each text is tokenized, truncated to the context (its start is kept), and right-padded; ``lengths``
+counts the real tokens, so the classifier pools at ``lengths - 1`` (or over the first ``lengths``).
+An empty text becomes one pad token (length 1): every row then has a last real position, and the
+torch and ONNX paths agree on it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyllm.tokenizer import Tokenizer
+
+
+def pad_id_of(tokenizer: Tokenizer) -> int:
+    """The padding id: the end-of-text token when the tokenizer has one, else 0."""
+    return tokenizer.eot_id if tokenizer.eot_id is not None else 0
+
+
+def encode_texts(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text (the batched encoder when the tokenizer has one)."""
+    batch = getattr(tokenizer, "encode_batch", None)
+    return batch(list(texts)) if batch is not None else [tokenizer.encode(t) for t in texts]
+
+
+def pad_ids(rows: list[list[int]], context_length: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Truncate each row to ``context_length``, right-pad to the longest: (ids (B,T), lengths (B,))."""
+    rows = [(r[:context_length] if r else [pad]) for r in rows]
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))  # (B,)
+    T = int(lengths.max()) if len(rows) else 1
+    ids = np.full((len(rows), T), pad, dtype=np.int64)  # (B, T)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = r
+    return ids, lengths
+
+
+def encode_batch(tokenizer: Tokenizer, texts: list[str], context_length: int,
+                 pad_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Texts -> (ids int64 (B, T), lengths int64 (B,)), T = the longest row after truncation."""
+    if pad_id is None:
+        pad_id = pad_id_of(tokenizer)
+    return pad_ids(encode_texts(tokenizer, texts), context_length, pad_id)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (B, n) -> probabilities summing to 1."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,216 @@
+"""Training a classifier through the one training loop (:class:`tinyllm.train.Trainer`).
+
+:class:`Run` builds the model (a head on a loaded LM, or a small model plus BPE tokenizer from
+scratch), chooses what trains (``--train-layers``, ``--lora-rank``), tokenizes the splits once, and
+hands the Trainer a batch function, the loss, a validation function and a save function that merges
+LoRA adapters into a copy of the model before writing the model directory.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tinyllm.data.classification import Example
+from tinyllm.errors import UserError
+from tinyllm.lora import merge_lora, set_trainable
+from tinyllm.model import GPT
+from tinyllm.runtime.textbatch import pad_id_of
+
+
+@dataclass
+class Run:
+    task: Any                         # the ClassifyTask (or plugin subclass) being trained
+    labels: list[str]                 # class names; index = class id
+    train: list[Example]              # training examples
+    val: list[Example]                # validation examples (choose the best checkpoint)
+    out: Path                         # output model directory (= run directory)
+    base: str | None = None           # model to start from; None = from scratch
+    pooling: str = "last"             # "last" or "mean"
+    train_layers: str = "all"         # "all" or "last-N"
+    lora_rank: int = 0                # LoRA rank (0 = off)
+    lora_alpha: float | None = None   # LoRA alpha (None = rank)
+    epochs: int = 5                   # passes over the training split
+    batch_size: int = 16              # examples per micro-batch
+    lr: float | None = None           # peak learning rate (None: 5e-5 from a model, 1e-3 from scratch)
+    seed: int = 123                   # seeds init, batches, dropout
+    preset: str = "tiny"              # from-scratch model shape
+    vocab_size: int = 4096            # from-scratch BPE vocabulary size
+    model_overrides: dict = field(default_factory=dict)  # from-scratch ModelConfig changes
+    save_dtype: Any = None            # e.g. torch.float16 to store smaller weights
+    resume: bool = False              # continue from out/train_state
+    pretrain_steps: int = 0           # from scratch: next-token steps on the training texts first
+    class_weight: str | None = None   # "balanced": weight the loss by inverse label frequency
+    num_threads: int = 0              # torch threads while training (0 = torch's default)
+    quiet: bool = False               # no progress bar
+    info: dict = field(default_factory=dict)        # provenance for config.yaml `train:`
+    param_counts: dict = field(default_factory=dict)  # filled by build(): trainable/total/lora_modules
+
+    # ---- model ----------------------------------------------------------------------------------
+    def build(self):
+        """(model, tokenizer): a fresh classification head on the base, or a model from scratch."""
+        from tinyllm.config import preset
+
+        torch.manual_seed(self.seed)
+        n = len(self.labels)
+        if self.base:
+            from tinyllm.checkpoint import load_model, load_tokenizer
+
+            src = load_model(self.base)
+            tok = load_tokenizer(self.base)
+            cfg = dataclasses.replace(src.config, n_classes=n, pooling=self.pooling)
+            model = GPT(cfg)
+            sd = src.state_dict()
+            if not (src.config.n_classes == n and src.meta.get("labels") == self.labels):
+                sd = {k: v for k, v in sd.items() if not k.startswith("cls_head.")}
+            missing, unexpected = model.load_state_dict(sd, strict=False)
+            if unexpected or [k for k in missing if not k.startswith("cls_head.")]:
+                raise UserError(f"{self.base}: weights do not fit a classifier "
+                                f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        else:
+            tok = self._scratch_tokenizer()
+            cfg = preset(self.preset, vocab_size=tok.vocab_size, n_classes=n, pooling=self.pooling,
+                         **self.model_overrides)
+            model = GPT(cfg)
+        model.train()
+        return model, tok
+
+    def _scratch_tokenizer(self):
+        """A BPE tokenizer trained on the training texts (reused from the run dir on --resume)."""
+        from tinyllm.tokenizer import BPETokenizer
+
+        saved = self.out / "tokenizer.json"
+        if self.resume and saved.is_file():
+            return BPETokenizer.load(saved)
+        tok = BPETokenizer.train([e.text for e in self.train], self.vocab_size)
+        self.out.mkdir(parents=True, exist_ok=True)
+        tok.save(self.out)  # a resumed run reuses it
+        return tok
+
+    def pretrain(self, model: GPT, tok, callbacks) -> None:
+        """Next-token training on the training texts (joined by end-of-text) before the head trains.
+
+        A from-scratch model learns the language of the data first, as a pretrained model would
+        have; the run lives in ``out/pretrain`` (resumable like any other).
+        """
+        from tinyllm.config import TrainConfig
+        from tinyllm.data.sampling import RandomSampler, StepBatches
+        from tinyllm.runtime.textbatch import encode_texts
+        from tinyllm.train import ddp
+        from tinyllm.train.trainer import Trainer
+
+        sep = [pad_id_of(tok)]
+        stream = np.array([i for r in encode_texts(tok, [e.text for e in self.train]) for i in r + sep],
+                          dtype=np.int64)
+        T = min(model.config.context_length, len(stream) - 1)
+        windows = torch.from_numpy(stream)
+
+        def fetch(idx: np.ndarray):
+            w = torch.stack([windows[i:i + T + 1] for i in idx.tolist()])  # (B, T+1)
+            return w[:, :-1], w[:, 1:]
+
+        dist = ddp.info()
+        batches = StepBatches(RandomSampler(len(stream) - T, self.seed), fetch, self.batch_size,
+                              rank=dist.rank, world_size=dist.world_size)
+        lr = self.lr if self.lr is not None else 1e-3
+        cfg = TrainConfig(batch_size=self.batch_size, max_steps=self.pretrain_steps, lr=lr,
+                          min_lr=lr / 10, warmup_steps=min(100, self.pretrain_steps // 10),
+                          eval_every=0, sample_tokens=0, seed=self.seed, num_threads=self.num_threads,
+                          out=str(self.out / "pretrain"))
+        Trainer(model, cfg, batches, lambda m, b: m.loss(*b), self.out / "pretrain",
+                callbacks=callbacks, resume=self.resume).fit()
+
+    # ---- training -------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train; the best checkpoint (lowest validation loss) ends up as the model in ``out``."""
+        from tinyllm.config import TrainConfig
+        from tinyllm.data.sampling import EpochSampler, StepBatches
+        from tinyllm.tasks.classify import collate, encode_examples
+        from tinyllm.train import ddp
+        from tinyllm.train.trainer import Trainer
+
+        from tinyllm.train.progress import TrainProgress
+
+        callbacks = [TrainProgress(quiet=self.quiet)]
+        model, tok = self.build()
+        if self.pretrain_steps and not self.base:
+            self.pretrain(model, tok, callbacks)
+        self.param_counts = set_trainable(model, self.train_layers, self.lora_rank, self.lora_alpha)
+        ctx = model.config.context_length
+        pad = pad_id_of(tok)
+        rows, y = encode_examples(tok, self.train, self.labels, ctx)
+        val_rows, val_y = encode_examples(tok, self.val, self.labels, ctx)
+        dist = ddp.info()
+        per_epoch = max(1, math.ceil(len(rows) / (self.batch_size * dist.world_size)))
+        steps = per_epoch * self.epochs
+        lr = self.lr if self.lr is not None else (5e-5 if self.base else 1e-3)
+        cfg = TrainConfig(batch_size=self.batch_size, max_steps=steps, lr=lr, min_lr=lr / 10,
+                          warmup_steps=min(100, steps // 10), eval_every=per_epoch,
+                          sample_tokens=0, best_metric="val_loss" if self.val else "train_loss",
+                          seed=self.seed, num_threads=self.num_threads, out=str(self.out))
+        loss_fn = self.task.loss
+        if self.class_weight == "balanced":
+            counts = np.bincount(y, minlength=len(self.labels)).clip(min=1)
+            weight = torch.tensor(len(y) / (len(self.labels) * counts), dtype=torch.float32)
+
+            def loss_fn(m, batch):
+                ids, lengths, t = batch
+                return F.cross_entropy(m.classify(ids, lengths).float(), t, weight=weight.to(t.device))
+
+        def fetch(idx: np.ndarray):
+            return collate([rows[i] for i in idx], y[idx], ctx, pad)
+
+        batches = StepBatches(EpochSampler(len(rows), self.seed), fetch, self.batch_size,
+                              rank=dist.rank, world_size=dist.world_size)
+
+        def eval_fn(m) -> dict:
+            out = {}
+            sub = slice(0, min(len(rows), 512))
+            out["train_loss"], out["train_accuracy"] = score(m, rows[sub], y[sub], ctx, pad)
+            if self.val:
+                out["val_loss"], out["val_accuracy"] = score(m, val_rows, val_y, ctx, pad)
+            return out
+
+        def save_fn(m, directory: Path, info: dict) -> None:
+            from tinyllm.checkpoint import save_model
+
+            if self.lora_rank:
+                m = copy.deepcopy(m)
+                merge_lora(m)
+            save_model(m, tok, directory, task=self.task.name, dtype=self.save_dtype, extra={
+                "labels": list(self.labels),
+                "data": {"text_col": self.info.get("text_col"), "label_col": self.info.get("label_col")},
+                "train": {**self.info, **info}})
+
+        trainer = Trainer(model, cfg, batches, loss_fn, self.out, eval_fn=eval_fn,
+                          save_fn=save_fn, callbacks=callbacks, resume=self.resume,
+                          count_tokens=lambda b: int(b[1].sum()),
+                          train_info={"base": self.base, "params": self.param_counts})
+        return trainer.fit()
+
+
+@torch.no_grad()
+def score(model: GPT, rows: list[list[int]], y: np.ndarray, ctx: int, pad: int,
+          batch_size: int = 64) -> tuple[float, float]:
+    """(mean loss, accuracy) of a classifier over token rows."""
+    from tinyllm.tasks.classify import collate
+
+    if not rows:
+        return 0.0, 0.0
+    device = next(model.parameters()).device
+    loss_sum, correct = 0.0, 0
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # less padding
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        ids, lengths, t = (x.to(device) for x in collate([rows[i] for i in idx], y[idx], ctx, pad))
+        logits = model.classify(ids, lengths).float()
+        loss_sum += F.cross_entropy(logits, t, reduction="sum").item()
+        correct += (logits.argmax(-1) == t).sum().item()
+    return loss_sum / len(rows), correct / len(rows)

@@ -1,0 +1,89 @@
+"""The ``lm`` task: next-token prediction on plain text.
+
+Fine-tuning continues training a model on a new corpus through the pretraining code
+(:mod:`tinyllm.train.lm`, the same as ``tinyllm train`` with ``init_from``); evaluation reports the
+loss and perplexity over the whole text file in context-length windows.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tinyllm.errors import UserError
+from tinyllm.tasks.base import Task
+
+
+class LMTask(Task):
+    name = "lm"
+    description = "Language modelling: continue training on a text file; loss and perplexity"
+    head = "lm"
+    data_formats = ("txt",)
+    metric_names = ("loss", "perplexity")
+    finetune_options = (
+        click.Option(["--max-steps"], type=click.IntRange(1), default=500, show_default=True,
+                     help="Optimizer steps."),
+        click.Option(["--lr"], type=float, default=3e-4, show_default=True, help="Peak learning rate."),
+        click.Option(["--batch-size"], type=click.IntRange(1), default=None,
+                     help="Sequences per batch (default 16)."),
+        click.Option(["--seq-len"], type=click.IntRange(0), default=0,
+                     help="Tokens per window (0: the model's context length)."),
+        click.Option(["--resume"], is_flag=True, help="Continue an interrupted run in --out."),
+    )
+    eval_options = (
+        click.Option(["--max-windows"], type=click.IntRange(1), default=None,
+                     help="lm: score at most this many windows, spread over the file."),
+    )
+
+    def finetune(self, data, out, model=None, max_steps=500, lr=3e-4, batch_size=None, seq_len=0,
+                 resume=False, quiet=False, **_: Any) -> dict[str, Any]:
+        from tinyllm.config import TrainConfig
+        from tinyllm.train import lm as lm_train
+
+        if not model:
+            raise UserError("finetune lm needs --model (to train from scratch use `tinyllm train`)")
+        cfg = TrainConfig(data=str(data), init_from=str(model), out=str(out), max_steps=max_steps,
+                          lr=lr, min_lr=lr / 10, batch_size=batch_size or 16, seq_len=seq_len)
+        lm_train.run(cfg, resume=resume, quiet=quiet)
+        report = self.evaluate(out, data)
+        report["split"] = "whole file (train + validation)"
+        return report
+
+    def evaluate(self, model_dir, data, max_windows=None, batch_size: int = 8,
+                 **_: Any) -> dict[str, Any]:
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        from tinyllm.checkpoint import load_model, load_tokenizer
+        from tinyllm.data.text import SlidingWindowDataset, prepare_tokens
+
+        model = load_model(model_dir)
+        tok = load_tokenizer(model_dir)
+        tokens = prepare_tokens(data, tok, quiet=True)
+        T = min(model.config.context_length, max(1, len(tokens) - 1))
+        ds = SlidingWindowDataset(tokens, T, name=str(data))
+        idx = np.arange(len(ds)) if not max_windows or max_windows >= len(ds) \
+            else ds.eval_indices(max_windows)
+        total, count = 0.0, 0
+        with torch.inference_mode():
+            for s in range(0, len(idx), batch_size):
+                x, y = ds.batch(idx[s:s + batch_size])
+                logits = model(x).float()
+                total += F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1),
+                                         reduction="sum").item()
+                count += y.numel()
+        loss = total / count
+        return {"task": self.name, "model": str(Path(model_dir)), "data": str(data),
+                "n": int(len(idx)), "tokens": count,
+                "metrics": {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}}
+
+    def answer(self, engine, inputs: list[str]) -> list[str]:
+        return ["".join(engine.generate(prompt)) for prompt in inputs]
+
+    def format_report(self, report: dict[str, Any]) -> str:
+        m = report["metrics"]
+        return (f"{report['model']} on {report['data']}: {report['tokens']:,} tokens in "
+                f"{report['n']} windows\nloss        {m['loss']:.4f}\nperplexity  {m['perplexity']:.2f}")

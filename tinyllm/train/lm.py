@@ -1,0 +1,274 @@
+"""Language-model pretraining: tokenizer, token file, windows, loss, eval and sample, on the Trainer.
+
+``train_lm(run)`` is what ``tinyllm train`` runs (the TUI can call it too, in a thread, and stop it
+with ``trainer.request_stop()`` through the ``on_trainer`` hook).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from tinyllm.config import TrainConfig, write_yaml
+from tinyllm.data.sampling import EpochSampler, RandomSampler, StepBatches
+from tinyllm.data.text import (DataError, SlidingWindowDataset, default_cache_dir, iter_text_chunks,
+                               prepare_tokens, split_tokens)
+from tinyllm.errors import UserError
+from tinyllm.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, from_spec, get_gpt2
+from tinyllm.train import ddp
+from tinyllm.train.progress import TrainProgress, bytes_progress
+from tinyllm.train.runconfig import RUN_FILE, RunConfig
+from tinyllm.train.state import state_path
+from tinyllm.train.trainer import LAST_DIR, Trainer
+
+
+# ---- tokenizer --------------------------------------------------------------------------------
+def _source_key(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def build_tokenizer(cfg: TrainConfig, quiet: bool = False) -> Tokenizer:
+    """gpt2 by name; char/bpe trained on the corpus (cached by file + settings in the cache dir)."""
+    if cfg.tokenizer == "gpt2":
+        return get_gpt2()
+    path = Path(cfg.data)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the corpus is empty")
+    tag = "char" if cfg.tokenizer == "char" else f"bpe{cfg.bpe_vocab_size}"
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    tdir = cache / f"{path.stem}-{_source_key(path)}.{tag}"
+    spec = {"type": cfg.tokenizer, "file": "tokenizer.json"}
+    if (tdir / "tokenizer.json").is_file():
+        return from_spec(spec, tdir)
+    size = path.stat().st_size
+
+    def texts() -> Iterable[str]:
+        with bytes_progress(size, f"reading {path.name}", quiet=quiet) as advance:
+            done = 0
+            for end, text in iter_text_chunks(path):
+                advance(end - done)
+                done = end
+                yield text
+
+    if cfg.tokenizer == "char":
+        chars: set[str] = set()
+        for text in texts():
+            chars.update(text)
+        if not "".join(chars).strip():
+            raise DataError(f"{path}: the corpus is empty (no text besides whitespace)")
+        tok: Tokenizer = CharTokenizer(sorted(chars))
+    else:
+        tok = BPETokenizer.train(texts(), cfg.bpe_vocab_size)
+    tdir.mkdir(parents=True, exist_ok=True)
+    tok.save(tdir)
+    return tok
+
+
+def _tokenizer_bytes(tok: Tokenizer) -> bytes:
+    with tempfile.TemporaryDirectory() as d:
+        tok.save(d)
+        files = {p.name: p.read_text(encoding="utf-8") for p in Path(d).iterdir()}
+    return json.dumps({"spec": tok.spec(), "files": files}).encode()
+
+
+def _tokenizer_from_bytes(data: bytes) -> Tokenizer:
+    obj = json.loads(data)
+    with tempfile.TemporaryDirectory() as d:
+        for name, text in obj["files"].items():
+            (Path(d) / name).write_text(text, encoding="utf-8")
+        return from_spec(obj["spec"], d)
+
+
+# ---- loss, eval ---------------------------------------------------------------------------------
+def lm_loss(model, batch) -> torch.Tensor:
+    """Mean next-token cross-entropy of a batch ``(x, y)`` of shape (B, T) each."""
+    x, y = batch
+    logits = model(x)  # (B, T, vocab)
+    return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.view(-1))
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 700.0))
+
+
+def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok: Tokenizer,
+                 device_of: Callable[[], torch.device]) -> Callable:
+    """eval_fn(model) -> {"<split>_loss", "<split>_ppl", "sample", "sample_prompt"}.
+
+    Each split is scored on the same ``eval_batches * batch_size`` windows every time (evenly spread);
+    ranks share the batches and sum their losses.
+    """
+    dist = ddp.info()
+    plans = {name: ds.eval_indices(min(len(ds), cfg.eval_batches * cfg.batch_size))
+             for name, ds in splits.items()}
+
+    def eval_fn(model) -> dict:
+        device = device_of()
+        out: dict = {}
+        for name, ds in splits.items():
+            idx = plans[name]
+            acc = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses * n, n)
+            for b, start in enumerate(range(0, len(idx), cfg.batch_size)):
+                if b % dist.world_size != dist.rank:
+                    continue
+                x, y = (t.to(device) for t in ds.batch(idx[start:start + cfg.batch_size]))
+                acc[0] += lm_loss(model, (x, y)).double() * len(x)
+                acc[1] += len(x)
+            ddp.all_reduce_sum(acc)
+            loss = float(acc[0] / acc[1])
+            out[f"{name}_loss"] = loss
+            out[f"{name}_ppl"] = perplexity(loss)
+        if cfg.sample_tokens and dist.is_main:
+            from tinyllm.generate import SamplingConfig, generate_text
+
+            sc = SamplingConfig(max_new_tokens=cfg.sample_tokens, temperature=0.8, top_k=200,
+                                seed=cfg.seed)
+            out["sample_prompt"] = cfg.sample_prompt
+            out["sample"] = generate_text(model, tok, cfg.sample_prompt, sc)
+        return out
+
+    return eval_fn
+
+
+# ---- the run ------------------------------------------------------------------------------------
+def prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Check the output directory; returns whether there is a state to resume from."""
+    has_state = state_path(out).is_file()
+    if resume:
+        if not has_state:
+            print(f"note: {out} has no train state yet; starting a new run", file=sys.stderr)
+        return has_state
+    if has_state and not overwrite:
+        raise UserError(f"{out}: already holds a training run; use --resume to continue it or "
+                        f"--overwrite to start over")
+    if overwrite:
+        for sub in ("train_state", LAST_DIR):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    return False
+
+
+def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+             callbacks: Iterable[Callable[[dict], None]] = (),
+             on_trainer: Callable[[Trainer], None] | None = None) -> dict:
+    """Pretrain (or continue training) a GPT on ``run.train.data``; returns the ``done`` event."""
+    cfg = run.train
+    out = run.out
+    dist = ddp.info()
+    quiet_rank = quiet or not dist.is_main
+    resuming = prepare_out(out, resume, overwrite) if dist.is_main else resume
+    joined = False
+    try:
+        from tinyllm.train.device import resolve_device
+
+        device = resolve_device(cfg.device, dist.local_rank)
+        dist, joined = ddp.setup(cfg.ddp_backend, device.type)
+
+        # tokenizer: from the run being resumed, the starting model, or built on rank 0 and shared
+        if resuming and (out / LAST_DIR / "config.yaml").is_file():
+            from tinyllm.checkpoint import load_tokenizer
+
+            tok = load_tokenizer(out / LAST_DIR)
+        elif cfg.init_from:
+            from tinyllm.checkpoint import load_tokenizer
+
+            tok = load_tokenizer(cfg.init_from)
+        elif dist.enabled:
+            data = _tokenizer_bytes(build_tokenizer(cfg, quiet_rank)) if dist.is_main else None
+            tok = _tokenizer_from_bytes(ddp.broadcast_bytes(data, device))
+        else:
+            tok = build_tokenizer(cfg, quiet_rank)
+
+        # token file: tokenised once per machine (local rank 0), then opened by the others
+        if dist.local_rank == 0:
+            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir, quiet=quiet_rank)
+        ddp.barrier()
+        if dist.local_rank != 0:
+            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir, quiet=True)
+
+        # model
+        torch.manual_seed(cfg.seed)
+        if cfg.init_from:
+            from tinyllm.checkpoint import load_model
+
+            model = load_model(cfg.init_from)
+            model_cfg = model.config
+            if model_cfg.vocab_size < tok.vocab_size:
+                raise UserError(f"{cfg.init_from}: vocabulary of {model_cfg.vocab_size} is smaller "
+                                f"than its tokenizer's {tok.vocab_size}")
+        else:
+            vocab = max(int(run.model.get("vocab_size") or 0), tok.vocab_size)
+            model_cfg = run.model_config(vocab_size=vocab)
+            from tinyllm.model import GPT
+
+            model = GPT(model_cfg)
+        seq_len = cfg.seq_len or model_cfg.context_length
+        if seq_len > model_cfg.context_length:
+            raise UserError(f"train.seq_len {seq_len} is longer than the model's context_length "
+                            f"{model_cfg.context_length}")
+
+        # data splits and batches
+        train_span, val_span = split_tokens(tokens, cfg.val_fraction)
+        name = str(cfg.data)
+        train_eval = SlidingWindowDataset(train_span, seq_len, seq_len, f"{name} (training split)")
+        splits = {"train": train_eval}
+        if cfg.val_fraction > 0:
+            splits["val"] = SlidingWindowDataset(
+                val_span, seq_len, seq_len,
+                f"{name} (validation split, the last {cfg.val_fraction:.0%}; --set val_fraction=0 "
+                f"to train without one)")
+        if cfg.sampling == "random":
+            train_ds = SlidingWindowDataset(train_span, seq_len, 1, name)
+            sampler = RandomSampler(len(train_ds), cfg.seed)
+        else:
+            train_ds = SlidingWindowDataset(train_span, seq_len, cfg.stride or seq_len, name)
+            sampler = EpochSampler(len(train_ds), cfg.seed)
+        batches = StepBatches(sampler, train_ds.batch, cfg.batch_size, cfg.grad_accum,
+                              dist.rank, dist.world_size)
+
+        # what gets written
+        if dist.is_main:
+            write_yaml(out / RUN_FILE, {"name": run.name, "model": _model_dict(model_cfg),
+                                        "train": {**run.to_dict()["train"], "out": str(out)}})
+        provenance = {"data": str(cfg.data), "tokenizer": cfg.tokenizer,
+                      "tokens": int(tokens.n), "train_tokens": int(train_span.n),
+                      "val_tokens": int(val_span.n), "seq_len": seq_len}
+
+        def save_fn(model, directory: Path, info: dict) -> None:
+            from tinyllm.checkpoint import save_model
+
+            save_model(model, tok, directory, task="lm", extra={"train": info})
+
+        holder: list[Trainer] = []
+        eval_fn = make_lm_eval(splits, cfg, tok, lambda: holder[0].device)
+        trainer = Trainer(model, cfg, batches, lm_loss, out, eval_fn=eval_fn, save_fn=save_fn,
+                          callbacks=[TrainProgress(quiet=quiet_rank), *callbacks],
+                          resume=resuming, train_info=provenance)
+        holder.append(trainer)
+        if on_trainer is not None:
+            on_trainer(trainer)
+        done = trainer.fit()
+        ddp.barrier()
+        return done
+    finally:
+        if joined:
+            ddp.cleanup()
+
+
+def _model_dict(model_cfg) -> dict:
+    from tinyllm.config import to_dict
+
+    return to_dict(model_cfg)
+
+
+__all__ = ["train_lm", "lm_loss", "make_lm_eval", "build_tokenizer", "perplexity"]

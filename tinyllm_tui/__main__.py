@@ -1,0 +1,3 @@
+from tinyllm_tui.app import main
+
+main()

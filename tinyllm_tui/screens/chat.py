@@ -1,0 +1,311 @@
+"""Chat: talk to a model, with its reply streaming in from a worker thread.
+
+Language models continue your text, instruct models answer it (the engine applies the prompt
+template and returns only the response), classifiers answer with a label and probabilities.
+Conversations are saved in ``$TINYLLM_HOME/conversations`` after every reply.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterable
+
+from textual import work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Input, Label, Static
+from textual.worker import Worker, get_current_worker
+
+from tinyllm_tui.conversations import Conversation, Message
+from tinyllm_tui.fmt import describe_error
+from tinyllm_tui.screens.base import TinyScreen
+from tinyllm_tui.widgets.message import MessageView
+from tinyllm_tui.widgets.model_picker import ModelPicker
+from tinyllm_tui.widgets.sampling import SamplingPanel
+
+FLUSH_INTERVAL = 1 / 30  # seconds between screen updates while a reply streams
+
+
+class ChatScreen(TinyScreen):
+    MODE = "chat"
+    BINDINGS = [
+        Binding("escape", "cancel", "Stop"),
+        Binding("ctrl+n", "new_conversation", "New"),
+        Binding("ctrl+o", "open_conversation", "Open"),
+        Binding("ctrl+s", "export_markdown", "Export .md"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine: Any = None                  # the loaded Engine (or a test's fake)
+        self.engine_key: tuple[str, str] | None = None   # (model, backend) it was opened with
+        self.conversation = Conversation()
+        self.generating = False
+        self._gen_worker: Worker | None = None
+        self._reply: MessageView | None = None
+        self._pending: list[str] = []            # streamed text not yet on screen
+        self._lock = threading.Lock()
+        self._flusher = None
+
+    # ---- layout -------------------------------------------------------------------------------
+    def compose_body(self) -> ComposeResult:
+        app = self.app
+        with Horizontal(id="chat-body"):
+            with VerticalScroll(id="chat-side", classes="side"):
+                yield ModelPicker(app.model_ref, app.backend_choice, id="model-picker")
+                yield Label("sampling", classes="section")
+                yield SamplingPanel(id="sampling")
+            with Vertical(id="chat-main"):
+                yield Static("no model loaded", id="chat-model-info", markup=False)
+                yield VerticalScroll(id="messages")
+                yield Static("", id="chat-status", markup=False)
+                yield Input(placeholder="Type a prompt and press Enter (Esc stops a reply)",
+                            id="prompt")
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt", Input).focus()
+        picker = self.query_one(ModelPicker)
+        self.load_model(picker._model, picker._backend)
+
+    def screen_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Chat: new conversation", "Start an empty conversation",
+                            self.action_new_conversation)
+        yield SystemCommand("Chat: open conversation", "Reopen a saved conversation",
+                            self.action_open_conversation)
+        yield SystemCommand("Chat: export as Markdown", "Write this conversation to a .md file",
+                            self.action_export_markdown)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.generating   # "Stop" shows in the footer only while generating
+        return True
+
+    # ---- model loading ------------------------------------------------------------------------
+    def on_model_picker_chosen(self, event: ModelPicker.Chosen) -> None:
+        if (event.model, event.backend) != self.engine_key:
+            self.load_model(event.model, event.backend)
+
+    def load_model(self, model: str, backend: str) -> None:
+        if self.generating:
+            self.error("stop the current reply (Esc) before switching models")
+            return
+        self.engine, self.engine_key = None, (model, backend)
+        self.query_one("#chat-model-info", Static).update(f"loading {model} ({backend})…")
+        self._load_engine(model, backend)
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def _load_engine(self, model: str, backend: str) -> None:
+        worker = get_current_worker()
+        t0 = time.perf_counter()
+        try:
+            engine = self.app.engine_factory(model, None if backend == "auto" else backend)
+        except BaseException as e:  # a model that fails to load is reported, never a crash
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._engine_failed, model, describe_error(e))
+            return
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._engine_ready, engine, (model, backend),
+                                      time.perf_counter() - t0)
+
+    def _engine_ready(self, engine: Any, key: tuple[str, str], seconds: float) -> None:
+        if key != self.engine_key:
+            return
+        self.engine = engine
+        self.query_one("#chat-model-info", Static).update(model_summary(engine, seconds))
+        self.query_one(ModelPicker).refresh_models()
+
+    def _engine_failed(self, model: str, message: str) -> None:
+        self.query_one("#chat-model-info", Static).update(f"could not load {model}: {message}")
+        self.error(f"could not load {model}: {message}")
+
+    # ---- sending and streaming ----------------------------------------------------------------
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "prompt":
+            return
+        event.stop()
+        text = event.value
+        if not text.strip():
+            return
+        if self.generating:
+            self.app.notify("a reply is still streaming; Esc stops it", severity="warning")
+            return
+        if self.engine is None:
+            self.error("no model loaded yet" if self.engine_key else "choose a model first")
+            return
+        from tinyllm.errors import UserError
+
+        try:
+            settings = self.query_one(SamplingPanel).values()
+        except UserError as e:
+            self.error(str(e))
+            return
+        event.input.value = ""
+        conv = self.conversation
+        conv.model, conv.backend = self.engine_key or ("", "auto")
+        conv.sampling = settings
+        self._mount_message(conv.add(Message("user", text)))
+        self._reply = self._mount_message(conv.add(Message("assistant", "")))
+        self._reply.streaming = True
+        self.generating = True
+        self.refresh_bindings()
+        self.query_one("#chat-status", Static).update("generating… (Esc to stop)")
+        self._flusher = self.set_interval(FLUSH_INTERVAL, self._flush)
+        self._gen_worker = self._generate(self.engine, text, settings)
+
+    def _mount_message(self, message: Message) -> MessageView:
+        view = MessageView(message)
+        box = self.query_one("#messages", VerticalScroll)
+        box.mount(view)
+        box.scroll_end(animate=False)
+        return view
+
+    @work(thread=True, group="generate", exit_on_error=False)
+    def _generate(self, engine: Any, text: str, settings: dict[str, Any]) -> None:
+        worker = get_current_worker()
+        t0, pieces, probs, error, cancelled = time.perf_counter(), 0, None, None, False
+        try:
+            if getattr(engine, "labels", None):
+                p = engine.classify([text])[0]
+                probs = {label: float(x) for label, x in zip(engine.labels, p)}
+            else:
+                from tinyllm.runtime.sampling import SamplingConfig
+
+                stream = engine.generate(text, SamplingConfig(**settings))
+                try:
+                    for piece in stream:
+                        if worker.is_cancelled:
+                            cancelled = True
+                            break
+                        with self._lock:
+                            self._pending.append(piece)
+                        pieces += 1
+                finally:
+                    close = getattr(stream, "close", None)
+                    if close:
+                        close()
+        except BaseException as e:  # shown in the conversation, never a crash
+            error = describe_error(e)
+        cancelled = cancelled or worker.is_cancelled
+        try:
+            self.app.call_from_thread(self._generation_done, pieces, time.perf_counter() - t0,
+                                      probs, error, cancelled)
+        except RuntimeError:  # the app closed while we were generating
+            pass
+
+    def _flush(self) -> None:
+        with self._lock:
+            text, self._pending = "".join(self._pending), []
+        if text and self._reply is not None:
+            box = self.query_one("#messages", VerticalScroll)
+            following = box.max_scroll_y - box.scroll_y < 3   # the user did not scroll up to read
+            self._reply.append(text)
+            if following:
+                box.scroll_end(animate=False)
+
+    def _generation_done(self, pieces: int, seconds: float, probs: dict | None, error: str | None,
+                         cancelled: bool) -> None:
+        if self._flusher is not None:
+            self._flusher.stop()
+        self._flush()
+        reply = self._reply
+        self.generating, self._reply, self._gen_worker = False, None, None
+        self.refresh_bindings()
+        status = self.query_one("#chat-status", Static)
+        if reply is not None:
+            reply.streaming = False
+            msg = reply.message
+            if probs:
+                msg.probs = probs
+                msg.content = max(probs, key=probs.get)
+            msg.cancelled = cancelled
+            if error:
+                msg.role, msg.content = "error", error
+                reply.set_classes("message error")
+                reply.border_title = "error"
+            reply.refresh_view()
+        if error:
+            status.update("")
+            self.error(error)
+        elif probs:
+            status.update(f"classified in {seconds * 1000:.0f} ms")
+        else:
+            rate = pieces / seconds if seconds > 0 else 0.0
+            status.update(f"{'stopped after' if cancelled else 'done:'} {pieces} tokens in "
+                          f"{seconds:.1f} s ({rate:.0f} tokens/s)")
+        self._save()
+
+    def action_cancel(self) -> None:
+        if self._gen_worker is not None and self.generating:
+            self._gen_worker.cancel()
+            self.query_one("#chat-status", Static).update("stopping…")
+
+    # ---- conversations ------------------------------------------------------------------------
+    def _save(self) -> None:
+        try:
+            self.conversation.save()
+        except OSError as e:
+            self.error(f"could not save the conversation: {e}")
+
+    def action_new_conversation(self) -> None:
+        if self.generating:
+            self.error("stop the current reply (Esc) first")
+            return
+        self.conversation = Conversation()
+        self.query_one("#messages", VerticalScroll).remove_children()
+        self.query_one("#chat-status", Static).update("new conversation")
+        self.query_one("#prompt", Input).focus()
+
+    def action_open_conversation(self) -> None:
+        from tinyllm_tui.screens.dialogs import ConversationPicker
+
+        if self.generating:
+            self.error("stop the current reply (Esc) first")
+            return
+        self.app.push_screen(ConversationPicker(), self.open_conversation)
+
+    def open_conversation(self, path: str | None) -> None:
+        if not path:
+            return
+        from tinyllm.errors import UserError
+
+        try:
+            conv = Conversation.load(path)
+        except UserError as e:
+            self.error(str(e))
+            return
+        self.conversation = conv
+        box = self.query_one("#messages", VerticalScroll)
+        box.remove_children()
+        box.mount_all([MessageView(m) for m in conv.messages])
+        box.scroll_end(animate=False)
+        self.query_one(SamplingPanel).set_values(conv.sampling)
+        if conv.model:
+            self.query_one(ModelPicker).set_current(conv.model, conv.backend, announce=True)
+        self.query_one("#chat-status", Static).update(f"reopened {conv.title or conv.id}")
+
+    def action_export_markdown(self) -> None:
+        if not self.conversation.messages:
+            self.error("nothing to export yet")
+            return
+        try:
+            path = self.conversation.export_markdown()
+        except OSError as e:
+            self.error(f"could not export: {e}")
+            return
+        self.app.notify(f"exported to {path}", title="Markdown")
+
+
+def model_summary(engine: Any, seconds: float) -> str:
+    """One line about a loaded model: name, task, backend, size, tokenizer."""
+    info = getattr(engine, "info", None)
+    name = getattr(info, "name", "model")
+    parts = [name, getattr(engine, "task", "lm"), getattr(engine, "backend", "?")]
+    try:
+        cfg = info.model_config
+        parts.append(f"{cfg.num_params() / 1e6:.2f}M params, context {cfg.context_length}")
+    except Exception:
+        pass
+    if getattr(engine, "labels", None):
+        parts.append("labels: " + ", ".join(engine.labels))
+    return " · ".join(parts) + f"  (loaded in {seconds:.1f} s)"

@@ -1,0 +1,204 @@
+"""Models: every model directory with its size and shape; info, ONNX export, delete, chat."""
+from __future__ import annotations
+
+import shutil
+from typing import Iterable
+
+import yaml
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Static
+
+from tinyllm import modeldir
+from tinyllm_tui.screens.base import TinyScreen
+from tinyllm_tui.fmt import describe_error, human_bytes, human_count, pretty_path
+
+COLUMNS = ("name", "task", "params", "tokenizer", "size", "onnx", "source")
+
+
+def export_onnx(path, int8: bool = False) -> str:
+    """Export a model directory to ONNX (helper E's exporter); a line saying what was written."""
+    from tinyllm.export.onnx import export_model
+
+    r = export_model(path, int8=int8)
+    files = ", ".join(p.name for p in (r.fp32_path, r.int8_path) if p)
+    return f"wrote {files} ({r.exporter} exporter, {r.seconds:.1f} s)"
+
+
+class ModelsScreen(TinyScreen):
+    MODE = "models"
+    BINDINGS = [
+        Binding("enter", "chat", "Chat with it", show=True),
+        Binding("x", "export", "Export ONNX"),
+        Binding("i", "export(True)", "ONNX + int8"),
+        Binding("d,delete", "delete", "Delete"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.infos: dict[str, modeldir.ModelInfo] = {}
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="models-body"):
+            yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="model-info-box", classes="side"):
+                yield Static("", id="model-info", markup=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#models-table", DataTable)
+        for col in COLUMNS:
+            table.add_column(col, key=col)
+        self.action_refresh()
+        table.focus()
+
+    def screen_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Models: export to ONNX", "Export the selected model", self.action_export)
+        yield SystemCommand("Models: export to ONNX with int8", "Export fp32 and int8 graphs",
+                            lambda: self.action_export(True))
+        yield SystemCommand("Models: delete", "Delete the selected model (asks first)",
+                            self.action_delete)
+        yield SystemCommand("Models: refresh", "Read the model folders again", self.action_refresh)
+
+    # ---- list ---------------------------------------------------------------------------------
+    def action_refresh(self) -> None:
+        table = self.query_one("#models-table", DataTable)
+        keep = self.selected_name()
+        table.clear()
+        self.infos = {}
+        for info in modeldir.list_models():
+            self.infos[info.name] = info
+            table.add_row(*model_row(info), key=info.name)
+        if not self.infos:
+            self.query_one("#model-info", Static).update(
+                f"No models yet. Train one (Train screen or `tinyllm train`) or import GPT-2; "
+                f"models live in {modeldir.models_home()}.")
+            return
+        names = list(self.infos)
+        table.move_cursor(row=names.index(keep) if keep in names else 0)
+        self.show_info(self.selected_name())
+
+    def selected_name(self) -> str | None:
+        table = self.query_one("#models-table", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        except Exception:
+            return None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_info(event.row_key.value if event.row_key else None)
+
+    def show_info(self, name: str | None) -> None:
+        info = self.infos.get(name or "")
+        box = self.query_one("#model-info", Static)
+        if info is None:
+            box.update("")
+            return
+        box.update(model_details(info))
+
+    # ---- actions ------------------------------------------------------------------------------
+    def action_chat(self) -> None:
+        name = self.selected_name()
+        if not name:
+            return
+        info = self.infos[name]
+        if info.source == "bundled" or info.source == "user":
+            ref = name
+        else:
+            ref = str(info.path)
+        self.app.model_ref = ref
+        self.app.switch_mode("chat")
+        from tinyllm_tui.widgets.model_picker import ModelPicker
+
+        try:
+            self.app.screen.query_one(ModelPicker).set_current(ref, announce=True)
+        except Exception:
+            pass
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_chat()
+
+    def action_export(self, int8: bool = False) -> None:
+        name = self.selected_name()
+        if not name:
+            return
+        what = "ONNX (fp32 + int8)" if int8 else "ONNX"
+        self.app.notify(f"exporting {name} to {what}…", title="ONNX")
+        self._export(self.infos[name], int8)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def _export(self, info: modeldir.ModelInfo, int8: bool) -> None:
+        try:
+            out = export_onnx(info.path, int8)
+        except BaseException as e:
+            self.app.call_from_thread(self.error, f"ONNX export of {info.name} failed: "
+                                                  f"{describe_error(e)}")
+            return
+        self.app.call_from_thread(self._exported, info.name, out)
+
+    def _exported(self, name: str, out: str) -> None:
+        self.app.notify(f"{name}: {out}", title="ONNX")
+        self.action_refresh()
+
+    def action_delete(self) -> None:
+        from tinyllm_tui.screens.dialogs import ConfirmDialog
+
+        name = self.selected_name()
+        if not name:
+            return
+        info = self.infos[name]
+        if info.source == "bundled":
+            self.error(f"{name} is bundled with tinyllm and cannot be deleted")
+            return
+        size = human_bytes(info.size_bytes())
+        self.app.push_screen(ConfirmDialog(f"Delete {name} ({size})?\n{pretty_path(info.path)}"),
+                             lambda yes: self.delete(info) if yes else None)
+
+    def delete(self, info: modeldir.ModelInfo) -> None:
+        try:
+            shutil.rmtree(info.path)
+        except OSError as e:
+            self.error(f"could not delete {info.path}: {e}")
+            return
+        self.app.notify(f"deleted {info.name}", title="Models")
+        self.action_refresh()
+
+
+def model_row(info: modeldir.ModelInfo) -> tuple:
+    try:
+        params = human_count(info.model_config.num_params())
+    except Exception:
+        params = Text("bad config", style="bold red")
+    onnx = "int8" if info.has_int8 else "yes" if info.has_onnx else "-"
+    return (info.name, info.task, params, info.tokenizer, human_bytes(info.size_bytes()), onnx,
+            info.source)
+
+
+def model_details(info: modeldir.ModelInfo) -> Text:
+    out = Text()
+    out.append(f"{info.name}\n", style="bold")
+    out.append(f"{pretty_path(info.path)}\n\n", style="dim")
+    try:
+        s = info.summary()
+        rows = [("task", s["task"]), ("parameters", f"{s['params']:,}"),
+                ("layers × heads × width", f"{s['n_layer']} × {s['n_head']} × {s['n_embd']}"),
+                ("context", s["context_length"]), ("vocabulary", f"{s['vocab_size']:,}"),
+                ("tokenizer", s["tokenizer"]), ("size on disk", human_bytes(s["size_bytes"])),
+                ("onnx", "int8 + fp32" if s["int8"] else "yes" if s["onnx"] else "no")]
+        if s.get("labels"):
+            rows.append(("labels", ", ".join(map(str, s["labels"]))))
+        for k, v in rows:
+            out.append(f"{k:>22}  ", style="dim")
+            out.append(f"{v}\n")
+    except Exception as e:
+        out.append(f"config.yaml problem: {describe_error(e)}\n", style="bold red")
+    extra = {k: v for k, v in info.meta.items() if k in ("train", "template", "saved_at", "format")}
+    if extra:
+        out.append("\n")
+        out.append(yaml.safe_dump(extra, sort_keys=False, allow_unicode=True, width=60))
+    return out

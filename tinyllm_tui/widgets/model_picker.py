@@ -1,0 +1,90 @@
+"""Pick a model (bundled, in ``$TINYLLM_HOME/models``, or by path) and a backend."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Input, Label, Select
+
+from tinyllm import modeldir
+
+BACKENDS = [("auto (onnx if exported)", "auto"), ("torch", "torch"), ("onnx", "onnx")]
+
+
+class ModelPicker(Vertical):
+    """A Select of known models, a path Input and a backend Select; posts ``Chosen``."""
+
+    @dataclass
+    class Chosen(Message):
+        model: str          # a model name or a path
+        backend: str        # "auto", "torch" or "onnx"
+
+    def __init__(self, model: str | None = None, backend: str | None = None, **kw):
+        super().__init__(**kw)
+        self._model = model or modeldir.DEFAULT_LM
+        self._backend = backend or "auto"
+
+    def compose(self) -> ComposeResult:
+        yield Label("model", classes="field-label")
+        yield Select(self._options(), id="model-select", allow_blank=True, prompt="(choose a model)",
+                     compact=True)
+        yield Input(placeholder="or a path, then Enter", id="model-path", compact=True)
+        yield Label("backend", classes="field-label")
+        yield Select(BACKENDS, id="backend-select", allow_blank=False, value=self._backend,
+                     compact=True)
+
+    def on_mount(self) -> None:
+        self.set_current(self._model, self._backend, announce=False)
+
+    def _options(self) -> list[tuple[str, str]]:
+        return [(f"{m.name} · {m.task} · {m.source}", m.name) for m in modeldir.list_models()]
+
+    def refresh_models(self) -> None:
+        select = self.query_one("#model-select", Select)
+        current = select.value
+        select.set_options(self._options())
+        if current is not Select.NULL and any(v == current for _, v in self._options()):
+            with select.prevent(Select.Changed):
+                select.value = current
+
+    @property
+    def backend(self) -> str:
+        return str(self.query_one("#backend-select", Select).value)
+
+    def set_current(self, model: str, backend: str | None = None, announce: bool = True) -> None:
+        """Show ``model`` as chosen: in the Select when it is a known name, else in the path box."""
+        select = self.query_one("#model-select", Select)
+        path = self.query_one("#model-path", Input)
+        with select.prevent(Select.Changed), path.prevent(Input.Changed):
+            if any(v == model for _, v in self._options()):
+                select.value = model
+                path.value = ""
+            else:
+                select.clear()
+                path.value = model
+        if backend:
+            sel = self.query_one("#backend-select", Select)
+            with sel.prevent(Select.Changed):
+                sel.value = backend
+        self._model = model
+        if announce:
+            self.post_message(self.Chosen(model, self.backend))
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.select.id == "model-select" and event.value is not Select.NULL:
+            self.query_one("#model-path", Input).value = ""
+            self._model = str(event.value)
+        self.post_message(self.Chosen(self._model, self.backend))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "model-path":
+            return
+        event.stop()
+        if event.value.strip():
+            self._model = event.value.strip()
+            with self.query_one("#model-select", Select).prevent(Select.Changed):
+                self.query_one("#model-select", Select).clear()
+            self.post_message(self.Chosen(self._model, self.backend))
