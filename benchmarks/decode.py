@@ -37,6 +37,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 import torch  # noqa: E402
 
 from tinyllm.config import preset  # noqa: E402
+from tinyllm.gpt2 import from_hf_state_dict  # noqa: E402
 from tinyllm.model import GPT  # noqa: E402
 
 REFERENCE = "transformers generate (fp32)"
@@ -76,21 +77,6 @@ class Row:
 
 
 # ---- the shared weights ----------------------------------------------------------------------
-def hf_to_tinyllm(hf_sd: dict[str, torch.Tensor], n_layer: int) -> dict[str, torch.Tensor]:
-    """Map a transformers GPT2LMHeadModel state dict onto tinyllm's names (Conv1D -> Linear: transpose)."""
-    out = {"tok_emb.weight": hf_sd["transformer.wte.weight"],
-           "pos_emb.weight": hf_sd["transformer.wpe.weight"],
-           "ln_f.weight": hf_sd["transformer.ln_f.weight"], "ln_f.bias": hf_sd["transformer.ln_f.bias"]}
-    names = {"ln_1": "ln1", "ln_2": "ln2", "attn.c_attn": "attn.qkv", "attn.c_proj": "attn.proj",
-             "mlp.c_fc": "mlp.fc", "mlp.c_proj": "mlp.proj"}
-    for i in range(n_layer):
-        for hf, ours in names.items():
-            w = hf_sd[f"transformer.h.{i}.{hf}.weight"]
-            out[f"blocks.{i}.{ours}.weight"] = w if hf.startswith("ln") else w.t()
-            out[f"blocks.{i}.{ours}.bias"] = hf_sd[f"transformer.h.{i}.{hf}.bias"]
-    return out
-
-
 def make_models(preset_name: str, seed: int):
     """A randomly initialised transformers GPT-2 and a tinyllm GPT holding the same weights."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -100,10 +86,7 @@ def make_models(preset_name: str, seed: int):
     hf = GPT2LMHeadModel(GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length,
                                     n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
                                     activation_function="gelu_new")).eval()
-    ours = GPT(cfg).eval()
-    missing, unexpected = ours.load_state_dict(hf_to_tinyllm(hf.state_dict(), cfg.n_layer),
-                                               strict=False)
-    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    ours = from_hf_state_dict(hf.state_dict(), hf.config)  # tinyllm's GPT-2 import (Conv1D -> Linear)
     with torch.no_grad():  # same logits, or the comparison means nothing
         x = torch.randint(0, cfg.vocab_size, (1, 16))
         diff = (ours(x) - hf(x).logits).abs().max().item()
@@ -127,13 +110,11 @@ def prepare_transformers(ctx: Context) -> Callable[[], list[int]]:
     return run
 
 
-def prepare_tinyllm_torch(ctx: Context) -> Callable[[], list[int]]:
-    """The path `tinyllm generate` takes: TorchDecoder + the shared sampling loop + text streaming."""
-    from tinyllm.generate import TorchDecoder
+def tinyllm_runner(prefill, step, ctx: Context) -> Callable[[], list[int]]:
+    """The loop `tinyllm generate` runs over a backend's prefill/step: sampling + text streaming."""
     from tinyllm.runtime.sampling import SamplingConfig, generate_ids, stream_text
     from tinyllm.tokenizer import get_gpt2
 
-    dec = TorchDecoder(ctx.model)
     tok = get_gpt2()
     cfg = SamplingConfig(temperature=0, max_new_tokens=ctx.new_tokens, stop_at_eos=False)
 
@@ -144,16 +125,47 @@ def prepare_tinyllm_torch(ctx: Context) -> Callable[[], list[int]]:
             for t in it:
                 ids.append(t)
                 yield t
-        for _ in stream_text(record(generate_ids(dec.prefill, dec.step, ctx.prompt, cfg)),
-                             tok.token_bytes):
+        for _ in stream_text(record(generate_ids(prefill, step, ctx.prompt, cfg)), tok.token_bytes):
             pass
         return ids
     return run
 
 
+def prepare_tinyllm_torch(ctx: Context) -> Callable[[], list[int]]:
+    """The path `tinyllm generate` takes: TorchDecoder (KV cache) + the shared sampling loop."""
+    from tinyllm.generate import TorchDecoder
+
+    dec = TorchDecoder(ctx.model)
+    return tinyllm_runner(dec.prefill, dec.step, ctx)
+
+
+_ONNX: dict[Path, object] = {}
+
+
+def _onnx_export(ctx: Context):
+    """`tinyllm export-onnx --int8` of the shared weights, once for both ONNX rows."""
+    if ctx.tmp not in _ONNX:
+        from tinyllm.export.onnx import export_model
+
+        _ONNX[ctx.tmp] = export_model(ctx.model_dir(), int8=True,
+                                      log=lambda m: print(m, file=sys.stderr, flush=True))
+    return _ONNX[ctx.tmp]
+
+
+def _prepare_ort(ctx: Context, int8: bool) -> Callable[[], list[int]]:
+    """The path `tinyllm generate --backend onnx` takes: OnnxDecoder + the shared sampling loop."""
+    from tinyllm.runtime.lm import OnnxDecoder
+
+    res = _onnx_export(ctx)
+    dec = OnnxDecoder(res.int8_path if int8 else res.fp32_path)
+    return tinyllm_runner(dec.prefill, dec.step, ctx)
+
+
 ROWS: list[Row] = [
     Row(REFERENCE, prepare_transformers),
     Row("tinyllm torch (fp32)", prepare_tinyllm_torch),
+    Row("tinyllm ORT (fp32)", lambda ctx: _prepare_ort(ctx, int8=False)),
+    Row("tinyllm ORT (int8 weights)", lambda ctx: _prepare_ort(ctx, int8=True)),
 ]
 
 

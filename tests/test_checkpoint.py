@@ -135,6 +135,19 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     load_model(out)
 
 
+def test_saved_files_get_normal_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        out = save_model(make_model(), TOK, tmp_path / "m")
+    finally:
+        os.umask(mask)
+    # temp files are created 0600; the renamed result must be readable like any other file
+    for p in out.iterdir():
+        assert p.stat().st_mode & 0o044, p.name
+
+
 def test_save_over_an_existing_directory_replaces_it(tmp_path):
     out = save_model(make_model(), TOK, tmp_path / "m")
     save_model(make_model(n_layer=3), TOK, out)

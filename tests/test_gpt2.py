@@ -62,8 +62,9 @@ def save_hf(model, folder: Path, fmt: str = "safetensors", prefixed: bool = True
             sd[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
     if fmt == "safetensors":
         save_file(sd, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    else:
-        torch.save(sd, folder / "pytorch_model.bin")
+    else:  # "bin", or "bin-legacy": the pre-zip format that cannot be memory-mapped
+        torch.save(sd, folder / "pytorch_model.bin",
+                   _use_new_zipfile_serialization=fmt != "bin-legacy")
     return folder
 
 
@@ -107,7 +108,7 @@ def test_shapes_match_the_model(cfg):
 @pytest.mark.parametrize("shape,fmt,prefixed", [
     (dict(n_layer=2, n_head=3, n_embd=48), "safetensors", True),
     (dict(n_layer=2, n_head=3, n_embd=48), "bin", False),
-    (dict(n_layer=3, n_head=5, n_embd=40, n_positions=80, vocab_size=1000), "bin", True),
+    (dict(n_layer=3, n_head=5, n_embd=40, n_positions=80, vocab_size=1000), "bin-legacy", True),
     (dict(n_layer=1, n_head=1, n_embd=16, activation_function="gelu", layer_norm_epsilon=1e-6,
           tie_word_embeddings=False), "safetensors", False),
 ])
@@ -119,7 +120,8 @@ def test_import_matches_transformers(tmp_path, shape, fmt, prefixed):
     assert_same_greedy(ours, hf)
     meta = ours.meta
     assert meta["task"] == "lm" and meta["tokenizer"]["type"] == "gpt2"
-    assert meta["source"]["format"] == fmt and meta["source"]["path"] == str(src.resolve())
+    assert meta["source"]["format"] == fmt.removesuffix("-legacy")
+    assert meta["source"]["path"] == str(src.resolve())
 
 
 def test_import_gpt2_124m_shape(tmp_path):
@@ -333,3 +335,22 @@ def test_finetune_classify_on_imported_model(tmp_path):
     assert r.exit_code == 0, r.output
     clf = load_model(tmp_path / "clf")
     assert clf.config.n_classes == 2 and clf.config.n_embd == 16
+
+
+def test_export_bpe_model_with_its_tokenizer(tmp_path):
+    from tinyllm.checkpoint import save_model
+    from tinyllm.tokenizer import train_tokenizer
+
+    text = (Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data" /
+            "tinyshakespeare.txt").read_text(encoding="utf-8")[:20000]
+    tok = train_tokenizer("bpe", text, vocab_size=400)
+    torch.manual_seed(0)
+    save_model(GPT(ModelConfig(vocab_size=tok.vocab_size, context_length=64, n_layer=1, n_head=2,
+                               n_embd=16)), tok, tmp_path / "bpe")
+    assert cli("export-hf", tmp_path / "bpe", "-o", tmp_path / "hf").exit_code == 0
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    sample = "ROMEO: But soft, what light through yonder window breaks?"
+    assert hf_tok(sample)["input_ids"] == tok.encode(sample)
+    back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    assert back.config.eos_token_id == tok.eot_id
+    assert_same_logits(load_model(tmp_path / "bpe"), back)

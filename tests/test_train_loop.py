@@ -214,3 +214,14 @@ def test_generic_trainer_with_a_custom_loss(tmp_path):
     assert done["best_metric"] < 0.05 and done["best_step"] == 80
     assert (str(tmp_path / "reg"), 80) in saved and (str(tmp_path / "reg" / "last"), 80) in saved
     assert [e["event"] for e in seen].count("step") == 80
+
+
+def test_windows_sampling_and_bf16_autocast_run(corpus, tmp_path):
+    out = tmp_path / "w"
+    done = run(corpus, out, 3, "sampling=windows", "stride=16", "precision=bf16", "eval_every=3")
+    assert done["reason"] == "finished" and done["val_loss"] < 10
+    evs = events(out)
+    assert evs[0]["precision"] == "bf16"
+    steps = [e for e in evs if e["event"] == "step"]
+    n_windows = (18000 - 33) // 16 + 1  # training split of 20k chars, windows of 32 + 1, stride 16
+    assert steps[-1]["epoch"] == pytest.approx(round(3 * 8 / n_windows, 4))

@@ -7,6 +7,7 @@ import json
 from tinyllm.errors import UserError
 from tinyllm_tui.app import TinyLLMApp
 from tinyllm_tui.conversations import Conversation, conversations_dir
+from tinyllm_tui.widgets.message import MessageView
 
 from tui_fakes import FakeEngine, text_of, wait_for
 
@@ -30,24 +31,25 @@ def replies(app):
     return [v.message for v in app.screen.query(".message") if v.message.role != "user"]
 
 
-def test_streamed_reply_arrives_piece_by_piece():
-    engine = FakeEngine(delay=0.03)
+def test_streamed_reply_arrives_piece_by_piece(monkeypatch):
+    engine = FakeEngine(delay=0.05)
     full = "".join(engine.pieces)
+    updates: list[int] = []          # length of the reply after each screen update
+    original = MessageView.append
+
+    def recording_append(self, text):
+        original(self, text)
+        updates.append(len(self.message.content))
+    monkeypatch.setattr(MessageView, "append", recording_append)
 
     async def scenario():
         app = chat_app(engine)
         async with app.run_test(size=SIZE) as pilot:
             await send(pilot, "Tell me a story")
-            seen = set()
-
-            def progress():
-                r = replies(app)
-                if r:
-                    seen.add(len(r[0].content))
-                return not app.screen.generating and r and r[0].content == full
-            await wait_for(pilot, progress)
-            # text arrived in several updates while the worker streamed, not at once at the end
-            assert len([n for n in seen if 0 < n < len(full)]) >= 2
+            await wait_for(pilot, lambda: not app.screen.generating and replies(app)
+                           and replies(app)[0].content == full)
+            # the text arrived in several updates while the worker streamed, not at once at the end
+            assert len(updates) >= 3 and updates[0] < len(full) and updates[-1] == len(full)
             assert engine.prompts == ["Tell me a story"]
             cfg = engine.configs[0]
             assert (cfg.temperature, cfg.top_k, cfg.max_new_tokens) == (0.8, 200, 200)

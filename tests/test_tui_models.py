@@ -5,30 +5,13 @@ import asyncio
 from pathlib import Path
 
 from tinyllm import modeldir
-from tinyllm.config import ModelConfig, to_dict, write_yaml
+from tinyllm.config import write_yaml
 from tinyllm_tui.app import TinyLLMApp
 from tinyllm_tui.screens import models as models_screen
 
-from tui_fakes import FakeEngine, text_of, wait_for
+from tui_fakes import FakeEngine, make_model, text_of, wait_for
 
 SIZE = (130, 34)
-
-
-def make_model(root: Path, name: str, task: str = "lm", n_layer: int = 2, labels=None,
-               weights: int = 4096, **extra) -> Path:
-    """A model directory as config.yaml sees it (the list never loads weights)."""
-    d = root / name
-    d.mkdir(parents=True)
-    cfg = ModelConfig(vocab_size=65, context_length=64, n_layer=n_layer, n_head=2, n_embd=32,
-                      n_classes=len(labels or []))
-    meta = {"format": "tinyllm/1", "task": task, "model": to_dict(cfg),
-            "tokenizer": {"type": "char", "file": "tokenizer.json"},
-            "saved_at": "2024-01-01T00:00:00+0000", **extra}
-    if labels:
-        meta["labels"] = labels
-    write_yaml(d / "config.yaml", meta)
-    (d / "model.safetensors").write_bytes(b"\0" * weights)
-    return d
 
 
 def rows(app) -> list[str]:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from tinyllm.config import ModelConfig
+from tinyllm.config import ModelConfig, to_dict, write_yaml
 
 
 class FakeEngine:
@@ -124,3 +124,20 @@ def text_of(widget) -> str:
     console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
     console.print(content)
     return console.export_text()
+
+
+def make_model(root: Path, name: str, task: str = "lm", n_layer: int = 2, labels=None,
+               weights: int = 4096, **extra) -> Path:
+    """A model directory as config.yaml sees it (the list never loads weights)."""
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = ModelConfig(vocab_size=65, context_length=64, n_layer=n_layer, n_head=2, n_embd=32,
+                      n_classes=len(labels or []))
+    meta = {"format": "tinyllm/1", "task": task, "model": to_dict(cfg),
+            "tokenizer": {"type": "char", "file": "tokenizer.json"},
+            "saved_at": "2024-01-01T00:00:00+0000", **extra}
+    if labels:
+        meta["labels"] = labels
+    write_yaml(d / "config.yaml", meta)
+    (d / "model.safetensors").write_bytes(b"\0" * weights)
+    return d

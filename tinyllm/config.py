@@ -95,6 +95,8 @@ class TrainConfig:
     batch_size: int = 16           # sequences per micro-batch per process
     grad_accum: int = 1            # micro-batches per optimizer step (global batch = batch*accum*world)
     max_steps: int = 1000          # optimizer steps in total (a resumed run continues up to this)
+    max_time_minutes: float = 0.0  # also stop after this much wall time (evals included; 0 = no limit);
+                                   # the lr decay then ends at whichever of the two limits comes first
     lr: float = 1e-3               # peak learning rate
     min_lr: float = 1e-4           # learning rate at the end of the decay
     warmup_steps: int | None = None  # linear warmup from 0; None = min(100, max_steps // 10)
@@ -147,6 +149,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be an integer >= 0, not {getattr(self, name)!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"train.val_fraction must be in [0, 1), not {self.val_fraction!r}")
+        if self.max_time_minutes < 0:
+            raise ConfigError(f"train.max_time_minutes must be >= 0, not {self.max_time_minutes!r}")
         if not self.lr > 0 or self.min_lr < 0:
             raise ConfigError("train.lr must be > 0 and train.min_lr >= 0")
 

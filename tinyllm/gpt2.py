@@ -35,7 +35,7 @@ from tinyllm.checkpoint import CheckpointError, write_meta
 from tinyllm.config import ConfigError, ModelConfig
 from tinyllm.gpt2_io import ST_NAMES, WeightsReader, shard_files, write_safetensors
 from tinyllm.model import GPT
-from tinyllm.tokenizer import GPT2_DIR, get_gpt2
+from tinyllm.tokenizer import EOT, GPT2_DIR, Tokenizer, from_spec, get_gpt2
 
 # activation_function in config.json -> ModelConfig.gelu
 ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "gelu": "exact"}
@@ -116,13 +116,14 @@ def model_config_from_hf(hf_config: Any, where: str = "config.json") -> ModelCon
         raise GPT2Error(f"{where}: {e}") from None
 
 
-def _special_ids(cfg: ModelConfig) -> dict[str, int | None]:
-    """GPT-2's <|endoftext|> (50256) as bos/eos, when the vocabulary has it."""
-    eot = EOT_ID if cfg.vocab_size > EOT_ID else None
+def _special_ids(cfg: ModelConfig, eot_id: int | None = EOT_ID) -> dict[str, int | None]:
+    """<|endoftext|> as bos/eos (GPT-2: 50256), when the vocabulary has it."""
+    eot = eot_id if eot_id is not None and eot_id < cfg.vocab_size else None
     return {"bos_token_id": eot, "eos_token_id": eot}
 
 
-def hf_config_from_model(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+def hf_config_from_model(cfg: ModelConfig, dtype: torch.dtype = torch.float32,
+                         eot_id: int | None = EOT_ID) -> dict[str, Any]:
     """A ``config.json`` for transformers' GPT2LMHeadModel with this model's shape."""
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
@@ -133,7 +134,7 @@ def hf_config_from_model(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -
         "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout, "initializer_range": 0.02,
         "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False, "add_cross_attention": False, "use_cache": True,
-        "tie_word_embeddings": cfg.tie_weights, **_special_ids(cfg),
+        "tie_word_embeddings": cfg.tie_weights, **_special_ids(cfg, eot_id),
         "torch_dtype": str(dtype).removeprefix("torch."), "dtype": str(dtype).removeprefix("torch."),
     }
 
@@ -433,11 +434,13 @@ def export_hf(name_or_path: str | Path | None, out: str | Path, dtype: torch.dty
     """Write a tinyllm model as a folder GPT2LMHeadModel.from_pretrained loads; returns a summary.
 
     Writes config.json, model.safetensors (streamed, one tensor at a time), generation_config.json
-    and, for the gpt2 tokenizer, vocab.json + merges.txt + tokenizer_config.json.
+    and the tokenizer as transformers reads it: vocab.json + merges.txt for gpt2, tokenizer.json
+    for bpe (a char tokenizer has no equivalent), with tokenizer_config.json.
     """
     log = log or (lambda msg: None)
     info = modeldir.find(name_or_path)
     cfg = info.model_config
+    tokenizer = from_spec(info.meta.get("tokenizer"), info.path)
     out = Path(out)
     weights = info.path / modeldir.WEIGHTS
     _check_out(out, force, "config.json", [weights])
@@ -471,21 +474,32 @@ def export_hf(name_or_path: str | Path | None, out: str | Path, dtype: torch.dty
         out.mkdir(parents=True, exist_ok=True)
         log(f"writing {out / 'model.safetensors'} ({len(entries)} tensors)")
         nbytes = write_safetensors(out / "model.safetensors", entries, produce, {"format": "pt"})
-    _write_json(out / "generation_config.json", _special_ids(cfg))
-    tok = (info.meta.get("tokenizer") or {}).get("type", "gpt2")
-    if tok == "gpt2":
+    eot = tokenizer.eot_id
+    _write_json(out / "generation_config.json", _special_ids(cfg, eot))
+    has_tokenizer = _export_tokenizer(tokenizer, info.path, out, cfg.context_length)
+    if not has_tokenizer:
+        log(f"note: the model's {tokenizer.name!r} tokenizer has no transformers equivalent; "
+            f"the folder has weights and config only")
+    _write_json(out / "config.json", hf_config_from_model(cfg, store, eot))  # last: complete
+    return {"out": str(out), "model": str(info.path), "params": cfg.num_params(),
+            "dtype": str(store)[6:], "bytes": nbytes, "tokenizer": has_tokenizer}
+
+
+def _export_tokenizer(tokenizer: Tokenizer, model_dir: Path, out: Path, max_len: int) -> bool:
+    """Write the tokenizer files transformers' AutoTokenizer reads; False when there are none."""
+    special = {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT, "model_max_length": max_len}
+    if tokenizer.name == "gpt2":
         shutil.copyfile(GPT2_DIR / "encoder.json", out / "vocab.json")
         shutil.copyfile(GPT2_DIR / "vocab.bpe", out / "merges.txt")
-        _write_json(out / "tokenizer_config.json", {
-            "tokenizer_class": "GPT2Tokenizer", "model_max_length": cfg.context_length,
-            "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
-            "unk_token": "<|endoftext|>", "add_prefix_space": False})
-    else:
-        log(f"note: the model's {tok!r} tokenizer has no transformers equivalent; "
-            f"the folder has weights and config only")
-    _write_json(out / "config.json", hf_config_from_model(cfg, store))  # last: folder complete
-    return {"out": str(out), "model": str(info.path), "params": cfg.num_params(),
-            "dtype": str(store)[6:], "bytes": nbytes, "tokenizer": tok == "gpt2"}
+        _write_json(out / "tokenizer_config.json", {"tokenizer_class": "GPT2Tokenizer",
+                                                     "add_prefix_space": False, **special})
+        return True
+    if tokenizer.name == "bpe":  # trained with Hugging Face tokenizers: its own file format
+        shutil.copyfile(model_dir / tokenizer.spec()["file"], out / "tokenizer.json")
+        _write_json(out / "tokenizer_config.json",
+                    {"tokenizer_class": "PreTrainedTokenizerFast", **special})
+        return True
+    return False
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -34,7 +34,7 @@ ST_DTYPES: dict[str, torch.dtype] = {
 }
 ST_NAMES = {v: k for k, v in ST_DTYPES.items()}
 
-DEFAULT_BUDGET = 64 << 20  # bytes handed out before the file is re-opened (releases mapped pages)
+DEFAULT_BUDGET = 128 << 20  # bytes handed out before the file is re-opened (releases mapped pages)
 
 
 class WeightsError(CheckpointError):

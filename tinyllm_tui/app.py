@@ -42,7 +42,7 @@ class TinyLLMApp(App):
     """tinyllm: chat with, train, inspect and manage small GPT models."""
 
     TITLE = "tinyllm"
-    CSS_PATH = "tinyllm.tcss"
+    CSS_PATH = Path(__file__).parent / "tinyllm.tcss"   # absolute: subclasses elsewhere work too
     MODES = {mode: _lazy(ref) for mode, ref in SCREENS_BY_MODE.items()}
     DEFAULT_MODE = "chat"
     BINDINGS = [
@@ -69,16 +69,16 @@ class TinyLLMApp(App):
         self.start_attach = attach               # a run dir (or metrics.jsonl) to follow in Train
         self.engine_factory = engine_factory or default_engine_factory
         self.trainer_factory = trainer_factory   # tests swap the training process for a thread
-        self._theme_name = default_theme(theme)
-
-    def on_mount(self) -> None:
         self.register_theme(DARK)
         self.register_theme(LIGHT)
-        try:
-            self.theme = self._theme_name
-        except Exception:  # an unknown theme name: keep going with the default
-            self.theme = DARK.name
-            self.notify(f"unknown theme {self._theme_name!r}; using {DARK.name}", severity="warning")
+        # set before the first paint: changing the theme later restyles every widget again
+        name = default_theme(theme)
+        self.theme = name if name in self.available_themes else DARK.name
+        self._bad_theme = None if name in self.available_themes else name
+
+    def on_mount(self) -> None:
+        if self._bad_theme:
+            self.notify(f"unknown theme {self._bad_theme!r}; using {DARK.name}", severity="warning")
 
     def notify(self, message: str, *, title: str = "", severity="information",
                timeout: float | None = None, markup: bool = False) -> None:

@@ -64,6 +64,34 @@ class Dataset:
         return [i for i, h in enumerate(self._haystack) if q in h]
 
 
+@dataclass
+class TokenStats:
+    """Token counts of every row and what the screen shows about them (computed off the UI thread)."""
+    counts: list[int]                   # tokens per row, in row order
+    total: int
+    mean: float
+    median: int
+    p95: int
+    max: int
+    bin_centers: list[float]            # histogram of the counts
+    bin_heights: list[int]
+    bin_width: float
+
+
+def token_stats(counts: list[int], bins: int = 40) -> TokenStats:
+    import numpy as np
+
+    a = np.asarray(counts, dtype=np.int64)
+    if a.size == 0:
+        return TokenStats([], 0, 0.0, 0, 0, 0, [], [], 1.0)
+    n_bins = int(min(bins, max(1, a.max() - a.min() + 1)))
+    heights, edges = np.histogram(a, bins=n_bins)
+    return TokenStats(counts=list(counts), total=int(a.sum()), mean=float(a.mean()),
+                      median=int(np.median(a)), p95=int(np.percentile(a, 95)), max=int(a.max()),
+                      bin_centers=((edges[:-1] + edges[1:]) / 2).tolist(),
+                      bin_heights=heights.tolist(), bin_width=float(edges[1] - edges[0]))
+
+
 def instruction_text(instruction: str, input: str = "", output: str = "") -> str:
     """An instruction example as the model reads it: the default prompt template, then the response."""
     from tinyllm.runtime.templates import format_prompt, load_template

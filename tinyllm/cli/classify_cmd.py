@@ -49,6 +49,26 @@ def read_batches(fd: int, batch_size: int, chunk: int = 1 << 16) -> Iterator[lis
         del lines[:batch_size]
 
 
+def stdin_batches(stream, batch_size: int) -> Iterator[list[bytes]]:
+    """Batches of lines from a binary stream: through its file descriptor when it has one (a pipe,
+    a file, a terminal), else line by line (in-process test runners)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    if fd is not None:
+        yield from read_batches(fd, batch_size)
+        return
+    batch: list[bytes] = []
+    for line in stream:
+        batch.append(line[:-1] if line.endswith(b"\n") else line)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class LineDecoder:
     """Bytes -> text, replacing invalid UTF-8 and warning once on stderr."""
 
@@ -106,7 +126,7 @@ def classify(model, fmt, batch_size, backend):
                         "train one with `tinyllm finetune classify`")
     decode = LineDecoder()
     out = sys.stdout.buffer
-    for raw in read_batches(sys.stdin.fileno(), batch_size):
+    for raw in stdin_batches(sys.stdin.buffer, batch_size):
         texts = [decode(r) for r in raw]
         todo = [i for i, t in enumerate(texts) if t.strip()]
         probs = engine.classify([texts[i] for i in todo]) if todo else None

@@ -71,9 +71,10 @@ def import_gpt2(name_or_path, out, dtype, n_head, force, as_json):
 def export_hf(model, out, dtype, force, as_json):
     """Export a tinyllm model (path or name) as a Hugging Face GPT-2 folder.
 
-    DIR gets config.json, model.safetensors, generation_config.json and, for models with the gpt2
-    tokenizer, vocab.json/merges.txt/tokenizer_config.json: transformers'
-    GPT2LMHeadModel.from_pretrained(DIR) and AutoTokenizer.from_pretrained(DIR) load it.
+    DIR gets config.json, model.safetensors, generation_config.json and the tokenizer
+    (vocab.json + merges.txt for gpt2, tokenizer.json for bpe, with tokenizer_config.json):
+    transformers' GPT2LMHeadModel.from_pretrained(DIR) and AutoTokenizer.from_pretrained(DIR)
+    load it (a char tokenizer has no transformers equivalent).
     A classifier's head is left out (GPT2LMHeadModel has none). Prints DIR on stdout.
 
     \b

@@ -337,7 +337,9 @@ def quantize(src: Path, dst: Path, method: str = QUANT_METHODS[0], external: boo
             quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
                              op_types_to_quantize=["MatMul"], per_channel=True,
                              use_external_data_format=external,
-                             extra_options={"MatMulConstBOnly": True})
+                             extra_options={"MatMulConstBOnly": True,
+                                            # fused com.microsoft ops defeat type inference
+                                            "DefaultTensorType": onnx.TensorProto.FLOAT})
         else:
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 

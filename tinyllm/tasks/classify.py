@@ -10,7 +10,6 @@ Plugins subclass :class:`ClassifyTask` for their own classifiers (see ``plugins/
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from tinyllm.config import read_yaml, write_yaml
 from tinyllm.data import classification as cdata
 from tinyllm.data.classification import Example
 from tinyllm.errors import UserError
-from tinyllm.runtime.textbatch import encode_texts, pad_id_of, pad_ids
+from tinyllm.runtime.textbatch import encode_texts, pad_ids
 from tinyllm.tasks.base import DataError, Task
 from tinyllm.tasks.metrics import classification_metrics, format_classification
 
@@ -61,6 +60,11 @@ class ClassifyTask(Task):
         *_COLUMNS,
         click.Option(["--balance"], type=click.Choice(["none", "undersample"]), default="none",
                      help="undersample: keep as many examples of every label as the rarest has."),
+        click.Option(["--train-left-out"], is_flag=True,
+                     help="With --balance undersample: add the examples it leaves out to the "
+                          "training split only (validation and test stay balanced)."),
+        click.Option(["--class-weight"], type=click.Choice(["none", "balanced"]), default="none",
+                     help="balanced: weight the loss by inverse label frequency in training."),
         click.Option(["--train-layers"], default="all", show_default=True,
                      help="Which transformer blocks train: all, or last-N (plus final norm and head)."),
         click.Option(["--lora-rank"], type=click.IntRange(0), default=0,
@@ -69,6 +73,8 @@ class ClassifyTask(Task):
         click.Option(["--pooling"], type=click.Choice(["last", "mean"]), default="last",
                      show_default=True, help="Head input: the last real token, or the mean of all."),
         click.Option(["--epochs"], type=click.IntRange(1), default=5, show_default=True),
+        click.Option(["--dropout"], type=click.FloatRange(0, 1, max_open=True), default=None,
+                     help="Dropout while training (default: the model's; 0.1 from scratch)."),
         _BATCH,
         click.Option(["--lr"], type=float, default=None,
                      help="Peak learning rate (default: 5e-5 from a model, 1e-3 from scratch)."),
@@ -110,10 +116,10 @@ class ClassifyTask(Task):
     def finetune(self, data, out, model=None, text_col=None, label_col=None, balance="none",
                  train_layers="all", lora_rank=0, lora_alpha=None, pooling="last", epochs=5,
                  batch_size=None, lr=None, split=(0.7, 0.1, 0.2), seed=123, preset=None,
-                 resume=False, extra_train: list[Example] | None = None, vocab_size: int = 4096,
+                 resume=False, train_left_out=False, class_weight="none", dropout=None,
+                 extra_train: list[Example] | None = None, vocab_size: int = 4096,
                  model_overrides: dict | None = None, save_dtype=None, quiet: bool = False,
-                 pretrain_steps: int = 0, class_weight: str | None = None, num_threads: int = 0,
-                 **_: Any) -> dict[str, Any]:
+                 pretrain_steps: int = 0, num_threads: int = 0, **_: Any) -> dict[str, Any]:
         """Fine-tune (or train from scratch) and report the test split's metrics.
 
         ``extra_train`` adds examples to the training split only (never validated or tested);
@@ -127,16 +133,20 @@ class ClassifyTask(Task):
         left_out: list[Example] = []
         if balance == "undersample":
             examples, left_out = cdata.undersample(examples, seed)
+        elif train_left_out:
+            raise UserError("--train-left-out needs --balance undersample")
         train, val, test = cdata.stratified_split(examples, tuple(split), seed)
-        train = train + list(extra_train or [])
+        extra_train = list(extra_train or []) + (left_out if train_left_out else [])
+        train = train + extra_train
         if not train or not test:
             raise DataError(f"{data}: too few examples ({len(examples)}) for a train/val/test split")
         info = {
             "data": str(data), "text_col": text_col, "label_col": label_col, "balance": balance,
             "split": {"train": len(train), "val": len(val), "test": len(test),
-                      "left_out": len(left_out), "extra_train": len(extra_train or [])},
+                      "left_out": len(left_out), "extra_train": len(extra_train)},
             "label_counts": {"train": cdata.label_counts(train), "test": cdata.label_counts(test)},
             "train_layers": train_layers, "lora_rank": lora_rank, "seed": seed,
+            "class_weight": class_weight, "epochs": epochs,
         }
         run = classify_train.Run(
             task=self, labels=labels, train=train, val=val, out=Path(out), base=model,
@@ -145,19 +155,21 @@ class ClassifyTask(Task):
             preset=preset or self.default_preset, vocab_size=vocab_size,
             model_overrides=model_overrides or {}, save_dtype=save_dtype, resume=resume,
             quiet=quiet, info=info, pretrain_steps=pretrain_steps, class_weight=class_weight,
-            num_threads=num_threads)
+            dropout=dropout, num_threads=num_threads)
         done = run.fit()
-        test_cols = self._write_test(Path(out), test, text_col, label_col)
-        report = self.evaluate(out, Path(out) / "test.jsonl", backend="torch", **test_cols)
+        test_file, test_cols = self.write_test(Path(out), test, text_col, label_col)
+        report = self.evaluate(out, test_file, backend="torch", **test_cols)
         report.update(data=str(data), split="test", seconds=round(time.time() - started, 1),
                       train={"steps": done.get("step"), "best_step": done.get("best_step"),
                              "params": run.param_counts, **info["split"]})
         self._record_test(Path(out), report)
         return report
 
-    @staticmethod
-    def _write_test(out: Path, test: list[Example], text_col, label_col) -> dict[str, str]:
-        """Write the test split as JSONL with the training file's column names (when named)."""
+    def write_test(self, out: Path, test: list[Example], text_col, label_col
+                   ) -> tuple[Path, dict[str, Any]]:
+        """Write the test split beside the model, readable by ``read_data``: (its path, the
+        evaluate() options that read it). Here JSONL with the training file's column names;
+        plugins with their own format override this."""
         tc = text_col if text_col and not str(text_col).isdigit() else "text"
         lc = label_col if label_col and not str(label_col).isdigit() else "label"
         import json
@@ -166,7 +178,7 @@ class ClassifyTask(Task):
 
         atomic_write_text(out / "test.jsonl", "".join(
             json.dumps({tc: e.text, lc: e.label}, ensure_ascii=False) + "\n" for e in test))
-        return {"text_col": tc, "label_col": lc}
+        return out / "test.jsonl", {"text_col": tc, "label_col": lc}
 
     @staticmethod
     def _record_test(out: Path, report: dict[str, Any]) -> None:
@@ -258,4 +270,4 @@ def build_sms_spam(out_dir: str | Path, quiet: bool = False) -> dict[str, Any]:
     return build(out_dir, quiet=quiet)
 
 
-__all__ = ["ClassifyTask", "predict", "build_sms_spam", "pad_id_of", "math"]
+__all__ = ["ClassifyTask", "predict", "build_sms_spam"]

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyllm.data.classification import Example
+from tinyllm.data.sampling import EpochSampler
 from tinyllm.errors import UserError
 from tinyllm.lora import merge_lora, set_trainable
 from tinyllm.model import GPT
@@ -48,6 +49,7 @@ class Run:
     resume: bool = False              # continue from out/train_state
     pretrain_steps: int = 0           # from scratch: next-token steps on the training texts first
     class_weight: str | None = None   # "balanced": weight the loss by inverse label frequency
+    dropout: float | None = None      # training dropout (None: the base model's; 0.1 from scratch)
     num_threads: int = 0              # torch threads while training (0 = torch's default)
     quiet: bool = False               # no progress bar
     info: dict = field(default_factory=dict)        # provenance for config.yaml `train:`
@@ -66,6 +68,8 @@ class Run:
             src = load_model(self.base)
             tok = load_tokenizer(self.base)
             cfg = dataclasses.replace(src.config, n_classes=n, pooling=self.pooling)
+            if self.dropout is not None:
+                cfg = dataclasses.replace(cfg, dropout=self.dropout)
             model = GPT(cfg)
             sd = src.state_dict()
             if not (src.config.n_classes == n and src.meta.get("labels") == self.labels):
@@ -76,8 +80,10 @@ class Run:
                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         else:
             tok = self._scratch_tokenizer()
+            overrides = {"dropout": 0.1 if self.dropout is None else self.dropout,
+                         **self.model_overrides}
             cfg = preset(self.preset, vocab_size=tok.vocab_size, n_classes=n, pooling=self.pooling,
-                         **self.model_overrides)
+                         **overrides)
             model = GPT(cfg)
         model.train()
         return model, tok
@@ -131,7 +137,7 @@ class Run:
     def fit(self) -> dict:
         """Train; the best checkpoint (lowest validation loss) ends up as the model in ``out``."""
         from tinyllm.config import TrainConfig
-        from tinyllm.data.sampling import EpochSampler, StepBatches
+        from tinyllm.data.sampling import StepBatches
         from tinyllm.tasks.classify import collate, encode_examples
         from tinyllm.train import ddp
         from tinyllm.train.trainer import Trainer
@@ -167,8 +173,9 @@ class Run:
         def fetch(idx: np.ndarray):
             return collate([rows[i] for i in idx], y[idx], ctx, pad)
 
-        batches = StepBatches(EpochSampler(len(rows), self.seed), fetch, self.batch_size,
-                              rank=dist.rank, world_size=dist.world_size)
+        sampler = LengthGroupedSampler([len(r) for r in rows], self.batch_size, self.seed)
+        batches = StepBatches(sampler, fetch, self.batch_size, rank=dist.rank,
+                              world_size=dist.world_size)
 
         def eval_fn(m) -> dict:
             out = {}
@@ -194,6 +201,32 @@ class Run:
                           count_tokens=lambda b: int(b[1].sum()),
                           train_info={"base": self.base, "params": self.param_counts})
         return trainer.fit()
+
+
+class LengthGroupedSampler(EpochSampler):
+    """Every item once per epoch, batched with items of similar length (less padding).
+
+    Per epoch: shuffle (seeded by seed and epoch), sort each run of ``batch_size * group`` items by
+    length, cut into batches, shuffle the batches. Batches stay random; each is nearly pad-free.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, group: int = 32):
+        super().__init__(len(lengths), seed)
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.group = batch_size, group
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if self._perm is None or self._perm[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            perm = rng.permutation(self.n)
+            span = self.batch_size * self.group
+            for s in range(0, self.n, span):
+                chunk = perm[s:s + span]
+                perm[s:s + span] = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            starts = np.arange(0, self.n, self.batch_size)
+            order = np.concatenate([perm[i:i + self.batch_size] for i in rng.permutation(starts)])
+            self._perm = (epoch, order)
+        return self._perm[1]
 
 
 @torch.no_grad()

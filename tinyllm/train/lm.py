@@ -241,7 +241,7 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False, quie
             write_yaml(out / RUN_FILE, {"name": run.name, "model": _model_dict(model_cfg),
                                         "train": {**run.to_dict()["train"], "out": str(out)}})
         provenance = {"data": str(cfg.data), "tokenizer": cfg.tokenizer,
-                      "tokens": int(tokens.n), "train_tokens": int(train_span.n),
+                      "corpus_tokens": int(tokens.n), "train_tokens": int(train_span.n),
                       "val_tokens": int(val_span.n), "seq_len": seq_len}
 
         def save_fn(model, directory: Path, info: dict) -> None:

@@ -95,6 +95,9 @@ class Trainer:
         self.step = 0
         self.tokens = 0
         self.elapsed = 0.0
+        self.wall_before = 0.0  # wall seconds of earlier sessions (evals included; for max_time_minutes)
+        self._session_start = time.time()
+        self._lr = cfg.lr
         self.best: float | None = None
         self.best_step: int | None = None
         self.last_eval: dict = {}
@@ -140,6 +143,8 @@ class Trainer:
                          tokens_per_step=self._tokens_per_step(), train=to_dict(cfg),
                          model=to_dict(self.model.config) if hasattr(self.model, "config") else None))
         session_start, session_steps = time.time(), 0
+        self._session_start = session_start
+        budget = cfg.max_time_minutes * 60
         reason = "finished"
         self.model.train()
         self._install_sigint()
@@ -159,10 +164,12 @@ class Trainer:
                 self.tokens += n_tokens
                 session_steps += 1
                 per_step = (time.time() - session_start) / session_steps
-                ev = event("step", self.step, loss=loss, lr=lr_at(self.step - 1, cfg),
+                eta = per_step * (cfg.max_steps - self.step)
+                if budget:
+                    eta = max(0.0, min(eta, budget - self.wall()))
+                ev = event("step", self.step, loss=loss, lr=self._lr,
                            grad_norm=grad_norm, tokens=self.tokens, tokens_per_s=n_tokens / max(dt, 1e-9),
-                           step_ms=dt * 1000, elapsed=self.elapsed,
-                           eta=per_step * (cfg.max_steps - self.step))
+                           step_ms=dt * 1000, elapsed=self.elapsed, wall=round(self.wall(), 3), eta=eta)
                 if hasattr(self.batches, "epoch"):
                     ev["epoch"] = round(float(self.batches.epoch(self.step)), 4)
                 self._emit(ev, to_file=self.step % cfg.log_every == 0 or self.step == cfg.max_steps)
@@ -171,7 +178,8 @@ class Trainer:
 
                     raise RunFailed(f"loss became {loss} at step {self.step}; lower train.lr or "
                                     f"check the data (last checkpoint kept in {self.out_dir})")
-                at_end = self.step == cfg.max_steps
+                timed_out = bool(budget) and self.wall() >= budget
+                at_end = self.step == cfg.max_steps or timed_out
                 evaluated = False
                 if (cfg.eval_every and self.step % cfg.eval_every == 0) or at_end:
                     self._evaluate()
@@ -179,6 +187,9 @@ class Trainer:
                 if at_end or (self.step % cfg.save_every == 0 if cfg.save_every else evaluated):
                     self._save_last()
                 restore_rng(self._rng)  # eval and saving never shift the training random stream
+                if timed_out and self.step < cfg.max_steps:
+                    reason = "time"
+                    break
         except KeyboardInterrupt:
             if self.is_main:
                 self._save_last()
@@ -191,6 +202,10 @@ class Trainer:
         self._emit(done)
         self._close()
         return done
+
+    def wall(self) -> float:
+        """Wall seconds this run has used, over all sessions (what ``max_time_minutes`` limits)."""
+        return self.wall_before + time.time() - self._session_start
 
     def _tokens_per_step(self) -> int | None:
         if self.step >= self.cfg.max_steps:
@@ -212,7 +227,7 @@ class Trainer:
     # ---- one optimizer step ------------------------------------------------------------------
     def _train_step(self, step: int) -> tuple[float, float, int]:
         cfg = self.cfg
-        lr = lr_at(step, cfg)
+        lr = self._lr = lr_at(step, cfg, self.wall())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         total = torch.zeros((), device=self.device)
@@ -290,7 +305,7 @@ class Trainer:
                 self.save_fn(self.model, self.out_dir, info)
         save_state(state_path(self.out_dir), {
             "version": 1,
-            "step": self.step, "tokens": self.tokens, "elapsed": self.elapsed,
+            "step": self.step, "tokens": self.tokens, "elapsed": self.elapsed, "wall": self.wall(),
             "best": self.best, "best_step": self.best_step, "last_eval": {
                 k: v for k, v in self.last_eval.items() if isinstance(v, (int, float, str))},
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -313,6 +328,7 @@ class Trainer:
         if self.scaler and s.get("scaler"):
             self.scaler.load_state_dict(s["scaler"])
         self.step, self.tokens, self.elapsed = s["step"], s["tokens"], s["elapsed"]
+        self.wall_before = float(s.get("wall", s["elapsed"]))
         self.best, self.best_step = s["best"], s["best_step"]
         self.last_eval = dict(s.get("last_eval") or {})
         restore_rng(s["rng"])
@@ -321,7 +337,8 @@ class Trainer:
         self.resumed = True
 
     def _done(self, reason: str) -> dict:
-        ev = event("done", self.step, reason=reason, elapsed=self.elapsed, tokens=self.tokens,
+        ev = event("done", self.step, reason=reason, elapsed=self.elapsed, wall=round(self.wall(), 3),
+                   tokens=self.tokens,
                    best_metric=self.best, best_step=self.best_step, out=str(self.out_dir))
         for k in ("train_loss", "val_loss"):
             if k in self.last_eval:

@@ -66,7 +66,8 @@ class ChatScreen(TinyScreen):
     def on_mount(self) -> None:
         self.query_one("#prompt", Input).focus()
         picker = self.query_one(ModelPicker)
-        self.load_model(picker._model, picker._backend)
+        # after the first paint: importing torch in the worker would hold the GIL and delay it
+        self.call_after_refresh(self.load_model, picker._model, picker._backend)
 
     def screen_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Chat: new conversation", "Start an empty conversation",

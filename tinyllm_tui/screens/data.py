@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from tinyllm import modeldir
-from tinyllm_tui.datafile import Dataset, load_dataset
+from tinyllm_tui.datafile import Dataset, TokenStats, load_dataset, token_stats
 from tinyllm_tui.screens.base import TinyScreen
 from tinyllm_tui.fmt import describe_error
 from tinyllm_tui.widgets.tokens import label_bars, token_preview
@@ -71,9 +71,9 @@ class DataScreen(TinyScreen):
     def __init__(self) -> None:
         super().__init__()
         self.ds: Dataset | None = None
-        self.view: list[int] = []          # indices of the rows that match the search
+        self.view: list[int] | range = []  # indices of the rows that match the search
         self.page = 0
-        self.counts: list[int] | None = None   # tokens per row with the chosen tokenizer
+        self.stats: TokenStats | None = None   # tokens per row with the chosen tokenizer
         self.tokenizer = None
         self.load_seconds = 0.0
 
@@ -86,9 +86,10 @@ class DataScreen(TinyScreen):
                          compact=True)
         with Horizontal(id="data-split"):
             with Vertical(id="data-left"):
-                yield Input(placeholder="search rows (Ctrl+F)", id="data-search")
+                yield Input(placeholder="search rows (Ctrl+F)", id="data-search", compact=True)
                 yield DataTable(id="data-table", cursor_type="row", zebra_stripes=True)
-                yield Static("open a file: type its path above, or pick sample data", id="data-page", markup=False)
+                yield Static("open a file: type its path above, or pick sample data",
+                             id="data-page", markup=False)
             with VerticalScroll(id="data-right", classes="side"):
                 yield Static("", id="data-summary", markup=False)
                 yield Label("tokens per row", classes="section")
@@ -134,30 +135,31 @@ class DataScreen(TinyScreen):
                                           f"loading {path}… {n:,} lines read")
         try:
             ds = load_dataset(path, progress)
+            labels = ds.label_counts()
         except BaseException as e:  # a bad data file is reported, never a crash
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._load_failed, path, describe_error(e))
             return
         if not worker.is_cancelled:
-            self.app.call_from_thread(self._loaded, ds, time.perf_counter() - t0)
+            self.app.call_from_thread(self._loaded, ds, labels, time.perf_counter() - t0)
 
     def _load_failed(self, path: str, message: str) -> None:
         self.query_one("#data-page", Static).update(f"could not open {path}")
         self.error(message)
 
-    def _loaded(self, ds: Dataset, seconds: float) -> None:
-        self.ds, self.counts, self.load_seconds = ds, None, seconds
-        self.view = list(range(len(ds)))
+    def _loaded(self, ds: Dataset, labels, seconds: float) -> None:
+        self.ds, self.stats, self.load_seconds = ds, None, seconds
+        self.view = range(len(ds))
         self.page = 0
-        self.query_one("#data-search", Input).value = ""
+        search = self.query_one("#data-search", Input)
+        with search.prevent(Input.Changed):
+            search.value = ""
         table = self.query_one("#data-table", DataTable)
         table.clear(columns=True)
         for c in ds.columns:
             table.add_column(c, key=c)
         table.add_column("tokens", key="_tokens")
-        labels = ds.label_counts()
-        self.query_one("#label-dist", Static).update(
-            label_bars(labels) if labels else "")
+        self.query_one("#label-dist", Static).update(label_bars(labels) if labels else "")
         self.show_summary()
         self.show_page()
         choice = self.query_one("#data-tokenizer", Select).value
@@ -189,9 +191,12 @@ class DataScreen(TinyScreen):
         self.show_page()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if self.ds is None or event.row_key is None or self.tokenizer is None:
+        if event.row_key is not None:
+            self.show_preview(int(event.row_key.value))
+
+    def show_preview(self, i: int) -> None:
+        if self.ds is None or self.tokenizer is None:
             return
-        i = int(event.row_key.value)
         try:
             preview = token_preview(self.tokenizer, self.ds.text_of(i)[:6000])
         except Exception as e:
@@ -235,43 +240,44 @@ class DataScreen(TinyScreen):
                 if i % 2000 == 0 and worker.is_cancelled:
                     return
                 counts.append(len(tok.encode(ds.text_of(i))))
+            stats = token_stats(counts)
         except BaseException as e:
             if not worker.is_cancelled:
                 self.app.call_from_thread(self.error, f"tokenizer {choice}: {describe_error(e)}")
             return
         if not worker.is_cancelled:
-            self.app.call_from_thread(self._counted, ds, tok, counts)
+            self.app.call_from_thread(self._counted, ds, tok, stats)
 
-    def _counted(self, ds: Dataset, tok, counts: list[int]) -> None:
+    @property
+    def counts(self) -> list[int] | None:
+        return self.stats.counts if self.stats else None
+
+    def _counted(self, ds: Dataset, tok, stats: TokenStats) -> None:
         if ds is not self.ds:
             return
-        self.tokenizer, self.counts = tok, counts
+        self.tokenizer, self.stats = tok, stats
         self.show_summary()
         self.show_page()
         plot = self.query_one("#token-hist")
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.hist(counts, bins=min(40, max(5, len(set(counts)))))
-        plt.xlabel("tokens")
-        plt.ylabel("rows")
+        plt.bar(stats.bin_centers, stats.bin_heights, width=0.9)
+        plt.xlabel("tokens per row")
         plot.refresh()
         table = self.query_one("#data-table", DataTable)
         if table.row_count:
-            self.on_data_table_row_highlighted(
-                DataTable.RowHighlighted(table, table.cursor_row,
-                                         table.coordinate_to_cell_key(table.cursor_coordinate).row_key))
+            row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+            self.show_preview(int(row_key.value))
 
     def show_summary(self) -> None:
-        ds = self.ds
+        ds, st = self.ds, self.stats
         if ds is None:
             return
         lines = [f"{ds.path.name}: {ds.kind}, {len(ds):,} rows, read in {self.load_seconds:.2f} s"]
-        if self.counts:
-            c = sorted(self.counts)
-            n = len(c)
-            lines.append(f"tokens: {sum(c):,} total · mean {sum(c) / n:.1f} · median {c[n // 2]} · "
-                         f"max {c[-1]} · 95% ≤ {c[min(n - 1, int(n * 0.95))]}")
+        if st:
+            lines.append(f"tokens: {st.total:,} total · mean {st.mean:.1f} · median {st.median} · "
+                         f"max {st.max} · 95% ≤ {st.p95}")
             lines.append(f"tokenizer: {getattr(self.tokenizer, 'name', '?')} "
                          f"(vocabulary {getattr(self.tokenizer, 'vocab_size', 0):,})")
         self.query_one("#data-summary", Static).update("\n".join(lines))

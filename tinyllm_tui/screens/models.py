@@ -4,7 +4,6 @@ from __future__ import annotations
 import shutil
 from typing import Iterable
 
-import yaml
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
@@ -75,7 +74,7 @@ class ModelsScreen(TinyScreen):
         if not self.infos:
             self.query_one("#model-info", Static).update(
                 f"No models yet. Train one (Train screen or `tinyllm train`) or import GPT-2; "
-                f"models live in {modeldir.models_home()}.")
+                f"models live in {pretty_path(modeldir.models_home())}.")
             return
         names = list(self.infos)
         table.move_cursor(row=names.index(keep) if keep in names else 0)
@@ -197,8 +196,22 @@ def model_details(info: modeldir.ModelInfo) -> Text:
             out.append(f"{v}\n")
     except Exception as e:
         out.append(f"config.yaml problem: {describe_error(e)}\n", style="bold red")
-    extra = {k: v for k, v in info.meta.items() if k in ("train", "template", "saved_at", "format")}
+    extra = {k: v for k, v in info.meta.items() if k in ("saved_at", "format", "train", "template")}
     if extra:
         out.append("\n")
-        out.append(yaml.safe_dump(extra, sort_keys=False, allow_unicode=True, width=60))
+    for key, value in flatten(extra):
+        out.append(f"{key:>22}  ", style="dim")
+        out.append(f"{value}\n")
+    return out
+
+
+def flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested config values as ("train.step", "2000") pairs."""
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += flatten(v, f"{prefix}{k}.")
+        else:
+            text = str(v).replace("\n", "⏎")
+            out.append((f"{prefix}{k}", text if len(text) <= 60 else text[:59] + "…"))
     return out

@@ -53,7 +53,7 @@ class TrainScreen(TinyScreen):
                 yield Label("model preset", classes="field-label")
                 yield Select(preset_options(), value="tiny", allow_blank=False,
                              id="train-preset", compact=True)
-                yield Input(placeholder="or a YAML config (wins over the preset)",
+                yield Input(placeholder="or a YAML config file",
                             id="train-config", compact=True)
                 yield Label("training text", classes="field-label")
                 yield Input(shown_path(DEFAULT_DATA), id="train-data", compact=True)
@@ -63,7 +63,7 @@ class TrainScreen(TinyScreen):
                              allow_blank=False, id="train-tokenizer", compact=True)
                 yield Label("steps", classes="field-label")
                 yield Input("500", id="train-steps", type="integer", compact=True)
-                yield Label("run name (a model in $TINYLLM_HOME/models)", classes="field-label")
+                yield Label("run name (in $TINYLLM_HOME/models)", classes="field-label")
                 yield Input(placeholder="default: <preset>-<data>", id="train-name", compact=True)
                 with Horizontal(classes="buttons"):
                     yield Button("Start", id="train-start", variant="primary")
@@ -208,8 +208,8 @@ class TrainScreen(TinyScreen):
         if not path.parent.is_dir():
             self.error(f"{target}: no such run folder")
             return
+        self.log_line(f"following {pretty_path(path)}")
         self.follow(path.parent)
-        self.log_line(f"following {path}")
         if not path.exists():
             self.set_status(f"waiting for {path} to appear…")
 
@@ -286,7 +286,7 @@ class TrainScreen(TinyScreen):
             plt.plot(xs, ys, label="train", marker="braille")
         if s.val:
             xs, ys = zip(*s.val)
-            plt.plot(xs, ys, label="val", marker="dot")
+            plt.plot(xs, ys, label="val", marker="braille")
         plt.title("loss" if (s.train or s.val) else "loss (no points yet)")
         plt.xlabel("step")
         plot.refresh()
@@ -305,10 +305,12 @@ class TrainScreen(TinyScreen):
                 log.write(Text(f"sample at step {ev.get('step')}:", style="bold"))
                 log.write(Text(str(ev["sample"]).strip()[:1500], style="italic"))
         elif kind == "checkpoint":
-            self.log_line(f"checkpoint ({ev.get('kind')}) at step {ev.get('step')}: {ev.get('path')}")
+            self.log_line(f"checkpoint ({ev.get('kind')}) at step {ev.get('step')}: "
+                          f"{pretty_path(ev.get('path') or '')}")
         elif kind == "done":
             self.log_line(f"done ({ev.get('reason')}) at step {ev.get('step')}: "
-                          f"val {_fmt(ev.get('val_loss'))}; model in {ev.get('out')}")
+                          f"val {_fmt(ev.get('val_loss'))}; "
+                          f"model in {pretty_path(ev.get('out') or '')}")
 
     def log_line(self, text: str) -> None:
         self.query_one("#train-log", RichLog).write(text)

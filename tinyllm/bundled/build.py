@@ -1,0 +1,157 @@
+"""Train the bundled models from scratch, with fixed seeds (what `make models` runs).
+
+    python -m tinyllm.bundled.build                        # every bundled model
+    python -m tinyllm.bundled.build shakespeare-char       # just this one
+    python -m tinyllm.bundled.build --max-steps 50 --out /tmp/models   # a quick trial elsewhere
+
+- ``shakespeare-char``: the default language model, a character-level GPT trained on
+  ``bundled/data/tinyshakespeare.txt`` with the training loop of ``tinyllm train`` (the recipe is
+  :data:`SHAKESPEARE`).
+- ``sms-spam``: the default classifier, trained from scratch on ``bundled/data/SMSSpamCollection.tsv``
+  by :func:`tinyllm.tasks.classify.build_sms_spam`.
+
+Each model is built in a staging folder and swapped in only when complete, so an interrupted build
+leaves the previous model in place. All bundled models together must stay under 10 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from tinyllm import modeldir
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+MODELS = modeldir.BUNDLED_MODELS
+MAX_BYTES = 10 * 1000 * 1000  # every bundled model together
+
+# The recipe of the bundled language model: nanoGPT's published CPU recipe for tiny Shakespeare
+# (4 layers, 4 heads, 128 wide, context 64, batch 12, 2000 steps, lr 1e-3 -> 1e-4, beta2 0.99),
+# which fits a few minutes of training on two CPU cores and is 0.8M parameters (3 MB in float32).
+SHAKESPEARE: dict[str, Any] = {
+    "name": "shakespeare-char",
+    "model": dict(n_layer=4, n_head=4, n_embd=128, context_length=64, dropout=0.0),
+    "train": dict(data=str(DATA / "tinyshakespeare.txt"), tokenizer="char", batch_size=12,
+                  max_steps=2000, lr=1e-3, min_lr=1e-4, warmup_steps=100, beta2=0.99,
+                  eval_every=250, eval_batches=20, sample_tokens=0, seed=1337,
+                  precision="fp32", compile=False),
+}
+SHAKESPEARE_DTYPE = "float32"   # storage dtype of the shipped weights ("float16" halves the size)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_shakespeare(out_dir: Path, max_steps: int | None = None, threads: int = 0,
+                      quiet: bool = False) -> dict[str, Any]:
+    """Train the char-level Shakespeare LM; writes a plain model directory at ``out_dir``."""
+    import torch
+
+    from tinyllm.checkpoint import load_model, load_tokenizer, save_model
+    from tinyllm.config import TrainConfig
+    from tinyllm.train.lm import train_lm
+    from tinyllm.train.runconfig import RunConfig
+
+    train = dict(SHAKESPEARE["train"])
+    if max_steps:
+        train["max_steps"] = max_steps
+        train["eval_every"] = min(train["eval_every"], max_steps)
+    train["num_threads"] = threads
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tinyllm-build-") as tmp:
+        train.update(out=str(Path(tmp) / "run"), cache_dir=str(Path(tmp) / "cache"))
+        run = RunConfig(name=SHAKESPEARE["name"], model=dict(SHAKESPEARE["model"]),
+                        train=TrainConfig(**train), source="tinyllm.bundled.build")
+        done = train_lm(run, overwrite=True, quiet=quiet)
+        best = Path(run.out)                      # the top-level run dir holds the best checkpoint
+        model = load_model(best)
+        info = dict(model.meta.get("train") or {})
+        info.update(data="tinyllm/bundled/data/tinyshakespeare.txt", seed=train["seed"],
+                    max_steps=train["max_steps"], recipe="tinyllm.bundled.build.SHAKESPEARE",
+                    train_seconds=round(time.perf_counter() - t0, 1))
+        info.pop("out", None)
+        save_model(model, load_tokenizer(best), out_dir, task="lm", extra={"train": info},
+                   dtype=getattr(torch, SHAKESPEARE_DTYPE))
+    return {"val_loss": done.get("val_loss"), "best_metric": done.get("best_metric"),
+            "best_step": done.get("best_step"), "steps": done.get("step"),
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def build_sms_spam(out_dir: Path, max_steps: int | None = None, threads: int = 0,
+                   quiet: bool = False) -> dict[str, Any]:
+    """The SMS spam classifier, by helper C's recipe (its own fixed seed and step count)."""
+    from tinyllm.tasks.classify import build_sms_spam as build
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return build(out_dir, quiet=quiet)
+
+
+BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "shakespeare-char": build_shakespeare,
+    "sms-spam": build_sms_spam,
+}
+
+
+def swap_in(staging: Path, final: Path) -> None:
+    """Replace ``final`` by the finished ``staging`` directory (the old one is removed last)."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tinyllm.bundled.build",
+                                 description="Train the bundled models with fixed seeds.")
+    ap.add_argument("names", nargs="*", metavar="NAME", help=f"models to build (default: all: "
+                                                             f"{', '.join(BUILDERS)})")
+    ap.add_argument("--out", type=Path, default=MODELS, help="where the model folders go "
+                                                              "(default: the package's bundled/models)")
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="override the LM's step count (for a quick trial; not for shipping)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (0: torch's default; 1 is faster on a busy machine)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+
+    names = args.names or list(BUILDERS)
+    unknown = [n for n in names if n not in BUILDERS]
+    if unknown:
+        ap.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(BUILDERS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        log(f"== building {name} in {args.out}")
+        staging = args.out / f".{name}.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        kwargs = {"threads": args.threads, "quiet": args.quiet}
+        if name == "shakespeare-char":
+            kwargs["max_steps"] = args.max_steps
+        report = BUILDERS[name](staging, **kwargs)
+        swap_in(staging, args.out / name)
+        log(f"{name}: {report}")
+        log(f"{name}: {dir_bytes(args.out / name) / 1e6:.2f} MB")
+    total = sum(dir_bytes(d) for d in args.out.iterdir() if d.is_dir() and not d.name.startswith("."))
+    log(f"all bundled models: {total / 1e6:.2f} MB (limit {MAX_BYTES / 1e6:.0f} MB)")
+    if total > MAX_BYTES:
+        log("error: the bundled models are over the size limit; store float16 or shrink a model")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
