@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     rows = [r for r in ROWS if r.name == REFERENCE or not args.only
             or any(o in r.name for o in args.only)]
-    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731  (progress: stderr)
 
     log(f"building {args.preset} with random weights (seed {args.seed}) ...")
     hf, ours = make_models(args.preset, args.seed)

@@ -3,8 +3,10 @@
 Each row starts a fresh process in a pseudo-terminal (120x40, TERM=xterm-256color) and stops the
 clock when the first full frame is on the "screen": the footer's "palette" key hint (every row has a
 Footer) has been written. Rows are interleaved over the repeats and the median is reported, with the
-ratio to the bare app (Header + Footer + one Static: the floor any Textual app pays). "import torch"
-is there for scale: it is what the first paint would cost on top if the start-up path imported torch.
+ratio to the bare app (Header + Footer + one Static: the floor any Textual app pays). Beside the wall
+time, the CPU time the process used up to that moment: on an idle machine the two are about equal;
+on a busy one the wall time also counts waiting for a core. "import torch" is there for scale: what
+the first paint would cost on top if the start-up path imported torch.
 
     python benchmarks/tui_startup.py            # table on stdout
     python benchmarks/tui_startup.py --json     # one JSON object (benchmarks/run_all.py)
@@ -42,9 +44,17 @@ Bare().run()
 '''
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def first_paint(argv: list[str], env: dict, marker: bytes = b"palette", timeout: float = 60.0,
-                size: tuple[int, int] = (120, 40)) -> float:
-    """Seconds from spawn until ``marker`` was written to the terminal; the process is then quit."""
+                size: tuple[int, int] = (120, 40)) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) from spawn until ``marker`` was written to the terminal; the
+    process is then quit. CPU time is what the start-up costs on an idle machine; wall time also
+    counts waiting for a core on a busy one."""
     pid, fd = pty.fork()
     if pid == 0:  # child: a terminal of the given size, then the program
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
@@ -65,6 +75,7 @@ def first_paint(argv: list[str], env: dict, marker: bytes = b"palette", timeout:
             buf += chunk
             if marker in buf:
                 elapsed = time.perf_counter() - t0
+                cpu = cpu_seconds(pid)
                 break
     finally:
         os.write(fd, b"\x11")  # Ctrl+Q
@@ -84,7 +95,7 @@ def first_paint(argv: list[str], env: dict, marker: bytes = b"palette", timeout:
     if elapsed is None:
         raise RuntimeError(f"{' '.join(argv)}: no first paint within {timeout} s; output "
                            f"ended with {buf[-300:]!r}")
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -106,19 +117,25 @@ def main() -> None:
             py, "-m", "tinyllm_tui", "--data", str(ROOT / "tinyllm/bundled/data/SMSSpamCollection.tsv")],
     }
     times: dict[str, list[float]] = {name: [] for name in rows}
+    cpus: dict[str, list[float]] = {name: [] for name in rows}
     torch_import: list[float] = []
     for i in range(args.repeats):
         for name, argv in rows.items():
-            times[name].append(first_paint(argv, env))
-            print(f"[{i + 1}/{args.repeats}] {name}: {times[name][-1]:.3f} s", file=sys.stderr)
+            wall, cpu = first_paint(argv, env)
+            times[name].append(wall)
+            cpus[name].append(cpu)
+            print(f"[{i + 1}/{args.repeats}] {name}: {wall:.3f} s ({cpu:.3f} s CPU)", file=sys.stderr)
         t0 = time.perf_counter()
         subprocess.run([py, "-c", "import torch"], check=True, cwd=ROOT)
         torch_import.append(time.perf_counter() - t0)
 
-    ref = statistics.median(times["bare Textual app (peer)"])
-    out_rows = [{"name": name, "first paint s": round(statistics.median(v), 3),
-                 "ratio": round(statistics.median(v) / ref, 2)} for name, v in times.items()]
-    t = statistics.median(torch_import)
+    med = statistics.median
+    ref = med(times["bare Textual app (peer)"])
+    ref_cpu = med(cpus["bare Textual app (peer)"])
+    out_rows = [{"name": name, "first paint s": round(med(v), 3), "ratio": round(med(v) / ref, 2),
+                 "CPU s": round(med(cpus[name]), 3), "CPU ratio": round(med(cpus[name]) / ref_cpu, 2)}
+                for name, v in times.items()]
+    t = med(torch_import)
     out_rows.append({"name": "python -c 'import torch' (for scale)", "first paint s": round(t, 3),
                      "ratio": round(t / ref, 2)})
     result = {"benchmark": "tui_startup", "reference": "bare Textual app (peer)",
@@ -128,8 +145,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
     else:
+        print(f"load average {os.getloadavg()[0]:.2f}")
         for r in out_rows:
-            print(f"{r['name']:<45} {r['first paint s']:7.3f} s  x{r['ratio']:.2f}")
+            cpu = f"  CPU {r['CPU s']:6.3f} s  x{r['CPU ratio']:.2f}" if "CPU s" in r else ""
+            print(f"{r['name']:<45} {r['first paint s']:7.3f} s  x{r['ratio']:.2f}{cpu}")
 
 
 if __name__ == "__main__":

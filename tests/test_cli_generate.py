@@ -149,3 +149,10 @@ def test_generate_module_does_not_import_torch():
     code = ("import sys, tinyllm.cli.generate_cmd, tinyllm.cli.models_cmd, tinyllm.runtime.engine;"
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_generate_beyond_the_context_slides_the_window(tiny_lm_dir):
+    # context 64: 150 new characters need two cache rebuilds
+    r = run("generate", "-m", str(tiny_lm_dir), "--seed", "0", "-n", "150", "--top-k", "0", "ROMEO:")
+    assert r.exit_code == 0
+    assert len(r.stdout) in (150, 151)  # plus the final newline unless the text ends with one

@@ -51,6 +51,16 @@ def make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty,
         raise UserError(str(e)) from None
 
 
+def open_for_decoding(model, backend):
+    """open_engine, plus the thread count that suits batch-1 decoding on torch."""
+    from tinyllm.runtime.engine import open_engine
+
+    engine = open_engine(model, backend)
+    if engine.backend == "torch":
+        engine.use_decode_threads()
+    return engine
+
+
 def _write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -82,14 +92,12 @@ def generate(model, max_new_tokens, temperature, top_k, top_p, repetition_penalt
       tinyllm generate --model gpt2 --temperature 0 -n 40 "The meaning of life is"
       echo "To be, or not" | tinyllm generate --seed 1 -
     """
-    from tinyllm.runtime.engine import open_engine
-
     if prompt == "-":
         prompt = sys.stdin.read()
         if prompt.endswith("\n"):
             prompt = prompt[:-1]
     cfg = make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed)
-    engine = open_engine(model, backend)
+    engine = open_for_decoding(model, backend)
     if echo and prompt:
         _write(prompt)
     text = stream_to_stdout(engine.generate(prompt or "", cfg))
@@ -110,9 +118,7 @@ def chat(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, s
     continue the running conversation and stop at a blank line (unless --stop is given).
     /reset clears the conversation, /quit or Ctrl-D leaves, Ctrl-C stops a reply.
     """
-    from tinyllm.runtime.engine import open_engine
-
-    engine = open_engine(model, backend)
+    engine = open_for_decoding(model, backend)
     if engine.task == "lm" and not stop:
         stop = ("\n\n",)
     cfg = make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed)

@@ -205,7 +205,7 @@ class TrainScreen(TinyScreen):
     # ---- following ----------------------------------------------------------------------------
     def attach(self, target: str) -> None:
         path = metrics_path(target)
-        if not path.parent.is_dir():
+        if not path.parent.is_dir() and not path.parent.parent.is_dir():
             self.error(f"{target}: no such run folder")
             return
         self.log_line(f"following {pretty_path(path)}")

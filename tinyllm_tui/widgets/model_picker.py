@@ -25,6 +25,7 @@ class ModelPicker(Vertical):
         super().__init__(**kw)
         self._model = model or modeldir.DEFAULT_LM
         self._backend = backend or "auto"
+        self._known: list[tuple[str, str]] | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("model", classes="field-label")
@@ -38,13 +39,17 @@ class ModelPicker(Vertical):
     def on_mount(self) -> None:
         self.set_current(self._model, self._backend, announce=False)
 
-    def _options(self) -> list[tuple[str, str]]:
-        return [(f"{m.name} · {m.task} · {m.source}", m.name) for m in modeldir.list_models()]
+    def _options(self, reread: bool = False) -> list[tuple[str, str]]:
+        """(label, name) of every known model; read from disk once, then on ``refresh_models``."""
+        if reread or self._known is None:
+            self._known = [(f"{m.name} · {m.task} · {m.source}", m.name)
+                           for m in modeldir.list_models()]
+        return self._known
 
     def refresh_models(self) -> None:
         select = self.query_one("#model-select", Select)
         current = select.value
-        select.set_options(self._options())
+        select.set_options(self._options(reread=True))
         if current is not Select.NULL and any(v == current for _, v in self._options()):
             with select.prevent(Select.Changed):
                 select.value = current
