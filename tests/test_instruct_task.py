@@ -96,6 +96,11 @@ def test_eval_writes_responses_beside_the_entries(trained, tmp_path):
     test = json.loads((d / "ft" / "test.json").read_text())
     assert [r["instruction"] for r in rows] == [t["instruction"] for t in test]
     assert sum(r["model_response"] == r["output"] for r in rows) >= 7
+    # --split all on the training file: every entry answered, the validation loss still known
+    everything = json.loads(run("eval", d / "ft", "--data", d / "data.json", "--split", "all",
+                                "--responses", tmp_path / "all.json", "--json").stdout)
+    assert everything["n"] == N_ENTRIES
+    assert everything["metrics"]["val_loss"] == pytest.approx(report["metrics"]["val_loss"])
     # another file (here the saved test split) is answered whole; the human report names the file
     text = run("eval", d / "ft", "--data", d / "ft" / "test.json", "--responses", out).stdout
     assert "(8 examples)" in text and str(out) in text

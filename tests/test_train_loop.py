@@ -179,6 +179,28 @@ def test_schedule_warmup_then_cosine():
     assert lr_at(50, lin) == pytest.approx(0.5)
 
 
+def test_time_budget_stops_the_run_and_ends_the_decay(corpus, tmp_path):
+    """max_time_minutes (added by F): stop when the wall clock runs out; the cosine ends there too."""
+    from tinyllm.train.schedule import lr_at
+
+    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=0, max_steps=1000, max_time_minutes=1.0)
+    assert lr_at(0, cfg, wall=30.0) == pytest.approx(0.55)     # half the time: half-way down
+    assert lr_at(0, cfg, wall=90.0) == pytest.approx(0.1)      # past the budget: min_lr
+    assert lr_at(500, cfg, wall=0.0) == pytest.approx(0.55)    # steps can still lead
+    assert lr_at(0, cfg) == pytest.approx(1.0)                 # without a clock: steps only
+
+    out = tmp_path / "run"
+    done = run(corpus, out, 100000, "max_time_minutes=0.03", "eval_every=0", "sample_tokens=0",
+               "warmup_steps=1")
+    assert done["reason"] == "time" and 0 < done["step"] < 100000
+    assert 1.8 <= done["wall"] < 30 and "val_loss" in done      # evaluated at the stop
+    evs = events(out)
+    steps = [e for e in evs if e["event"] == "step"]
+    assert steps[-1]["lr"] < 0.5 * 3e-3                          # decayed by the clock, not the steps
+    assert (out / "model.safetensors").is_file()
+    assert torch.load(out / "train_state" / "state.pt", weights_only=True)["wall"] >= 1.8
+
+
 def test_adamw_decays_matrices_only():
     from tinyllm.config import ModelConfig
     from tinyllm.model import GPT

@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tinyllm import modeldir
 from tinyllm.config import write_yaml
 from tinyllm_tui.app import TinyLLMApp
@@ -12,6 +14,12 @@ from tinyllm_tui.screens import models as models_screen
 from tui_fakes import FakeEngine, make_model, text_of, wait_for
 
 SIZE = (130, 34)
+
+
+@pytest.fixture(autouse=True)
+def no_bundled_models(monkeypatch, tmp_path):
+    """Only the models a test makes (the bundled ones change as the project grows)."""
+    monkeypatch.setattr(modeldir, "BUNDLED_MODELS", tmp_path / "no-bundled-models")
 
 
 def rows(app) -> list[str]:

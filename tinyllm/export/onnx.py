@@ -34,9 +34,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tinyllm import modeldir
-from tinyllm.errors import RunFailed, UserError
+from tinyllm.errors import RunFailed
 from tinyllm.export import FP32_FILE, INT8_FILE, QUANT_METHODS
+from tinyllm.export.onnx_passes import (files_of, fold_constant_transposes, optimize_graph,
+                                        quantize, save_onnx, tanh_gelu_to_fastgelu)
 from tinyllm.model import GPT
 
 OPSET = 20                        # LayerNormalization (17) and Gelu with tanh (20) as single ops
@@ -47,13 +48,16 @@ TWO_GB = 2 ** 31                  # protobuf's limit: bigger graphs keep weights
 class LMWithPast(nn.Module):
     """The GPT forward pass with the KV cache as explicit tensors (ONNX has no in-place cache).
 
-    Same weights and the same arithmetic as :meth:`GPT.forward` with a :class:`KVCache`; a test
-    checks logits against it to 1e-4.
+    Same weights and the same arithmetic as :meth:`GPT.forward` with a :class:`KVCache`; the
+    exporter checks logits against torch. With ``fused`` (the default) each layer's attention is
+    the custom op of :mod:`tinyllm.export.onnx_attention`, which becomes one ONNX Runtime
+    MultiHeadAttention node; without it, plain ONNX ops (for the TorchScript fallback).
     """
 
-    def __init__(self, model: GPT):
+    def __init__(self, model: GPT, fused: bool = True):
         super().__init__()
         self.model = model
+        self.fused = fused
 
     def forward(self, input_ids: torch.Tensor, *past: torch.Tensor):
         m, cfg = self.model, self.model.config
@@ -66,13 +70,19 @@ class LMWithPast(nn.Module):
         mask = k_pos[None, :] <= q_pos[:, None]   # (T, P+T): query i sees keys 0..P+i
         presents = []
         for i, blk in enumerate(m.blocks):
-            q, k, v = blk.attn.qkv(blk.ln1(x)).split(C, dim=2)
-            q = q.view(B, T, nh, hs).transpose(1, 2)                    # (B, nh, T, hs)
-            k = torch.cat([past[2 * i], k.view(B, T, nh, hs).transpose(1, 2)], dim=2)  # (B, nh, P+T, hs)
-            v = torch.cat([past[2 * i + 1], v.view(B, T, nh, hs).transpose(1, 2)], dim=2)
-            presents += [k, v]
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
-            x = x + blk.attn.proj(y.transpose(1, 2).reshape(B, T, C))
+            q, k, v = blk.attn.qkv(blk.ln1(x)).split(C, dim=2)         # (B, T, C) each
+            if self.fused:
+                from tinyllm.export.onnx_attention import attention
+
+                y, k, v = attention(q, k, v, past[2 * i], past[2 * i + 1], nh)
+            else:
+                q = q.view(B, T, nh, hs).transpose(1, 2)                # (B, nh, T, hs)
+                k = torch.cat([past[2 * i], k.view(B, T, nh, hs).transpose(1, 2)], dim=2)
+                v = torch.cat([past[2 * i + 1], v.view(B, T, nh, hs).transpose(1, 2)], dim=2)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
+                y = y.transpose(1, 2).reshape(B, T, C)
+            presents += [k, v]                                           # (B, nh, P+T, hs)
+            x = x + blk.attn.proj(y)
             x = x + blk.mlp(blk.ln2(x))
         return (m.lm_head(m.ln_f(x)), *presents)
 
@@ -163,14 +173,22 @@ def _torch_export(module: nn.Module, args: tuple, path: Path, input_names: list[
         # torch.export sees forward(input_ids, *past) as (input_ids, past_tuple)
         shapes = (per_input[0], tuple(per_input[1:])) if _has_varargs(module) else tuple(per_input)
         try:
+            table = {}
+            if getattr(module, "fused", False):
+                from tinyllm.export.onnx_attention import translation_table
+
+                table = translation_table()
             with _quiet_exporter():
                 prog = torch.onnx.export(module, args, dynamo=True, opset_version=OPSET,
                                          input_names=input_names, output_names=output_names,
-                                         dynamic_shapes=shapes, verbose=False)
+                                         dynamic_shapes=shapes, verbose=False,
+                                         custom_translation_table=table)
                 prog.save(str(path), external_data=_needs_external(module))
             return "dynamo", None
         except Exception as e:  # any exporter failure: fall back, and say why
             reason = _first_error_line(e)
+    if getattr(module, "fused", False):
+        module.fused = False  # the fallback uses plain ONNX ops only
     with _quiet_exporter():
         torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET,
                           input_names=input_names, output_names=output_names,
@@ -178,7 +196,7 @@ def _torch_export(module: nn.Module, args: tuple, path: Path, input_names: list[
     if _needs_external(module):  # the TorchScript exporter writes loose tensor files
         import onnx
 
-        _save_onnx(onnx.load(str(path)), path, external=True)
+        save_onnx(onnx.load(str(path)), path, external=True)
     return "torchscript", reason
 
 
@@ -199,163 +217,6 @@ def _first_error_line(e: Exception) -> str:
 
 def _needs_external(module: nn.Module) -> bool:
     return sum(p.numel() * p.element_size() for p in module.parameters()) > TWO_GB * 0.9
-
-
-def _save_onnx(proto, path: Path, external: bool) -> None:
-    """Save a ModelProto; with ``external`` its tensors go to ``<name>.data`` beside it."""
-    import onnx
-
-    data = path.with_name(path.name + ".data")
-    if data.exists():
-        data.unlink()
-    if external:
-        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data.name, size_threshold=1024)
-    else:
-        onnx.save_model(proto, str(path))
-
-
-def files_of(path: Path) -> list[Path]:
-    """A graph and its external-data file, if any."""
-    data = path.with_name(path.name + ".data")
-    return [path, data] if data.exists() else [path]
-
-
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in files_of(path))
-
-
-# ---- graph passes ----------------------------------------------------------------------------
-def fold_constant_transposes(proto) -> int:
-    """Replace Transpose(initializer) by a transposed initializer; returns how many.
-
-    The tied LM head arrives as ``MatMul(h, Transpose(wte))``; the quantizers only touch a MatMul
-    whose weight is an initializer, so without this the biggest matrix would stay float32.
-    """
-    import numpy as np
-    from onnx import numpy_helper
-
-    graph = proto.graph
-    inits = {t.name: t for t in graph.initializer}
-    keep, n = [], 0
-    for node in graph.node:
-        if node.op_type == "Transpose" and node.input[0] in inits:
-            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-            arr = numpy_helper.to_array(inits[node.input[0]])
-            arr = np.ascontiguousarray(arr.transpose(perm) if perm else arr.T)
-            graph.initializer.append(numpy_helper.from_array(arr, node.output[0]))
-            n += 1
-        else:
-            keep.append(node)
-    if n:
-        del graph.node[:]
-        graph.node.extend(keep)
-        used = {i for node in graph.node for i in node.input}
-        unused = [t for t in graph.initializer if t.name not in used]
-        for t in unused:
-            graph.initializer.remove(t)
-    return n
-
-
-def tanh_gelu_to_fastgelu(proto) -> int:
-    """ONNX ``Gelu(approximate="tanh")`` -> ``com.microsoft.FastGelu`` (the same formula).
-
-    ORT's transformer optimizer fuses every ``Gelu`` with its bias into ``BiasGelu``, which is the
-    exact erf GELU: on GPT-2's tanh GELU that moves logits by ~1e-3. FastGelu keeps the tanh form,
-    and the optimizer then fuses the bias into it correctly.
-    """
-    n = 0
-    for node in proto.graph.node:
-        approx = next((a.s for a in node.attribute if a.name == "approximate"), b"none")
-        if node.op_type == "Gelu" and node.domain in ("", "ai.onnx") and approx == b"tanh":
-            node.domain = "com.microsoft"
-            node.op_type = "FastGelu"
-            del node.attribute[:]
-            n += 1
-    if n and not any(o.domain == "com.microsoft" for o in proto.opset_import):
-        import onnx
-
-        proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-    return n
-
-
-def optimize_graph(proto, n_head: int, n_embd: int):
-    """ORT's transformer optimizer (Python fusions only; the session adds its own at load time).
-
-    Returns the optimized ModelProto and the count of each fused operator, so a report can say which
-    fusions happened (SkipLayerNormalization, FastGelu with bias, Attention, ...).
-    """
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    options = FusionOptions("gpt2")
-    with _quiet_ort():
-        opt = optimize_model(proto, model_type="gpt2", num_heads=n_head, hidden_size=n_embd,
-                             opt_level=0, optimization_options=options)
-        stats = opt.get_fused_operator_statistics()
-    return opt.model, {k: v for k, v in sorted(stats.items()) if v}
-
-
-@contextlib.contextmanager
-def _quiet_ort():
-    """onnxruntime's Python tools log every node at INFO; keep stderr readable."""
-    names = ("onnxruntime", "onnxruntime.quantization", "onnxruntime.transformers", "root", "")
-    loggers = [logging.getLogger(n) for n in names]
-    saved = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    quant_loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
-                     if n.startswith(("onnxruntime", "fusion", "onnx_model"))]
-    saved_q = [lg.level for lg in quant_loggers]
-    for lg in quant_loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lvl in zip(loggers + quant_loggers, saved + saved_q):
-            lg.setLevel(lvl)
-
-
-def quantize(src: Path, dst: Path, method: str = QUANT_METHODS[0], external: bool = False) -> None:
-    """Quantize the weights of every MatMul with a constant weight, ONNX Runtime's own tooling.
-
-    ``nbits8``: MatMulNBits, 8-bit symmetric weights in blocks of 32, int8 compute
-    (accuracy_level 4); ``nbits4``: the same with 4-bit weights; ``dynamic``:
-    ``quantize_dynamic`` int8 weights with activations quantized per call (MatMulInteger).
-    Embedding lookups stay float32 (they read one row per token, not the whole table).
-    """
-    import onnx
-
-    if method not in QUANT_METHODS:
-        raise UserError(f"unknown quantization {method!r}; choose one of: {', '.join(QUANT_METHODS)}")
-    with _quiet_ort():
-        if method == "dynamic":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul"], per_channel=True,
-                             use_external_data_format=external,
-                             extra_options={"MatMulConstBOnly": True,
-                                            # fused com.microsoft ops defeat type inference
-                                            "DefaultTensorType": onnx.TensorProto.FLOAT})
-        else:
-            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-            q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=8 if method == "nbits8" else 4,
-                                     block_size=32, is_symmetric=True, accuracy_level=4)
-            q.process()
-            _save_onnx(q.model.model, dst, external)
-    if external and method == "dynamic":  # quantize_dynamic names the data file itself
-        _collect_external(dst)
-
-
-def _collect_external(path: Path) -> None:
-    """Re-save so the external data sits in ``<name>.data`` whatever name a tool chose."""
-    import onnx
-
-    _save_onnx(onnx.load(str(path)), path, external=True)
 
 
 # ---- the whole pipeline ----------------------------------------------------------------------
@@ -443,7 +304,7 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
                               "tinyllm.quant": "none",
                               "tinyllm.saved_at": str(model.meta.get("saved_at"))})
         fp32 = tmp / FP32_FILE
-        _save_onnx(proto, fp32, external)
+        save_onnx(proto, fp32, external)
         del proto
         diff = _verify(module, fp32, args, names[0])
         log(f"checked against torch: max |difference| {diff:.2e}")

@@ -231,13 +231,13 @@ class InstructTask(Task):
         same = prov.get("data_sha256") == file_sha256(data)
         if split == "auto":
             split = "test" if same else "all"
-        val = entries
-        if split != "all":
-            if not same:
-                raise UserError(f"{data}: --split {split} needs the model's training file "
-                                f"({prov.get('data', 'unknown')}); use --split all")
+        if split != "all" and not same:
+            raise UserError(f"{data}: --split {split} needs the model's training file "
+                            f"({prov.get('data', 'unknown')}); use --split all")
+        val = []  # the validation split, known only for the model's training file
+        if same:
             _, test, val = ins.split_entries(entries, prov.get("split_seed", 123))
-            entries = test if split == "test" else val
+            entries = {"test": test, "val": val, "all": entries}[split]
         click.echo(f"answering {len(entries)} entries ({split}) of {data}", err=True)
 
         model, tok, tmpl = engine.model, engine.tokenizer, engine.template
@@ -246,7 +246,7 @@ class InstructTask(Task):
         with torch.no_grad():
             loss = mean_loss(model, ins.encode_entries(entries, tok, tmpl), pad_id, max_len, mask)
             val_loss = mean_loss(model, ins.encode_entries(val, tok, tmpl), pad_id, max_len, mask) \
-                if same else None
+                if val else None
 
         cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
         rows = [{**e.to_dict(), "model_response": answer_text(engine, e.instruction, e.input, cfg)}

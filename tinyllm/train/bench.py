@@ -133,6 +133,18 @@ def summarize(times: list[float], tokens_per_step: int, flops_per_token: int, pe
             "mfu": round(achieved / peak.flops, 4) if peak.flops else None}
 
 
+def random_batches(span, cfg, seq_len: int, name: str = "corpus"):
+    """``batches(step, micro)`` of random ``seq_len`` windows of a token span (this rank's share)."""
+    from tinyllm.data.sampling import RandomSampler, StepBatches
+    from tinyllm.data.text import SlidingWindowDataset
+    from tinyllm.train import ddp
+
+    ds = SlidingWindowDataset(span, seq_len, 1, name)
+    dist = ddp.info()
+    return StepBatches(RandomSampler(len(ds), cfg.seed), ds.batch, cfg.batch_size, cfg.grad_accum,
+                       dist.rank, dist.world_size)
+
+
 def bench_run(run, steps: int = 10, warmup: int = 2, quiet: bool = False,
               log: Callable[[str], None] | None = None) -> dict:
     """Time ``steps`` optimizer steps (after ``warmup`` untimed ones) of ``run`` (a RunConfig).
@@ -140,8 +152,7 @@ def bench_run(run, steps: int = 10, warmup: int = 2, quiet: bool = False,
     Uses the run's data for real batches (tokenised once, cached) but writes nothing to ``run.out``:
     the Trainer's files go to a temporary directory.
     """
-    from tinyllm.data.sampling import RandomSampler, StepBatches
-    from tinyllm.data.text import SlidingWindowDataset, prepare_tokens, split_tokens
+    from tinyllm.data.text import prepare_tokens, split_tokens
     from tinyllm.model import GPT
     from tinyllm.train import ddp
     from tinyllm.train.lm import build_tokenizer
@@ -155,10 +166,8 @@ def bench_run(run, steps: int = 10, warmup: int = 2, quiet: bool = False,
     model = GPT(model_cfg)
     seq_len = cfg.seq_len or model_cfg.context_length
     train_span, _ = split_tokens(tokens, cfg.val_fraction)
-    ds = SlidingWindowDataset(train_span, seq_len, 1, str(cfg.data))
+    batches = random_batches(train_span, cfg, seq_len, str(cfg.data))
     dist = ddp.info()
-    batches = StepBatches(RandomSampler(len(ds), cfg.seed), ds.batch, cfg.batch_size, cfg.grad_accum,
-                          dist.rank, dist.world_size)
     with tempfile.TemporaryDirectory(prefix="tinyllm-bench-") as tmp:
         stepper = LoopStepper(model, cfg, batches, tmp)
         try:
@@ -190,4 +199,5 @@ def bench_run(run, steps: int = 10, warmup: int = 2, quiet: bool = False,
     }
 
 
-__all__ = ["Peak", "peak_flops", "cpu_cores", "machine", "LoopStepper", "summarize", "bench_run"]
+__all__ = ["Peak", "peak_flops", "cpu_cores", "machine", "LoopStepper", "summarize", "random_batches",
+           "bench_run"]

@@ -99,8 +99,8 @@ class DataScreen(TinyScreen):
                 yield Static("select a row", id="token-preview", markup=False)
 
     def on_mount(self) -> None:
-        if self.app.start_data:
-            self.open(self.app.start_data)
+        if self.app.start_data:   # after the first paint, which the reading worker would slow
+            self.call_after_refresh(self.open, self.app.start_data)
 
     def screen_commands(self) -> Iterable[SystemCommand]:
         for p in sample_files():
@@ -263,6 +263,9 @@ class DataScreen(TinyScreen):
         plt.clear_data()
         plt.clear_figure()
         plt.bar(stats.bin_centers, stats.bin_heights, width=0.9)
+        lo, hi = stats.bin_centers[0], stats.bin_centers[-1]
+        ticks = [lo + (hi - lo) * k / 4 for k in range(5)] if hi > lo else [lo]
+        plt.xticks(ticks, [f"{t:.0f}" for t in ticks])     # fixed ticks: plotext's own vary
         plt.xlabel("tokens per row")
         plot.refresh()
         table = self.query_one("#data-table", DataTable)

@@ -28,16 +28,25 @@ class ModelPicker(Vertical):
         self._known: list[tuple[str, str]] | None = None
 
     def compose(self) -> ComposeResult:
+        # the full list is read from disk after the first paint; until then only the current model
+        by_name = "/" not in self._model and not self._model.startswith(".")
         yield Label("model", classes="field-label")
-        yield Select(self._options(), id="model-select", allow_blank=True, prompt="(choose a model)",
-                     compact=True)
-        yield Input(placeholder="or a path, then Enter", id="model-path", compact=True)
+        yield Select([(self._model, self._model)] if by_name else [], id="model-select",
+                     allow_blank=True, prompt="(choose a model)", compact=True,
+                     value=self._model if by_name else Select.NULL)
+        yield Input("" if by_name else self._model, placeholder="or a path, then Enter",
+                    id="model-path", compact=True)
         yield Label("backend", classes="field-label")
         yield Select(BACKENDS, id="backend-select", allow_blank=False, value=self._backend,
                      compact=True)
 
     def on_mount(self) -> None:
-        self.set_current(self._model, self._backend, announce=False)
+        self.call_after_refresh(self._first_refresh)
+
+    def _first_refresh(self) -> None:
+        self.refresh_models()
+        if self.query_one("#model-select", Select).value is Select.NULL:
+            self.set_current(self._model, announce=False)   # not a known name: show it as a path
 
     def _options(self, reread: bool = False) -> list[tuple[str, str]]:
         """(label, name) of every known model; read from disk once, then on ``refresh_models``."""
