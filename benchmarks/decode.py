@@ -135,7 +135,7 @@ def prepare_tinyllm_torch(ctx: Context) -> Callable[[], list[int]]:
     """The path `tinyllm generate` takes: TorchDecoder (KV cache) + the shared sampling loop."""
     from tinyllm.generate import TorchDecoder
 
-    dec = TorchDecoder(ctx.model)
+    dec = TorchDecoder(ctx.model.use_decode_layout())  # as TorchEngine loads it
     return tinyllm_runner(dec.prefill, dec.step, ctx)
 
 

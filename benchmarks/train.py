@@ -59,6 +59,7 @@ class Row:
     name: str
     make: Callable[[Ctx], object]      # -> an object with .step() -> seconds
     default: bool = True               # in the default set (else only with --all)
+    bf16: bool = False                 # autocast bf16: by default only on CPUs with AMX/AVX-512-BF16
     threads: int | None = None         # torch threads while this row steps (None: the process's)
     note: str = ""
     stepper: object = None
@@ -116,10 +117,11 @@ def tinyllm(**train) -> Callable[[Ctx], LoopStepper]:
 ROWS = [
     Row(REFERENCE, lambda c: HFStepper(c)),
     Row("transformers fp32, eager attention", lambda c: HFStepper(c, attn="eager"), default=False),
-    Row("transformers bf16 autocast + fused AdamW", lambda c: HFStepper(c, bf16=True, fused=True)),
+    Row("transformers bf16 autocast + fused AdamW", lambda c: HFStepper(c, bf16=True, fused=True),
+        bf16=True),
     Row("tinyllm fp32 (loop defaults)", tinyllm()),
     Row("tinyllm fused AdamW", tinyllm(fused=True), default=False),
-    Row("tinyllm bf16 autocast", tinyllm(precision="bf16"), default=False),
+    Row("tinyllm bf16 autocast", tinyllm(precision="bf16"), bf16=True),
     Row("tinyllm fp32, 1 thread", tinyllm(), default=False, threads=1),
     Row("tinyllm torch.compile", tinyllm(compile=True)),
     Row("tinyllm torch.compile + fused AdamW", tinyllm(compile=True, fused=True), default=False),
@@ -180,8 +182,16 @@ def main(argv: list[str] | None = None) -> dict:
     tok, batches = make_batches(text, max(n_batches, 2), args.batch_size, 256, args.seed)
     cfg = ModelConfig(vocab_size=tok.vocab_size, context_length=256, n_layer=6, n_head=6, n_embd=384,
                       dropout=0.0)
+    from tinyllm.train.device import cpu_has_fast_bf16
+
     rows = [r for r in ROWS if (r.default or args.all) and
             (args.only is None or r.name in args.only or r.name == REFERENCE)]
+    skipped = {}
+    if not (cpu_has_fast_bf16() or args.all or args.only):
+        skipped = {r.name: "this CPU has no AMX/AVX-512-BF16, so bf16 matmuls are emulated and a step "
+                           "at this batch takes many minutes; measure with --all --batch-size 4"
+                   for r in rows if r.bf16}
+        rows = [r for r in rows if r.name not in skipped]
     if args.only:
         unknown = set(args.only) - {r.name for r in ROWS}
         if unknown:
@@ -229,6 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
              "best_tinyllm": best["name"] if best else None,
              "best_ratio": best["ratio"] if best else None,
              "seconds": round(time.time() - t_start)}
+    out_rows += [{"name": name, "skipped": why} for name, why in skipped.items()]
     result = {"benchmark": "train", "setup": setup, "reference": REFERENCE, "rows": out_rows}
     if args.json:
         print(json.dumps(result))
@@ -252,6 +263,9 @@ def print_table(result: dict) -> None:
     print(f"{'':42} {'ms/step':>9} {'tokens/s':>9} {'GFLOP/s':>8} {'MFU':>6} {'1st step s':>10} "
           f"{'vs transformers fp32':>21}")
     for r in result["rows"]:
+        if "skipped" in r:
+            print(f"{r['name']:42} skipped: {r['skipped']}")
+            continue
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "?"
         print(f"{r['name']:42} {r['ms_per_step']:9.0f} {r['tokens_per_s']:9.0f} {r['gflops']:8.1f} "
               f"{mfu:>6} {r['first_step_s'] or 0:10.1f} {r['ratio']:20.2f}x")

@@ -142,3 +142,19 @@ def test_evaluate_rejects_unknown_labels(tmp_path):
     data.write_text("ham\thi\nspam\twin\n")
     r = ClassifyTask().evaluate(out, data)
     assert r["n"] == 2 and r["backend"] == "torch" and r["model"] == str(modeldir.resolve(out))
+
+
+def test_resume_continues_the_run_and_refuses_to_overwrite(tmp_path):
+    data = toy_data(tmp_path / "toy.tsv", n=24)
+    out = tmp_path / "run"
+    kw = dict(batch_size=8, vocab_size=300, model_overrides=SMALL, quiet=True)
+    first = ClassifyTask().finetune(data, out, epochs=1, **kw)
+    tok = (out / "tokenizer.json").read_text()
+    with pytest.raises(UserError, match="holds a training run; --resume"):
+        ClassifyTask().finetune(data, out, epochs=2, **kw)
+    second = ClassifyTask().finetune(data, out, epochs=2, resume=True, **kw)
+    assert second["train"]["steps"] == 2 * first["train"]["steps"]
+    starts = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()
+              if '"start"' in x]
+    assert starts[-1]["resumed"] is True and starts[-1]["step"] == first["train"]["steps"]
+    assert (out / "tokenizer.json").read_text() == tok  # the same vocabulary as the first part

@@ -186,3 +186,25 @@ def test_flops_per_token_formula():
     n = cfg.num_params(include_embeddings=False) + cfg.vocab_size * cfg.n_embd
     assert cfg.flops_per_token() == 6 * n + 12 * 12 * 12 * 64 * 1024
     assert cfg.flops_per_token(seq_len=128) < cfg.flops_per_token()
+
+
+@torch.no_grad()
+def test_decode_layout_changes_only_the_memory_layout(tmp_path):
+    m = tiny(n_classes=2)
+    fast = tiny(n_classes=2).use_decode_layout()
+    assert not fast.blocks[0].mlp.fc.weight.is_contiguous()
+    assert fast.lm_head.weight is fast.tok_emb.weight          # still tied
+    assert fast.blocks[0].mlp.fc.weight.shape == m.blocks[0].mlp.fc.weight.shape
+    idx = torch.randint(0, 97, (2, 20))
+    assert (fast(idx) - m(idx)).abs().max().item() < 1e-5
+    cache = fast.new_cache(2)
+    steps = torch.cat([fast(idx[:, :5], cache)] + [fast(idx[:, t:t + 1], cache) for t in range(5, 20)], 1)
+    assert (steps - m(idx)).abs().max().item() < 1e-5
+    torch.testing.assert_close(fast.classify(idx), m.classify(idx))
+    from tinyllm.checkpoint import load_model, save_model
+    from tinyllm.tokenizer import CharTokenizer
+
+    out = save_model(fast, CharTokenizer([chr(65 + i) for i in range(97)]), tmp_path / "m")
+    again = load_model(out)
+    for k, v in m.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k

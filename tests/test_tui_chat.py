@@ -205,3 +205,19 @@ def test_conversation_round_trip_and_bad_file(tmp_path):
         assert "bad.json:1" in str(e)
     else:
         raise AssertionError("a broken conversation file must raise UserError")
+
+
+def test_real_engine_on_a_tiny_model(tiny_lm_dir):
+    """The default engine factory (tinyllm.runtime.engine.open_engine) streams a real model."""
+    async def scenario():
+        app = TinyLLMApp(model=str(tiny_lm_dir))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.engine is not None, timeout=60)
+            assert screen.engine.backend == "torch"
+            screen.query_one("#sampling-max_new_tokens").value = "20"
+            await send(pilot, "ROMEO:")
+            await wait_for(pilot, lambda: not screen.generating and replies(app), timeout=30)
+            assert len(replies(app)[0].content) == 20          # 20 characters from a char model
+            assert "tiny-lm · lm · torch" in text_of(screen.query_one("#chat-model-info"))
+    asyncio.run(scenario())

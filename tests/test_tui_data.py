@@ -91,22 +91,28 @@ def test_hundred_thousand_rows_open_without_freezing(tmp_path):
     path.write_text("\n".join(lines) + "\n")
 
     async def scenario():
-        app = data_app(path)
+        app = TinyLLMApp(screen="data")
         async with app.run_test(size=SIZE) as pilot:
             # while the workers read and count, the event loop keeps turning: a timer that should
             # tick every 20 ms is never held up for long (a load on the UI thread would stop it
             # for the whole read)
             ticks = [time.perf_counter()]
             app.set_interval(0.02, lambda: ticks.append(time.perf_counter()))
+            await pilot.pause(0.1)
             t0 = time.perf_counter()
+            app.screen.query_one("#data-path").value = str(path)
+            app.screen.query_one("#data-path").focus()
+            await pilot.press("enter")
             while not loaded(app, 100_000):
                 await asyncio.sleep(0.05)
                 assert time.perf_counter() - t0 < 60, "the file did not load in time"
             total = time.perf_counter() - t0
-            worst = max(b - a for a, b in zip(ticks, ticks[1:]))
-            # work on the UI thread would stop the timer for about the whole load; allow scheduling
-            # hiccups on a busy machine, but never more than a quarter of it
-            assert worst < max(0.5, total / 4), f"the UI was blocked {worst:.2f} s of {total:.2f} s"
+            gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+            # reading on the UI thread would stop the timer for about the whole load; a busy machine
+            # may stall it now and then, but the screen must be live for most of the time
+            blocked = sum(g for g in gaps if g > 0.25)
+            assert blocked < total / 2, (f"the UI was blocked {blocked:.2f} s of {total:.2f} s "
+                                         f"(longest {max(gaps):.2f} s)")
             screen = app.screen
             assert screen.ds.label_counts()["spam"] == 14286
             assert screen.query_one("#data-table").row_count == 100

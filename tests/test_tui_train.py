@@ -180,3 +180,20 @@ def test_bad_form_and_failed_run_are_reported(tmp_path):
                                               for n in app._notifications), timeout=60, step=0.1)
             assert any("no_such_key" in n.message for n in app._notifications)
     asyncio.run(scenario())
+
+
+def test_quitting_stops_a_run_started_here():
+    runs = []
+
+    def factory(spec):
+        runs.append(FakeRun(spec, 100_000, 0.01))
+        return runs[-1]
+
+    async def scenario():
+        app = TinyLLMApp(screen="train", trainer_factory=factory)
+        async with app.run_test(size=SIZE) as pilot:
+            fill_form(app, steps=100_000)
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: app.screen.state.step > 3)
+    asyncio.run(scenario())
+    assert not runs[0].running and runs[0].code == 130    # stopped with a checkpoint, not killed

@@ -21,7 +21,7 @@ class TorchEngine(Engine):
 
     def __init__(self, info: modeldir.ModelInfo, device: str = "cpu"):
         super().__init__(info)
-        self.model = load_model(info.path, device=device)
+        self.model = load_model(info.path, device=device).use_decode_layout()
         self._decoder: TorchDecoder | None = None
 
     @property

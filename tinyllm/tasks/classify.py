@@ -119,7 +119,7 @@ class ClassifyTask(Task):
                  resume=False, train_left_out=False, class_weight="none", dropout=None,
                  extra_train: list[Example] | None = None, vocab_size: int = 4096,
                  model_overrides: dict | None = None, save_dtype=None, quiet: bool = False,
-                 pretrain_steps: int = 0, num_threads: int = 0, **_: Any) -> dict[str, Any]:
+                 **_: Any) -> dict[str, Any]:
         """Fine-tune (or train from scratch) and report the test split's metrics.
 
         ``extra_train`` adds examples to the training split only (never validated or tested);
@@ -128,6 +128,9 @@ class ClassifyTask(Task):
         from tinyllm.tasks import classify_train
 
         started = time.time()
+        if not resume and (Path(out) / "train_state").exists():
+            raise UserError(f"{out} holds a training run; --resume continues it, or choose "
+                            "another --out")
         examples = self.read_data(data, text_col, label_col)
         labels = self.label_set(examples, data)
         left_out: list[Example] = []
@@ -154,8 +157,7 @@ class ClassifyTask(Task):
             epochs=epochs, batch_size=batch_size or 16, lr=lr, seed=seed,
             preset=preset or self.default_preset, vocab_size=vocab_size,
             model_overrides=model_overrides or {}, save_dtype=save_dtype, resume=resume,
-            quiet=quiet, info=info, pretrain_steps=pretrain_steps, class_weight=class_weight,
-            dropout=dropout, num_threads=num_threads)
+            quiet=quiet, info=info, class_weight=class_weight, dropout=dropout)
         done = run.fit()
         test_file, test_cols = self.write_test(Path(out), test, text_col, label_col)
         report = self.evaluate(out, test_file, backend="torch", **test_cols)

@@ -47,10 +47,8 @@ class Run:
     model_overrides: dict = field(default_factory=dict)  # from-scratch ModelConfig changes
     save_dtype: Any = None            # e.g. torch.float16 to store smaller weights
     resume: bool = False              # continue from out/train_state
-    pretrain_steps: int = 0           # from scratch: next-token steps on the training texts first
     class_weight: str | None = None   # "balanced": weight the loss by inverse label frequency
     dropout: float | None = None      # training dropout (None: the base model's; 0.1 from scratch)
-    num_threads: int = 0              # torch threads while training (0 = torch's default)
     quiet: bool = False               # no progress bar
     info: dict = field(default_factory=dict)        # provenance for config.yaml `train:`
     param_counts: dict = field(default_factory=dict)  # filled by build(): trainable/total/lora_modules
@@ -100,39 +98,6 @@ class Run:
         tok.save(self.out)  # a resumed run reuses it
         return tok
 
-    def pretrain(self, model: GPT, tok, callbacks) -> None:
-        """Next-token training on the training texts (joined by end-of-text) before the head trains.
-
-        A from-scratch model learns the language of the data first, as a pretrained model would
-        have; the run lives in ``out/pretrain`` (resumable like any other).
-        """
-        from tinyllm.config import TrainConfig
-        from tinyllm.data.sampling import RandomSampler, StepBatches
-        from tinyllm.runtime.textbatch import encode_texts
-        from tinyllm.train import ddp
-        from tinyllm.train.trainer import Trainer
-
-        sep = [pad_id_of(tok)]
-        stream = np.array([i for r in encode_texts(tok, [e.text for e in self.train]) for i in r + sep],
-                          dtype=np.int64)
-        T = min(model.config.context_length, len(stream) - 1)
-        windows = torch.from_numpy(stream)
-
-        def fetch(idx: np.ndarray):
-            w = torch.stack([windows[i:i + T + 1] for i in idx.tolist()])  # (B, T+1)
-            return w[:, :-1], w[:, 1:]
-
-        dist = ddp.info()
-        batches = StepBatches(RandomSampler(len(stream) - T, self.seed), fetch, self.batch_size,
-                              rank=dist.rank, world_size=dist.world_size)
-        lr = self.lr if self.lr is not None else 1e-3
-        cfg = TrainConfig(batch_size=self.batch_size, max_steps=self.pretrain_steps, lr=lr,
-                          min_lr=lr / 10, warmup_steps=min(100, self.pretrain_steps // 10),
-                          eval_every=0, sample_tokens=0, seed=self.seed, num_threads=self.num_threads,
-                          out=str(self.out / "pretrain"))
-        Trainer(model, cfg, batches, lambda m, b: m.loss(*b), self.out / "pretrain",
-                callbacks=callbacks, resume=self.resume).fit()
-
     # ---- training -------------------------------------------------------------------------------
     def fit(self) -> dict:
         """Train; the best checkpoint (lowest validation loss) ends up as the model in ``out``."""
@@ -146,8 +111,6 @@ class Run:
 
         callbacks = [TrainProgress(quiet=self.quiet)]
         model, tok = self.build()
-        if self.pretrain_steps and not self.base:
-            self.pretrain(model, tok, callbacks)
         self.param_counts = set_trainable(model, self.train_layers, self.lora_rank, self.lora_alpha)
         ctx = model.config.context_length
         pad = pad_id_of(tok)
@@ -160,7 +123,7 @@ class Run:
         cfg = TrainConfig(batch_size=self.batch_size, max_steps=steps, lr=lr, min_lr=lr / 10,
                           warmup_steps=min(100, steps // 10), eval_every=per_epoch,
                           sample_tokens=0, best_metric="val_loss" if self.val else "train_loss",
-                          seed=self.seed, num_threads=self.num_threads, out=str(self.out))
+                          seed=self.seed, out=str(self.out))
         loss_fn = self.task.loss
         if self.class_weight == "balanced":
             counts = np.bincount(y, minlength=len(self.labels)).clip(min=1)

@@ -237,8 +237,10 @@ class DataScreen(TinyScreen):
             tok = make_tokenizer(choice, ds)
             counts: list[int] = []
             for i in range(len(ds)):   # one by one: faster than encode_batch for short rows
-                if i % 2000 == 0 and worker.is_cancelled:
-                    return
+                if i % 1000 == 0:
+                    if worker.is_cancelled:
+                        return
+                    time.sleep(0.001)  # hand the GIL to the UI thread now and then
                 counts.append(len(tok.encode(ds.text_of(i))))
             stats = token_stats(counts)
         except BaseException as e:

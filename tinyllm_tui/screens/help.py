@@ -53,7 +53,8 @@ tokenisation preview of the selected row.
 | key | |
 |---|---|
 | Ctrl+F | search |
-| PgUp / PgDn | previous / next page of rows ([ and ] work too) |
+| [ and ] | previous / next page of rows (100 a page) |
+| Ctrl+L | type a file path to open |
 
 ## Models
 Every model with its parameters, task, tokenizer, size on disk and whether an ONNX export exists.

@@ -205,13 +205,10 @@ class TrainScreen(TinyScreen):
     # ---- following ----------------------------------------------------------------------------
     def attach(self, target: str) -> None:
         path = metrics_path(target)
-        if not path.parent.is_dir() and not path.parent.parent.is_dir():
-            self.error(f"{target}: no such run folder")
-            return
         self.log_line(f"following {pretty_path(path)}")
         self.follow(path.parent)
-        if not path.exists():
-            self.set_status(f"waiting for {path} to appear…")
+        if not path.exists():   # a run just started elsewhere writes it once torch has loaded
+            self.set_status(f"waiting for {pretty_path(path)} to appear…")
 
     def follow(self, run_dir: Path, keep_state: bool = False) -> None:
         self.run_dir = Path(run_dir)

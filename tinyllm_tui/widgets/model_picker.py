@@ -58,9 +58,9 @@ class ModelPicker(Vertical):
     def refresh_models(self) -> None:
         select = self.query_one("#model-select", Select)
         current = select.value
-        select.set_options(self._options(reread=True))
-        if current is not Select.NULL and any(v == current for _, v in self._options()):
-            with select.prevent(Select.Changed):
+        with select.prevent(Select.Changed):   # the same choice, a fresh list: nothing to announce
+            select.set_options(self._options(reread=True))
+            if current is not Select.NULL and any(v == current for _, v in self._options()):
                 select.value = current
 
     @property

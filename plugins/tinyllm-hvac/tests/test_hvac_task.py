@@ -22,7 +22,7 @@ def home(tmp_path, monkeypatch):
 
 def test_sample_data_reads():
     ex = read_hvac(SAMPLE)
-    assert len(ex) == 240 and {e.label for e in ex} == {"Good", "Bad"}
+    assert len(ex) == 600 and {e.label for e in ex} == {"Good", "Bad"}
     assert ex[0].text.startswith("Is AHU-4 running normally? Reading: supply air")
 
 
@@ -51,7 +51,7 @@ def test_finetune_and_eval_from_the_cli(tmp_path):
                                   "--epochs", "1", "--batch-size", "32", "--json"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout.strip().splitlines()[-1])
-    assert report["task"] == "hvac" and report["n"] == 48
+    assert report["task"] == "hvac" and report["n"] == 120
     assert report["metrics"]["labels"] == ["Good", "Bad"]
     meta = (out / "config.yaml").read_text()
     assert "task: hvac" in meta

@@ -52,7 +52,7 @@ def reading(rng: random.Random, bad: bool) -> str:
     return "Reading: " + ", ".join(parts) + "."
 
 
-def main(n: int = 240, seed: int = 7) -> None:
+def main(n: int = 600, seed: int = 7) -> None:
     rng = random.Random(seed)
     for i in range(n):
         bad = i % 2 == 1
