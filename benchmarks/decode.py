@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
                   "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
                   "greedy": True, "repeats": args.repeats, "statistic": "median",
                   "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                  "transformers": __import__("transformers").__version__, "cpu": _cpu_name()},
+                  "transformers": __import__("transformers").__version__, "cpu": _cpu_name(),
+                  "load_avg_1min": round(os.getloadavg()[0], 1)},  # other processes competing
         "reference": REFERENCE,
         "rows": result_rows,
     }
@@ -252,7 +253,7 @@ def print_table(result: dict) -> None:
     s = result["setup"]
     print(f"decode, {s['preset']} ({s['params'] / 1e6:.1f}M params), batch 1, {s['prompt_tokens']}-token "
           f"prompt, {s['new_tokens']} new tokens, greedy; median of {s['repeats']}; "
-          f"{s['torch_threads']} torch threads; {s['cpu']}")
+          f"{s['torch_threads']} torch threads; {s['cpu']}; load average {s['load_avg_1min']}")
     print(f"{'':32} {'tokens/s':>9} {'ms/token':>9} {'vs transformers':>16} {'same tokens':>12}")
     for r in result["rows"]:
         if "skipped" in r:

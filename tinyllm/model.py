@@ -198,13 +198,15 @@ class GPT(nn.Module):
         B, T = idx.shape
         if lengths is None:
             lengths = torch.full((B,), T, dtype=torch.long, device=idx.device)
-        h = self.hidden(idx)  # (B, T, C)
+        return self.cls_head(self.pool(self.hidden(idx), lengths))
+
+    def pool(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, T, C) -> one vector per row (B, C): the last real token's, or the mean."""
+        B, T, _ = h.shape
         if self.config.pooling == "mean":
-            mask = (torch.arange(T, device=idx.device)[None, :] < lengths[:, None]).to(h.dtype)
-            pooled = (h * mask[:, :, None]).sum(1) / lengths.clamp(min=1)[:, None].to(h.dtype)
-        else:
-            pooled = h[torch.arange(B, device=idx.device), (lengths - 1).clamp(min=0)]  # (B, C)
-        return self.cls_head(pooled)
+            mask = (torch.arange(T, device=h.device)[None, :] < lengths[:, None]).to(h.dtype)
+            return (h * mask[:, :, None]).sum(1) / lengths.clamp(min=1)[:, None].to(h.dtype)
+        return h[torch.arange(B, device=h.device), (lengths - 1).clamp(min=0)]  # (B, C)
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy; targets of -100 are ignored."""

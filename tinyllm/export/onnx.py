@@ -45,13 +45,59 @@ TWO_GB = 2 ** 31                  # protobuf's limit: bigger graphs keep weights
 
 
 # ---- graphs ----------------------------------------------------------------------------------
-class LMWithPast(nn.Module):
+def forward_with_past(model: GPT, input_ids: torch.Tensor, past, fused: bool = True):
     """The GPT forward pass with the KV cache as explicit tensors (ONNX has no in-place cache).
 
-    Same weights and the same arithmetic as :meth:`GPT.forward` with a :class:`KVCache`; the
-    exporter checks logits against torch. With ``fused`` (the default) each layer's attention is
-    the custom op of :mod:`tinyllm.export.onnx_attention`, which becomes one ONNX Runtime
-    MultiHeadAttention node; without it, plain ONNX ops (for the TorchScript fallback).
+    ``past`` holds (B, nh, P, hs) keys and values per layer (P may be 0). Returns the final hidden
+    states (B, T, C), after ln_f, and the presents (B, nh, P+T, hs). Same weights and arithmetic as
+    :meth:`GPT.hidden` with a :class:`KVCache`; the exporter checks the graph against torch. With
+    ``fused`` each layer's attention is the custom op of :mod:`tinyllm.export.onnx_attention`,
+    which becomes one ONNX Runtime MultiHeadAttention node; without it, plain ONNX ops.
+    """
+    cfg = model.config
+    B, T = input_ids.shape
+    P = past[0].shape[2]                          # positions already in the cache
+    C, nh, hs = cfg.n_embd, cfg.n_head, cfg.head_size
+    q_pos = torch.arange(T, device=input_ids.device) + P             # (T,) absolute positions
+    x = model.tok_emb(input_ids) + model.pos_emb(q_pos)               # (B, T, C)
+    mask = torch.arange(P + T, device=input_ids.device)[None, :] <= q_pos[:, None]  # (T, P+T)
+    presents = []
+    for i, blk in enumerate(model.blocks):
+        q, k, v = blk.attn.qkv(blk.ln1(x)).split(C, dim=2)            # (B, T, C) each
+        if fused:
+            from tinyllm.export.onnx_attention import attention
+
+            y, k, v = attention(q, k, v, past[2 * i], past[2 * i + 1], nh)
+        else:
+            q = q.view(B, T, nh, hs).transpose(1, 2)                   # (B, nh, T, hs)
+            k = torch.cat([past[2 * i], k.view(B, T, nh, hs).transpose(1, 2)], dim=2)
+            v = torch.cat([past[2 * i + 1], v.view(B, T, nh, hs).transpose(1, 2)], dim=2)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
+            y = y.transpose(1, 2).reshape(B, T, C)
+        presents += [k, v]                                              # (B, nh, P+T, hs)
+        x = x + blk.attn.proj(y)
+        x = x + blk.mlp(blk.ln2(x))
+    return model.ln_f(x), presents
+
+
+class LMWithPast(nn.Module):
+    """Language-model graph: ids and past keys/values -> logits and presents."""
+
+    def __init__(self, model: GPT, fused: bool = True):
+        super().__init__()
+        self.model = model
+        self.fused = fused  # the TorchScript fallback turns this off
+
+    def forward(self, input_ids: torch.Tensor, *past: torch.Tensor):
+        h, presents = forward_with_past(self.model, input_ids, past, self.fused)
+        return (self.model.lm_head(h), *presents)
+
+
+class ClassifierGraph(nn.Module):
+    """``model.classify`` as a graph: right-padded ids and their lengths -> class logits.
+
+    With ``fused``, attention runs as MultiHeadAttention over an empty cache (causal), as in the
+    language-model graph; right padding needs no mask because no real token attends to it.
     """
 
     def __init__(self, model: GPT, fused: bool = True):
@@ -59,43 +105,14 @@ class LMWithPast(nn.Module):
         self.model = model
         self.fused = fused
 
-    def forward(self, input_ids: torch.Tensor, *past: torch.Tensor):
-        m, cfg = self.model, self.model.config
-        B, T = input_ids.shape
-        P = past[0].shape[2]                      # positions already in the cache
-        C, nh, hs = cfg.n_embd, cfg.n_head, cfg.head_size
-        q_pos = torch.arange(T, device=input_ids.device) + P          # (T,) absolute positions
-        x = m.tok_emb(input_ids) + m.pos_emb(q_pos)                     # (B, T, C)
-        k_pos = torch.arange(P + T, device=input_ids.device)           # (P+T,)
-        mask = k_pos[None, :] <= q_pos[:, None]   # (T, P+T): query i sees keys 0..P+i
-        presents = []
-        for i, blk in enumerate(m.blocks):
-            q, k, v = blk.attn.qkv(blk.ln1(x)).split(C, dim=2)         # (B, T, C) each
-            if self.fused:
-                from tinyllm.export.onnx_attention import attention
-
-                y, k, v = attention(q, k, v, past[2 * i], past[2 * i + 1], nh)
-            else:
-                q = q.view(B, T, nh, hs).transpose(1, 2)                # (B, nh, T, hs)
-                k = torch.cat([past[2 * i], k.view(B, T, nh, hs).transpose(1, 2)], dim=2)
-                v = torch.cat([past[2 * i + 1], v.view(B, T, nh, hs).transpose(1, 2)], dim=2)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
-                y = y.transpose(1, 2).reshape(B, T, C)
-            presents += [k, v]                                           # (B, nh, P+T, hs)
-            x = x + blk.attn.proj(y)
-            x = x + blk.mlp(blk.ln2(x))
-        return (m.lm_head(m.ln_f(x)), *presents)
-
-
-class ClassifierGraph(nn.Module):
-    """``model.classify`` as a graph: right-padded ids and their lengths -> class logits."""
-
-    def __init__(self, model: GPT):
-        super().__init__()
-        self.model = model
-
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model.classify(input_ids, lengths)
+        m, cfg = self.model, self.model.config
+        if self.fused:
+            empty = m.tok_emb.weight.new_zeros((input_ids.shape[0], cfg.n_head, 0, cfg.head_size))
+            h, _ = forward_with_past(m, input_ids, [empty] * (2 * cfg.n_layer), fused=True)
+        else:
+            h = m.hidden(input_ids)
+        return m.cls_head(m.pool(h, lengths))
 
 
 def lm_io_names(n_layer: int) -> tuple[list[str], list[str]]:
@@ -298,6 +315,7 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
         if optimize:
             proto, fusions = optimize_graph(proto, cfg.n_head, cfg.n_embd)
             log("fusions: " + (", ".join(f"{k} x{v}" for k, v in fusions.items()) or "none"))
+        del proto.graph.value_info[:]  # stale shape notes after fusion trip ORT's quantizer
         big = _initializer_bytes(proto) > TWO_GB * 0.9
         external = big if external_data is None else external_data
         _set_metadata(proto, {"tinyllm.kind": kind, "tinyllm.exporter": exporter,

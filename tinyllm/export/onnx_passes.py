@@ -129,10 +129,13 @@ def quiet_ort():
 def quantize(src: Path, dst: Path, method: str = QUANT_METHODS[0], external: bool = False) -> None:
     """Quantize the weights of every MatMul with a constant weight, ONNX Runtime's own tooling.
 
-    ``nbits8``: MatMulNBits, 8-bit symmetric weights in blocks of 32, int8 compute
-    (accuracy_level 4); ``nbits4``: the same with 4-bit weights; ``dynamic``:
-    ``quantize_dynamic`` int8 weights with activations quantized per call (MatMulInteger).
-    Embedding lookups stay float32 (they read one row per token, not the whole table).
+    ``nbits8`` (the default): ``MatMulNBits`` with 8-bit symmetric weights, one scale per block of
+    128 inputs, int8 compute with the activations quantized per block too (accuracy_level 4), so
+    an outlier in one channel does not cost precision everywhere. ``nbits4``: the same with 4-bit
+    weights in blocks of 32. ``dynamic``: ``quantize_dynamic``, int8 weights with one scale per
+    matrix and the activations quantized per call to uint8 (MatMulInteger). The README's onnx
+    section has the speed and accuracy of each. Embedding lookups stay float32 (they read one row
+    per token, not the whole table).
     """
     import onnx
 
@@ -143,7 +146,7 @@ def quantize(src: Path, dst: Path, method: str = QUANT_METHODS[0], external: boo
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul"], per_channel=True,
+                             op_types_to_quantize=["MatMul"], per_channel=False,
                              use_external_data_format=external,
                              extra_options={"MatMulConstBOnly": True,
                                             # fused com.microsoft ops defeat type inference
@@ -151,8 +154,9 @@ def quantize(src: Path, dst: Path, method: str = QUANT_METHODS[0], external: boo
         else:
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-            q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=8 if method == "nbits8" else 4,
-                                     block_size=32, is_symmetric=True, accuracy_level=4)
+            bits, block = (8, 128) if method == "nbits8" else (4, 32)
+            q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=bits, block_size=block,
+                                     is_symmetric=True, accuracy_level=4)
             q.process()
             save_onnx(q.model.model, dst, external)
     if external and method == "dynamic":  # quantize_dynamic names the data file itself
