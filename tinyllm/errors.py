@@ -8,6 +8,11 @@ class UserError(ValueError):
     exit_code = 2
 
 
+class DataError(UserError):
+    """A data file that cannot be used (missing, empty, not UTF-8, malformed); the message starts
+    with ``file:line:`` (or the file alone)."""
+
+
 class RunFailed(RuntimeError):
     """A run that started correctly but failed (exit code 1)."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tinyllm.errors import UserError
+from tinyllm.errors import DataError as DataFileError, UserError
 
 TEXT_NAMES = ("text", "message", "sentence", "content", "review", "sms", "body", "document")
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "status", "y")
@@ -24,8 +24,6 @@ _HEADER_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_ \-]{0,30}$")
 Progress = Callable[[int], None]
 
 
-class DataFileError(UserError):
-    """A data file that cannot be read (the message names the file and line)."""
 
 
 @dataclass

@@ -95,6 +95,16 @@ def build_sms_spam(out_dir: Path, max_steps: int | None = None, threads: int = 0
     return build(out_dir, quiet=quiet)
 
 
+def export_int8(model_dir: Path, quiet: bool = False) -> dict[str, Any]:
+    """Ship the int8 ONNX graph (only; the float graph would not fit the size budget) beside the
+    weights, so `tinyllm classify` and `tinyllm generate` run on ONNX Runtime without importing
+    torch (see the README's onnx section)."""
+    from tinyllm.export.onnx import export_model
+
+    res = export_model(model_dir, int8=True, keep_fp32=False, log=None if quiet else log)
+    return {"onnx_exporter": res.exporter, "onnx_int8_bytes": res.sizes.get("model.int8.onnx")}
+
+
 BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "shakespeare-char": build_shakespeare,
     "sms-spam": build_sms_spam,
@@ -127,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads (0: torch's default; 1 is faster on a busy machine)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--no-onnx", action="store_true",
+                    help="do not ship model.int8.onnx beside the weights")
     args = ap.parse_args(argv)
 
     names = args.names or list(BUILDERS)
@@ -142,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "shakespeare-char":
             kwargs["max_steps"] = args.max_steps
         report = BUILDERS[name](staging, **kwargs)
+        if not args.no_onnx:
+            report.update(export_int8(staging, args.quiet))
         swap_in(staging, args.out / name)
         log(f"{name}: {report}")
         log(f"{name}: {dir_bytes(args.out / name) / 1e6:.2f} MB")

@@ -22,15 +22,19 @@ def _human(n: int) -> str:
               help="Also write model.int8.onnx with quantized weights (4x smaller, faster on CPU).")
 @click.option("--quant", type=click.Choice(QUANT_METHODS), default=QUANT_METHODS[0],
               show_default=True,
-              help="With --int8: nbits8 = 8-bit MatMulNBits weights; dynamic = quantize_dynamic "
-                   "int8 MatMulInteger; nbits4 = 4-bit MatMulNBits weights.")
+              help="With --int8: dynamic = int8 weights, activations quantized per call "
+                   "(fastest here); nbits8 = 8-bit block-wise weights (closest to float); "
+                   "nbits4 = 4-bit block-wise weights (smallest).")
+@click.option("--int8-only", is_flag=True,
+              help="Keep only model.int8.onnx (implies --int8), e.g. to ship a small model.")
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), default=None,
-              help="Directory for the graphs (default: the model directory itself).")
+              help="Directory for the graphs (default: the model directory itself); it also gets "
+                   "config.yaml and the tokenizer, so it runs on its own with --backend onnx.")
 @click.option("--no-optimize", is_flag=True, help="Skip ONNX Runtime's transformer optimizer.")
 @click.option("--external-data", is_flag=True,
               help="Keep weights in model.onnx.data beside the graph (automatic above 2 GB).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def export_onnx(model, int8, quant, out, no_optimize, external_data, as_json):
+def export_onnx(model, int8, quant, int8_only, out, no_optimize, external_data, as_json):
     """Export MODEL (a path or a name) to ONNX for `--backend onnx`.
 
     A language model becomes one graph with a KV cache (past keys/values in, present out) that
@@ -49,7 +53,8 @@ def export_onnx(model, int8, quant, out, no_optimize, external_data, as_json):
         if not as_json:
             click.echo(msg, err=True)
 
-    result = export_model(model, out, int8=int8, quant=quant, optimize=not no_optimize,
+    result = export_model(model, out, int8=int8 or int8_only, quant=quant,
+                          keep_fp32=not int8_only, optimize=not no_optimize,
                           external_data=True if external_data else None, log=log)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
@@ -57,6 +62,8 @@ def export_onnx(model, int8, quant, out, no_optimize, external_data, as_json):
     how = "dynamo" if result.exporter == "dynamo" else "TorchScript (dynamo failed)"
     click.echo(f"exported a {result.kind} graph with the {how} exporter in {result.seconds:.1f}s; "
                f"max |onnx - torch| {result.max_abs_diff:.1e}")
-    click.echo("fusions: " + (", ".join(f"{k} x{v}" for k, v in result.fusions.items()) or "none"))
+    click.echo("fused operators: " + (", ".join(f"{k} x{v}" for k, v in result.fusions.items())
+                                      or "none"))
+    where = (result.fp32_path or result.int8_path).parent
     for name, size in result.sizes.items():
-        click.echo(f"{_human(size):>10}  {result.fp32_path.parent / name}")
+        click.echo(f"{_human(size):>10}  {where / name}")

@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from tinyllm.atomic import atomic_write_text
-from tinyllm.errors import UserError
+from tinyllm.errors import DataError
 from tinyllm.tokenizer import CharTokenizer, Tokenizer
 
 CHUNK_BYTES = 1 << 20          # read size; chunks grow up to MAX_CHUNK_BYTES to find a safe cut
@@ -28,8 +28,6 @@ MAX_CHUNK_BYTES = 16 << 20
 FLUSH_BYTES = 16 << 20         # tokenisation progress is made durable about this often
 
 
-class DataError(UserError):
-    """A corpus that cannot be used (missing, empty, not UTF-8, too short); the message names it."""
 
 
 # ---- reading ----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tinyllm.errors import RunFailed
+from tinyllm.errors import RunFailed, UserError
 from tinyllm.export import FP32_FILE, INT8_FILE, QUANT_METHODS
 from tinyllm.export.onnx_passes import (files_of, fold_constant_transposes, optimize_graph,
                                         quantize, save_onnx, tanh_gelu_to_fastgelu)
@@ -142,7 +142,7 @@ def example_inputs(model: GPT, kind: str, batch: int = 2, seq: int = 5, past: in
 class ExportResult:
     kind: str                                      # "lm" or "classify"
     exporter: str                                  # "dynamo" or "torchscript"
-    fp32_path: Path
+    fp32_path: Path | None                         # None when only the int8 graph was kept
     int8_path: Path | None = None
     quant_method: str | None = None
     fusions: dict[str, int] = field(default_factory=dict)
@@ -153,7 +153,8 @@ class ExportResult:
     max_abs_diff: float = 0.0                      # fp32 graph vs torch on the tracing inputs
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "exporter": self.exporter, "fp32": str(self.fp32_path),
+        return {"kind": self.kind, "exporter": self.exporter,
+                "fp32": str(self.fp32_path) if self.fp32_path else None,
                 "int8": str(self.int8_path) if self.int8_path else None,
                 "quant_method": self.quant_method, "fusions": self.fusions, "sizes": self.sizes,
                 "seconds": round(self.seconds, 2), "fallback_reason": self.fallback_reason,
@@ -267,14 +268,55 @@ def _verify(module: nn.Module, path: Path, args: tuple, input_names: list[str]) 
     return float(abs(got - ref.numpy()).max())
 
 
+def _install(written: list[Path], out: Path) -> None:
+    """Move finished graphs into ``out``: the data file first, then the graph, each atomically."""
+    for src in written:
+        files = files_of(src)
+        for f in reversed(files):
+            os.replace(f, out / f.name)
+        stale = out / (src.name + ".data")
+        if len(files) == 1 and stale.exists():
+            stale.unlink()
+
+
+def _copy_model_files(src: Path, out: Path) -> None:
+    """Make ``out`` a model directory the ONNX backend runs on its own: config.yaml and the
+    tokenizer file beside the graphs (the weights are in the graphs)."""
+    import shutil
+
+    from tinyllm import modeldir
+
+    meta = modeldir.read_info(src).meta
+    names = [modeldir.CONFIG]
+    spec = meta.get("tokenizer")
+    if isinstance(spec, dict) and spec.get("file"):
+        names.append(spec["file"])
+    for name in names:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, out / (name + ".tmp"))
+            os.replace(out / (name + ".tmp"), out / name)
+
+
+def _remove_stale(path: Path, log: Callable[[str], None]) -> None:
+    """A graph left from an earlier export no longer matches the weights: remove it."""
+    if path.exists():
+        for f in files_of(path):
+            f.unlink()
+        log(f"removed {path} from an earlier export")
+
+
 def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = None,
-                 int8: bool = False, quant: str = QUANT_METHODS[0], optimize: bool = True,
-                 external_data: bool | None = None, force_torchscript: bool = False,
+                 int8: bool = False, quant: str = QUANT_METHODS[0], keep_fp32: bool = True,
+                 optimize: bool = True, external_data: bool | None = None,
+                 force_torchscript: bool = False,
                  log: Callable[[str], None] | None = None) -> ExportResult:
     """Export a model directory (path or name) to ``out_dir`` (default: the model directory).
 
-    Writes ``model.onnx`` and, with ``int8``, ``model.int8.onnx`` (weights quantized by ``quant``).
-    ``external_data`` None keeps weights inside the graph unless it would pass 2 GB.
+    Writes ``model.onnx`` and, with ``int8``, ``model.int8.onnx`` (weights quantized by ``quant``);
+    ``keep_fp32=False`` keeps only the int8 graph. Another ``out_dir`` also gets config.yaml and
+    the tokenizer file, so it is a model directory that ``--backend onnx`` runs without torch or
+    the safetensors weights. ``external_data`` None keeps the weights inside the graph unless it
+    would pass 2 GB.
     """
     import tempfile
 
@@ -282,6 +324,8 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
 
     from tinyllm.checkpoint import load_model
 
+    if not (int8 or keep_fp32):
+        raise UserError("nothing to write: keeping only the int8 graph needs --int8")
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
     model = load_model(name_or_path)
@@ -303,7 +347,7 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
 
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-onnx-") as tmp:
         tmp = Path(tmp)
-        log(f"exporting {kind} graph of {model.path} with torch.onnx (dynamo)")
+        log(f"exporting the {kind} graph of {model.path} with torch.onnx (dynamo)")
         exporter, reason = _torch_export(module, args, tmp / "raw.onnx", *names, dyn,
                                          force_torchscript=force_torchscript)
         if reason:
@@ -314,10 +358,10 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
         fusions: dict[str, int] = {}
         if optimize:
             proto, fusions = optimize_graph(proto, cfg.n_head, cfg.n_embd)
-            log("fusions: " + (", ".join(f"{k} x{v}" for k, v in fusions.items()) or "none"))
+            log("fused operators: " + (", ".join(f"{k} x{v}" for k, v in fusions.items()) or "none"))
         del proto.graph.value_info[:]  # stale shape notes after fusion trip ORT's quantizer
-        big = _initializer_bytes(proto) > TWO_GB * 0.9
-        external = big if external_data is None else external_data
+        external = (_initializer_bytes(proto) > TWO_GB * 0.9 if external_data is None
+                    else external_data)
         _set_metadata(proto, {"tinyllm.kind": kind, "tinyllm.exporter": exporter,
                               "tinyllm.quant": "none",
                               "tinyllm.saved_at": str(model.meta.get("saved_at"))})
@@ -328,8 +372,7 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
         log(f"checked against torch: max |difference| {diff:.2e}")
         if diff > 1e-3:
             raise RunFailed(f"{model.path}: the exported graph differs from torch by {diff:.2e}")
-        written = [fp32]
-        q8 = None
+        written = [fp32] if keep_fp32 else []
         if int8:
             q8 = tmp / INT8_FILE
             log(f"quantizing weights ({quant})")
@@ -338,23 +381,16 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
             _set_metadata(qproto, {"tinyllm.quant": quant})
             onnx.save_model(qproto, str(q8))
             written.append(q8)
-        for src in written:  # data file first, then the graph, each by an atomic rename
-            files = files_of(src)
-            for f in reversed(files):
-                os.replace(f, out / f.name)
-            stale = out / (src.name + ".data")
-            if len(files) == 1 and stale.exists():
-                stale.unlink()
-        if not int8 and (out / INT8_FILE).exists():  # it no longer matches the weights
-            for f in files_of(out / INT8_FILE):
-                f.unlink()
-            log(f"removed {out / INT8_FILE} from an earlier export (re-run with --int8 to renew it)")
-    result = ExportResult(kind=kind, exporter=exporter, fp32_path=out / FP32_FILE,
+        _install(written, out)
+        if out.resolve() != Path(model.path).resolve():
+            _copy_model_files(Path(model.path), out)
+        for name in ({FP32_FILE, INT8_FILE} - {p.name for p in written}):
+            _remove_stale(out / name, log)
+    result = ExportResult(kind=kind, exporter=exporter,
+                          fp32_path=out / FP32_FILE if keep_fp32 else None,
                           int8_path=out / INT8_FILE if int8 else None,
                           quant_method=quant if int8 else None, fusions=fusions,
-                          fallback_reason=reason, folded=folded,
-                          max_abs_diff=diff)
-    result.sizes = {p.name: p.stat().st_size for f in ([result.fp32_path] +
-                    ([result.int8_path] if result.int8_path else [])) for p in files_of(f)}
+                          fallback_reason=reason, folded=folded, max_abs_diff=diff)
+    result.sizes = {f.name: f.stat().st_size for p in written for f in files_of(out / p.name)}
     result.seconds = time.perf_counter() - t0
     return result

@@ -129,13 +129,13 @@ def quiet_ort():
 def quantize(src: Path, dst: Path, method: str = QUANT_METHODS[0], external: bool = False) -> None:
     """Quantize the weights of every MatMul with a constant weight, ONNX Runtime's own tooling.
 
-    ``nbits8`` (the default): ``MatMulNBits`` with 8-bit symmetric weights, one scale per block of
-    128 inputs, int8 compute with the activations quantized per block too (accuracy_level 4), so
-    an outlier in one channel does not cost precision everywhere. ``nbits4``: the same with 4-bit
-    weights in blocks of 32. ``dynamic``: ``quantize_dynamic``, int8 weights with one scale per
-    matrix and the activations quantized per call to uint8 (MatMulInteger). The README's onnx
-    section has the speed and accuracy of each. Embedding lookups stay float32 (they read one row
-    per token, not the whole table).
+    ``dynamic`` (the default, fastest here): ``quantize_dynamic``, int8 weights with one scale per
+    matrix, activations quantized to uint8 on each call (DynamicQuantizeLinear + MatMulInteger).
+    ``nbits8``: ``MatMulNBits`` with 8-bit symmetric weights, one scale per block of 128 inputs,
+    int8 compute with the activations quantized per block too (accuracy_level 4): slower on this
+    CPU, closer to float. ``nbits4``: the same with 4-bit weights in blocks of 32. The README's
+    onnx section has the speed and accuracy of each. Embedding lookups stay float32 (they read one
+    row per token, not the whole table).
     """
     import onnx
 

@@ -14,11 +14,9 @@ from typing import Any
 
 import click
 
-from tinyllm.errors import UserError
+from tinyllm.errors import DataError
 
 
-class DataError(UserError):
-    """A data file is wrong; the message starts with ``file:line:`` (or the file alone)."""
 
 
 class Task:

@@ -40,13 +40,16 @@ class LMTask(Task):
     def finetune(self, data, out, model=None, max_steps=500, lr=3e-4, batch_size=None, seq_len=0,
                  resume=False, quiet=False, **_: Any) -> dict[str, Any]:
         from tinyllm.config import TrainConfig
-        from tinyllm.train import lm as lm_train
+        from tinyllm.train.lm import train_lm
+        from tinyllm.train.runconfig import RunConfig
 
         if not model:
             raise UserError("finetune lm needs --model (to train from scratch use `tinyllm train`)")
         cfg = TrainConfig(data=str(data), init_from=str(model), out=str(out), max_steps=max_steps,
-                          lr=lr, min_lr=lr / 10, batch_size=batch_size or 16, seq_len=seq_len)
-        lm_train.run(cfg, resume=resume, quiet=quiet)
+                          lr=lr, min_lr=lr / 10, batch_size=batch_size or 16, seq_len=seq_len,
+                          eval_every=min(200, max_steps))
+        train_lm(RunConfig(name=Path(out).name, model={}, train=cfg, source="tinyllm finetune lm"),
+                 resume=resume, quiet=quiet)
         report = self.evaluate(out, data)
         report["split"] = "whole file (train + validation)"
         return report
