@@ -75,16 +75,17 @@ def test_export_cli_reports_exporter_fusions_and_files(lm):
     # ORT's transformer optimizer fused LayerNorm + residual and the bias into the tanh GELU;
     # attention (with the cache) is one MultiHeadAttention per layer
     assert res["fusions"].get("SkipLayerNormalization", 0) >= 2
-    assert res["fusions"].get("FastGelu") == 2 and res["fusions"].get("MultiHeadAttention") == 2
+    assert res["fusions"].get("FastGelu") == 2 and res["fusions"].get("GroupQueryAttention") == 2
     assert set(res["sizes"]) == {"model.onnx", "model.int8.onnx"}
     assert res["sizes"]["model.int8.onnx"] < res["sizes"]["model.onnx"]
     graph = ops(d / "model.onnx")
     assert graph["FastGelu"] == 2 and "BiasGelu" not in graph and "Gelu" not in graph
-    assert graph["MultiHeadAttention"] == 2 and "Softmax" not in graph
+    assert graph["GroupQueryAttention"] == 2 and "Softmax" not in graph and "Concat" not in graph
     assert "Transpose" not in {n.op_type for n in onnx.load(str(d / "model.onnx")).graph.node
                                if n.input and n.input[0].endswith("weight")}
     meta = props(d / "model.onnx")
     assert meta["tinyllm.kind"] == "lm" and meta["tinyllm.exporter"] == "dynamo"
+    assert meta["tinyllm.kv_cache"] == "shared" and meta["tinyllm.context_length"] == "128"
     assert meta["tinyllm.saved_at"] == str(modeldir.read_info(d).meta["saved_at"])
     assert modeldir.read_info(d).has_onnx and modeldir.read_info(d).has_int8
 
@@ -95,6 +96,7 @@ def test_io_names_and_dynamic_dims(lm):
     ins = {i.name: i.shape for i in sess.get_inputs()}
     outs = {o.name: o.shape for o in sess.get_outputs()}
     assert list(ins) == ox.lm_io_names(2)[0] and list(outs) == ox.lm_io_names(2)[1]
+    assert ins["seqlens_k"] == [ins["input_ids"][0]] and ins["total_sequence_length"] == []
     b, s = ins["input_ids"]
     assert isinstance(b, str) and isinstance(s, str)            # dynamic batch and sequence
     assert ins["past.0.key"][1:] == [2, ins["past.0.key"][2], 16] and \
@@ -109,19 +111,51 @@ def test_fp32_logits_within_1e4_prefill_and_cached_decode(lm):
     x = torch.randint(0, model.config.vocab_size, (2, 70))  # batch 2: not the traced sizes
     with torch.no_grad():
         full = model(x).numpy()
-    got = dec.run(x[:, :50].numpy(), None)                     # prefill 50 tokens
+    got = dec.run(x[:, :50].numpy())                     # prefill 50 tokens
     assert np.abs(got - full[:, :50]).max() < 1e-4
     for t in range(50, 70):                                    # then one cached token at a time
-        got = dec.run(x[:, t:t + 1].numpy(), dec.cache)
+        got = dec.run(x[:, t:t + 1].numpy(), reset=False)
         assert np.abs(got[:, 0] - full[:, t]).max() < 1e-4
     # and against the torch KV cache path
     cache = model.new_cache(2)
     with torch.no_grad():
         model(x[:, :50], cache)
         step = model(x[:, 50:51], cache).numpy()
-    np.testing.assert_allclose(dec.run(x[:, :50].numpy(), None)[:, -1:].shape, (2, 1, full.shape[-1]))
-    got = dec.run(x[:, 50:51].numpy(), dec.cache)
+    np.testing.assert_allclose(dec.run(x[:, :50].numpy())[:, -1:].shape, (2, 1, full.shape[-1]))
+    got = dec.run(x[:, 50:51].numpy(), reset=False)
     assert np.abs(got - step).max() < 1e-4
+
+
+def test_cache_is_updated_in_place(lm):
+    """The shared-buffer graph: one buffer per layer for the whole context, bound as past and
+    present; steps write into it and allocate no new cache."""
+    d, _ = lm
+    dec = OnnxDecoder(d / "model.onnx", max_len=128)
+    assert dec.shared
+    dec.prefill(list(range(1, 11)))
+    bufs = list(dec.cache)
+    ptrs = [b.data_ptr() for b in bufs]
+    assert bufs[0].shape() == [1, 2, 128, 16]
+    for t in range(5):
+        dec.step(t + 3)
+    assert [b.data_ptr() for b in dec.cache] == ptrs and dec.length == 15
+    keys = bufs[0].numpy()                                   # positions 0..14 written, rest untouched
+    assert np.abs(keys[:, :, :15]).sum() > 0
+    with pytest.raises(ValueError, match="exceed the cache of 128"):
+        dec.run(np.zeros((1, 120), dtype=np.int64), reset=False)
+
+
+def test_sampling_and_sliding_window_match_torch(lm):
+    from tinyllm.runtime.engine import open_engine
+    from tinyllm.runtime.sampling import SamplingConfig
+
+    d, _ = lm
+    # 200 tokens > context 128: the window slides (a fresh prefill), on both backends alike
+    cfg = SamplingConfig(temperature=0.9, top_k=20, top_p=0.95, repetition_penalty=1.2, seed=5,
+                         max_new_tokens=200, stop_at_eos=False)
+    a = "".join(open_engine(d, "onnx", precision="fp32").generate("KING:", cfg))
+    b = "".join(open_engine(d, "torch").generate("KING:", cfg))
+    assert len(a) == 200 and a == b
 
 
 def test_greedy_64_tokens_identical(lm):
@@ -132,7 +166,7 @@ def test_greedy_64_tokens_identical(lm):
     model = load_model(d)
     prompt = list(range(5, 21))
     cfg = SamplingConfig(temperature=0, max_new_tokens=64, stop_at_eos=False)
-    dec = OnnxDecoder(d / "model.onnx")
+    dec = OnnxDecoder(d / "model.onnx", max_len=128)
     got = list(generate_ids(dec.prefill, dec.step, prompt, cfg, None, 128))
     want = list(generate_token_ids(model, prompt, cfg))
     assert len(want) == 64 and got == want
@@ -143,7 +177,8 @@ def test_int8_graph_quantizes_every_linear_layer(lm):
     q = ops(d / "model.int8.onnx")
     assert q["MatMulInteger"] == 4 * 2 + 1      # qkv, proj, fc, proj per layer + the tied LM head
     assert "MatMul" not in q
-    assert props(d / "model.int8.onnx")["tinyllm.quant"] == "dynamic"
+    meta = props(d / "model.int8.onnx")
+    assert meta["tinyllm.quant"] == "dynamic" and meta["tinyllm.kv_cache"] == "shared"
 
 
 @pytest.mark.parametrize("method,op", [("nbits8", "MatMulNBits"), ("nbits4", "MatMulNBits")])
@@ -152,6 +187,7 @@ def test_other_quantizers(lm, tmp_path, method, op):
     out = tmp_path / f"{method}.onnx"
     ox.quantize(d / "model.onnx", out, method)
     assert ops(out)[op] == 9
+    assert props(out)["tinyllm.kv_cache"] == "shared"  # quantize() keeps the metadata
     dec, ref = OnnxDecoder(out), OnnxDecoder(d / "model.onnx")
     ids = list(range(3, 40))
     a, b = dec.prefill(ids), ref.prefill(ids)
@@ -163,7 +199,7 @@ def test_classifier_export_parity_and_out_dir(cls, chars):
     d, res = cls
     assert res.kind == "classify" and res.exporter == "dynamo"
     assert res.fp32_path == d.parent / "graphs" / "model.onnx" and not (d / "model.onnx").exists()
-    assert res.fusions.get("MultiHeadAttention") == 2
+    assert res.fusions.get("GroupQueryAttention") == 2
     # -o makes a model directory of its own: config and tokenizer beside the graph, no weights
     graphs = d.parent / "graphs"
     assert (graphs / "config.yaml").is_file() and (graphs / "tokenizer.json").is_file()
@@ -206,7 +242,7 @@ def test_falls_back_to_torchscript_and_says_why(tiny_lm_dir, monkeypatch):
     with torch.no_grad():
         want = model(x).numpy()
     dec = OnnxDecoder(res.fp32_path)
-    assert np.abs(dec.run(x.numpy(), None) - want).max() < 1e-4
+    assert np.abs(dec.run(x.numpy()) - want).max() < 1e-4
 
 
 def test_external_data_beside_the_graph(tiny_lm_dir):
@@ -222,7 +258,7 @@ def test_external_data_beside_the_graph(tiny_lm_dir):
     x = torch.randint(0, model.config.vocab_size, (1, 20))
     with torch.no_grad():
         want = model(x).numpy()
-    assert np.abs(OnnxDecoder(res.fp32_path).run(x.numpy(), None) - want).max() < 1e-4
+    assert np.abs(OnnxDecoder(res.fp32_path).run(x.numpy()) - want).max() < 1e-4
     OnnxDecoder(res.int8_path).prefill([1, 2, 3])
     # exporting again without external data or --int8 leaves no stale files behind
     ox.export_model(tiny_lm_dir, force_torchscript=True)
@@ -272,7 +308,7 @@ def test_int8_agreement_and_loss_on_bundled_validation_text(tmp_path):
     x = torch.tensor([ids[:64], ids[64:128]])
     with torch.no_grad():
         want = model(x).numpy()
-    assert np.abs(OnnxDecoder(ref).run(x.numpy(), None) - want).max() < 1e-4
+    assert np.abs(OnnxDecoder(ref).run(x.numpy()) - want).max() < 1e-4
 
 
 @pytest.mark.skipif(_bundled(modeldir.DEFAULT_CLASSIFIER) is None,

@@ -108,9 +108,9 @@ def test_decoder_batch_and_lengths_are_dynamic(lm_dir):
     x = torch.randint(0, model.config.vocab_size, (3, 17))
     with torch.no_grad():
         want = model(x).numpy()
-    got = dec.run(x[:, :9].numpy(), None)
+    got = dec.run(x[:, :9].numpy())
     np.testing.assert_allclose(got, want[:, :9], atol=1e-4)
-    got = dec.run(x[:, 9:].numpy(), dec.cache)  # 8 tokens after a cache of 9
+    got = dec.run(x[:, 9:].numpy(), reset=False)  # 8 tokens after a cache of 9
     np.testing.assert_allclose(got, want[:, 9:], atol=1e-4)
 
 

@@ -2,21 +2,26 @@
 
 Language models get one graph that serves both prefill and single-token decode::
 
-    inputs   input_ids         (batch, seq)                       int64
-             past.{i}.key      (batch, n_head, past, head_size)   float32, for every layer i
-             past.{i}.value    (batch, n_head, past, head_size)
-    outputs  logits            (batch, seq, vocab)                float32
-             present.{i}.key   (batch, n_head, past + seq, head_size)
-             present.{i}.value (batch, n_head, past + seq, head_size)
+    inputs   input_ids             (batch, seq)                       int64
+             seqlens_k             (batch,)                           int32: cache + seq - 1
+             total_sequence_length ()                                 int32: cache + seq
+             past.{i}.key          (batch, n_head, past, head_size)   float32, for every layer i
+             past.{i}.value        (batch, n_head, past, head_size)
+    outputs  logits                (batch, seq, vocab)                float32
+             present.{i}.key       (batch, n_head, past', head_size)
+             present.{i}.value     (batch, n_head, past', head_size)
 
-Prefill feeds past tensors with 0 positions; each decode step feeds one token and the presents of
-the step before. Classifiers get ``input_ids (batch, seq)``, ``lengths (batch,)`` -> ``logits
-(batch, n_classes)``.
+Attention is ONNX Runtime's GroupQueryAttention (see :mod:`tinyllm.export.onnx_attention`): bound to
+one buffer of ``context_length`` positions per layer as both past and present, the cache is
+updated in place (past' = past); given a cache of exactly ``past`` positions, present is the cache
+plus the new positions (past' = past + seq). Prefill starts from an empty cache. Classifiers get
+``input_ids (batch, seq)``, ``lengths (batch,)`` -> ``logits (batch, n_classes)``.
 
-The pipeline: ``torch.onnx.export(dynamo=True)`` (the TorchScript exporter only if dynamo fails),
-ONNX Runtime's transformer optimizer (fusions are counted and reported), then with ``int8`` weight
-quantisation by ``onnxruntime.quantization``. Graphs over 2 GB keep their weights in an external
-``.data`` file beside the graph. Every file is written to a temporary name and renamed.
+The pipeline: ``torch.onnx.export(dynamo=True)`` (the TorchScript exporter, with plain attention
+and a concatenated cache, only if dynamo fails), ONNX Runtime's transformer optimizer (fusions are
+counted and reported), a check against torch, then with ``int8`` weight quantisation by
+``onnxruntime.quantization``. Graphs over 2 GB keep their weights in an external ``.data`` file
+beside the graph. Every file is written to a temporary name and renamed.
 """
 from __future__ import annotations
 
@@ -45,20 +50,24 @@ TWO_GB = 2 ** 31                  # protobuf's limit: bigger graphs keep weights
 
 
 # ---- graphs ----------------------------------------------------------------------------------
-def forward_with_past(model: GPT, input_ids: torch.Tensor, past, fused: bool = True):
+def forward_with_past(model: GPT, input_ids: torch.Tensor, past, seqlens_k: torch.Tensor,
+                      total: torch.Tensor, fused: bool = True):
     """The GPT forward pass with the KV cache as explicit tensors (ONNX has no in-place cache).
 
-    ``past`` holds (B, nh, P, hs) keys and values per layer (P may be 0). Returns the final hidden
-    states (B, T, C), after ln_f, and the presents (B, nh, P+T, hs). Same weights and arithmetic as
-    :meth:`GPT.hidden` with a :class:`KVCache`; the exporter checks the graph against torch. With
-    ``fused`` each layer's attention is the custom op of :mod:`tinyllm.export.onnx_attention`,
-    which becomes one ONNX Runtime MultiHeadAttention node; without it, plain ONNX ops.
+    ``past`` holds (B, nh, P, hs) keys and values per layer (P may be 0); ``total`` (int32 scalar)
+    is P + T and ``seqlens_k`` (B,) int32 is total - 1 per row. Returns the final hidden states
+    (B, T, C), after ln_f, and the presents (B, nh, P+T, hs). Same weights and arithmetic as
+    :meth:`GPT.hidden` with a :class:`KVCache`; the exporter checks the graph against torch.
+    With ``fused`` each layer's attention is the custom op of :mod:`tinyllm.export.onnx_attention`
+    (one GroupQueryAttention node, whose cache can be updated in place); without it, plain ONNX
+    ops that concatenate the cache.
     """
     cfg = model.config
     B, T = input_ids.shape
     P = past[0].shape[2]                          # positions already in the cache
     C, nh, hs = cfg.n_embd, cfg.n_head, cfg.head_size
-    q_pos = torch.arange(T, device=input_ids.device) + P             # (T,) absolute positions
+    start = (total - T).to(torch.long)            # == P; from an input, so shared buffers work too
+    q_pos = torch.arange(T, device=input_ids.device) + start          # (T,) absolute positions
     x = model.tok_emb(input_ids) + model.pos_emb(q_pos)               # (B, T, C)
     mask = torch.arange(P + T, device=input_ids.device)[None, :] <= q_pos[:, None]  # (T, P+T)
     presents = []
@@ -67,7 +76,7 @@ def forward_with_past(model: GPT, input_ids: torch.Tensor, past, fused: bool = T
         if fused:
             from tinyllm.export.onnx_attention import attention
 
-            y, k, v = attention(q, k, v, past[2 * i], past[2 * i + 1], nh)
+            y, k, v = attention(q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total, nh)
         else:
             q = q.view(B, T, nh, hs).transpose(1, 2)                   # (B, nh, T, hs)
             k = torch.cat([past[2 * i], k.view(B, T, nh, hs).transpose(1, 2)], dim=2)
@@ -81,23 +90,24 @@ def forward_with_past(model: GPT, input_ids: torch.Tensor, past, fused: bool = T
 
 
 class LMWithPast(nn.Module):
-    """Language-model graph: ids and past keys/values -> logits and presents."""
+    """Language-model graph: ids, cache lengths and past keys/values -> logits and presents."""
 
     def __init__(self, model: GPT, fused: bool = True):
         super().__init__()
         self.model = model
         self.fused = fused  # the TorchScript fallback turns this off
 
-    def forward(self, input_ids: torch.Tensor, *past: torch.Tensor):
-        h, presents = forward_with_past(self.model, input_ids, past, self.fused)
+    def forward(self, input_ids: torch.Tensor, seqlens_k: torch.Tensor, total: torch.Tensor,
+                *past: torch.Tensor):
+        h, presents = forward_with_past(self.model, input_ids, past, seqlens_k, total, self.fused)
         return (self.model.lm_head(h), *presents)
 
 
 class ClassifierGraph(nn.Module):
     """``model.classify`` as a graph: right-padded ids and their lengths -> class logits.
 
-    With ``fused``, attention runs as MultiHeadAttention over an empty cache (causal), as in the
-    language-model graph; right padding needs no mask because no real token attends to it.
+    With ``fused``, attention is the same single operator as in the language-model graph, over an
+    empty cache; right padding needs no mask because no real token attends to it.
     """
 
     def __init__(self, model: GPT, fused: bool = True):
@@ -108,16 +118,23 @@ class ClassifierGraph(nn.Module):
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         m, cfg = self.model, self.model.config
         if self.fused:
-            empty = m.tok_emb.weight.new_zeros((input_ids.shape[0], cfg.n_head, 0, cfg.head_size))
-            h, _ = forward_with_past(m, input_ids, [empty] * (2 * cfg.n_layer), fused=True)
+            B, T = input_ids.shape
+            empty = m.tok_emb.weight.new_zeros((B, cfg.n_head, 0, cfg.head_size))
+            total = torch.full((), T, dtype=torch.int32, device=input_ids.device)
+            seqlens = torch.full((B,), T - 1, dtype=torch.int32, device=input_ids.device)
+            h, _ = forward_with_past(m, input_ids, [empty] * (2 * cfg.n_layer), seqlens, total)
         else:
             h = m.hidden(input_ids)
         return m.cls_head(m.pool(h, lengths))
 
 
+LM_CACHE_INPUTS = ["seqlens_k", "total_sequence_length"]
+
+
 def lm_io_names(n_layer: int) -> tuple[list[str], list[str]]:
     kv = [f"{i}.{part}" for i in range(n_layer) for part in ("key", "value")]
-    return ["input_ids"] + [f"past.{n}" for n in kv], ["logits"] + [f"present.{n}" for n in kv]
+    return (["input_ids", *LM_CACHE_INPUTS] + [f"past.{n}" for n in kv],
+            ["logits"] + [f"present.{n}" for n in kv])
 
 
 def graph_kind(model: GPT) -> str:
@@ -127,14 +144,16 @@ def graph_kind(model: GPT) -> str:
 
 def example_inputs(model: GPT, kind: str, batch: int = 2, seq: int = 5, past: int = 3):
     """Inputs for tracing. Dynamic dimensions get sizes other than 0 and 1, which the exporter
-    would otherwise treat as constants."""
+    would otherwise treat as constants; the cache holds random values, not zeros."""
     cfg = model.config
     seq = min(seq, cfg.context_length - past)
     ids = torch.randint(0, cfg.vocab_size, (batch, seq), dtype=torch.long)
     if kind == "classify":
         return ids, torch.tensor([seq, seq - 2][:batch] + [seq] * (batch - 2), dtype=torch.long)
     shape = (batch, cfg.n_head, past, cfg.head_size)
-    return (ids, *[torch.zeros(shape) for _ in range(2 * cfg.n_layer)])
+    total = torch.tensor(past + seq, dtype=torch.int32)
+    seqlens = torch.full((batch,), past + seq - 1, dtype=torch.int32)
+    return (ids, seqlens, total, *[torch.randn(shape) * 0.5 for _ in range(2 * cfg.n_layer)])
 
 
 # ---- export ----------------------------------------------------------------------------------
@@ -188,8 +207,10 @@ def _torch_export(module: nn.Module, args: tuple, path: Path, input_names: list[
         dims: dict[str, torch.export.Dim] = {}
         per_input = [{ax: dims.setdefault(name, torch.export.Dim(name))
                       for ax, name in dynamic_axes.get(n, {}).items()} for n in input_names]
-        # torch.export sees forward(input_ids, *past) as (input_ids, past_tuple)
-        shapes = (per_input[0], tuple(per_input[1:])) if _has_varargs(module) else tuple(per_input)
+        # torch.export sees forward(a, b, *past) as (a, b, past_tuple)
+        fixed = _fixed_args(module)
+        shapes = (*per_input[:fixed], tuple(per_input[fixed:])) if fixed is not None \
+            else tuple(per_input)
         try:
             table = {}
             if getattr(module, "fused", False):
@@ -218,10 +239,15 @@ def _torch_export(module: nn.Module, args: tuple, path: Path, input_names: list[
     return "torchscript", reason
 
 
-def _has_varargs(module: nn.Module) -> bool:
+def _fixed_args(module: nn.Module) -> int | None:
+    """How many positional parameters come before ``*args`` in forward (None: no ``*args``)."""
     import inspect
 
-    return any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values())
+    params = list(inspect.signature(module.forward).parameters.values())
+    for i, p in enumerate(params):
+        if p.kind is p.VAR_POSITIONAL:
+            return i
+    return None
 
 
 def _first_error_line(e: Exception) -> str:
@@ -255,17 +281,32 @@ def _set_metadata(proto, meta: dict[str, str]) -> None:
     onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, **meta})
 
 
-def _verify(module: nn.Module, path: Path, args: tuple, input_names: list[str]) -> float:
-    """Max |ONNX - torch| on the tracing inputs: an export that changes the numbers fails loudly."""
+def _verify(module: nn.Module, path: Path, cases: list[tuple], input_names: list[str]) -> float:
+    """Max |ONNX - torch| over ``cases`` (tuples of inputs): an export that changes the numbers
+    fails loudly."""
     from tinyllm.runtime.session import open_session
 
-    with torch.no_grad():
-        ref = module(*args)
-    ref = ref[0] if isinstance(ref, tuple) else ref
     sess = open_session(path, threads=1)
-    feeds = {n: a.numpy() for n, a in zip(input_names, args)}
-    got = sess.run([sess.get_outputs()[0].name], feeds)[0]
-    return float(abs(got - ref.numpy()).max())
+    have = {i.name for i in sess.get_inputs()}  # an exporter may drop an input the graph ignores
+    worst = 0.0
+    for args in cases:
+        with torch.no_grad():
+            ref = module(*args)
+        ref = ref[0] if isinstance(ref, tuple) else ref
+        feeds = {n: a.numpy() for n, a in zip(input_names, args) if n in have}
+        got = sess.run([sess.get_outputs()[0].name], feeds)[0]
+        worst = max(worst, float(abs(got - ref.numpy()).max()))
+    return worst
+
+
+def verify_cases(model: GPT, kind: str) -> list[tuple]:
+    """Inputs to check an export with: a batch from an empty cache, and one row after a cache
+    (GroupQueryAttention takes several new tokens after a cache only at batch 1)."""
+    if kind == "classify":
+        return [example_inputs(model, kind, batch=3, seq=7)]
+    return [example_inputs(model, kind, batch=2, seq=6, past=0),
+            example_inputs(model, kind, batch=1, seq=4, past=5),
+            example_inputs(model, kind, batch=2, seq=1, past=6)]
 
 
 def _install(written: list[Path], out: Path) -> None:
@@ -338,12 +379,10 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
         dyn = {"input_ids": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}}
     else:
         module, names = LMWithPast(model).eval(), lm_io_names(cfg.n_layer)
-        dyn = {"input_ids": {0: "batch", 1: "seq"},
-               **{n: {0: "batch", 2: "past"} for n in names[0][1:]}}
+        dyn = {"input_ids": {0: "batch", 1: "seq"}, "seqlens_k": {0: "batch"},
+               **{n: {0: "batch", 2: "past"} for n in names[0] if n.startswith("past.")}}
     torch.manual_seed(0)
     args = example_inputs(model, kind)
-    if kind == "lm":  # a non-zero cache, so the trace cannot treat it as empty
-        args = (args[0], *[torch.randn_like(a) * 0.5 for a in args[1:]])
 
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-onnx-") as tmp:
         tmp = Path(tmp)
@@ -358,17 +397,23 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
         fusions: dict[str, int] = {}
         if optimize:
             proto, fusions = optimize_graph(proto, cfg.n_head, cfg.n_embd)
-            log("fused operators: " + (", ".join(f"{k} x{v}" for k, v in fusions.items()) or "none"))
+        n_attn = sum(n.op_type == "GroupQueryAttention" for n in proto.graph.node)
+        if n_attn:  # fused by the exporter itself (see onnx_attention), not by the optimizer
+            fusions = dict(sorted({**fusions, "GroupQueryAttention": n_attn}.items()))
+        log("fused operators: " + (", ".join(f"{k} x{v}" for k, v in fusions.items()) or "none"))
         del proto.graph.value_info[:]  # stale shape notes after fusion trip ORT's quantizer
         external = (_initializer_bytes(proto) > TWO_GB * 0.9 if external_data is None
                     else external_data)
-        _set_metadata(proto, {"tinyllm.kind": kind, "tinyllm.exporter": exporter,
-                              "tinyllm.quant": "none",
-                              "tinyllm.saved_at": str(model.meta.get("saved_at"))})
+        meta = {"tinyllm.kind": kind, "tinyllm.exporter": exporter, "tinyllm.quant": "none",
+                # GroupQueryAttention updates a shared cache buffer in place
+                "tinyllm.kv_cache": "shared" if module.fused else "concat",
+                "tinyllm.context_length": str(cfg.context_length),
+                "tinyllm.saved_at": str(model.meta.get("saved_at"))}
+        _set_metadata(proto, meta)
         fp32 = tmp / FP32_FILE
         save_onnx(proto, fp32, external)
         del proto
-        diff = _verify(module, fp32, args, names[0])
+        diff = _verify(module, fp32, verify_cases(model, kind), names[0])
         log(f"checked against torch: max |difference| {diff:.2e}")
         if diff > 1e-3:
             raise RunFailed(f"{model.path}: the exported graph differs from torch by {diff:.2e}")
@@ -376,10 +421,7 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
         if int8:
             q8 = tmp / INT8_FILE
             log(f"quantizing weights ({quant})")
-            quantize(fp32, q8, quant, external)
-            qproto = onnx.load(str(q8), load_external_data=False)  # the .data file stays put
-            _set_metadata(qproto, {"tinyllm.quant": quant})
-            onnx.save_model(qproto, str(q8))
+            quantize(fp32, q8, quant, external)  # keeps the metadata, sets tinyllm.quant
             written.append(q8)
         _install(written, out)
         if out.resolve() != Path(model.path).resolve():

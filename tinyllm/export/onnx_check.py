@@ -43,7 +43,7 @@ def compare(reference: str | Path, candidate: str | Path, ids: list[int], contex
     nll_ref = nll_cand = 0.0
     for i in range(0, len(x), batch):
         xb, yb = x[i:i + batch], y[i:i + batch]
-        a, b = ref.run(xb, None), cand.run(xb, None)                   # (B, T, V)
+        a, b = ref.run(xb), cand.run(xb)                               # (B, T, V)
         same += int((a.argmax(-1) == b.argmax(-1)).sum())
         nll_ref -= float(np.take_along_axis(log_softmax(a), yb[..., None], -1).sum())
         nll_cand -= float(np.take_along_axis(log_softmax(b), yb[..., None], -1).sum())

@@ -161,6 +161,14 @@ def quantize(src: Path, dst: Path, method: str = QUANT_METHODS[0], external: boo
             save_onnx(q.model.model, dst, external)
     if external and method == "dynamic":  # quantize_dynamic names the data file itself
         collect_external(dst)
+    # keep the source's metadata (graph kind, cache mode, ...), which not every quantizer copies
+    src_props = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+    out = onnx.load(str(dst), load_external_data=False)  # a .data file beside it stays put
+    props = {**{p.key: p.value for p in out.metadata_props}, **src_props}
+    if src_props:
+        props["tinyllm.quant"] = method
+    onnx.helper.set_model_props(out, props)
+    onnx.save_model(out, str(dst))
 
 
 def collect_external(path: Path) -> None:

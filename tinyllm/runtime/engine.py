@@ -140,7 +140,7 @@ class OnnxEngine(Engine):
         else:
             from tinyllm.runtime.lm import OnnxDecoder
 
-            self.decoder = OnnxDecoder(self.session)
+            self.decoder = OnnxDecoder(self.session, max_len=self.context_length)
 
     def prefill(self, ids: list[int]) -> np.ndarray:
         if self.kind != "lm":

@@ -1,9 +1,14 @@
 """A language model on ONNX Runtime: ``prefill`` / ``step`` for the shared sampling loop.
 
-The graph (see :mod:`tinyllm.export.onnx`) takes ``input_ids`` and ``past.{i}.key/value`` and returns
-``logits`` and ``present.{i}.key/value``. The cache never leaves ONNX Runtime between steps: the
-presents of one step are bound, as OrtValues, as the pasts of the next (IOBinding), so each step
-pays only the graph's own Concat, never a numpy round trip.
+The graph (see :mod:`tinyllm.export.onnx`) takes ``input_ids``, ``seqlens_k`` / ``total_sequence_length``
+and ``past.{i}.key/value``, and returns ``logits`` and ``present.{i}.key/value``. The cache never
+leaves ONNX Runtime:
+
+* ``shared`` graphs (attention is GroupQueryAttention, the default export): one buffer per layer,
+  sized for the whole context, is bound (IOBinding) as both ``past`` and ``present``; the operator
+  writes each new position in place, so a step copies and allocates nothing.
+* ``concat`` graphs (the TorchScript fallback): each step's presents, kept as ORT-owned OrtValues,
+  are bound as the next step's pasts; the graph's Concat is the only copy, never a numpy round trip.
 """
 from __future__ import annotations
 
@@ -18,49 +23,75 @@ from tinyllm.runtime.session import open_session
 class OnnxDecoder:
     """``prefill(ids)`` and ``step(token)`` returning next-token logits (vocab,) as numpy."""
 
-    def __init__(self, session: ort.InferenceSession | str | Path, batch_size: int = 1):
+    def __init__(self, session: ort.InferenceSession | str | Path, max_len: int | None = None):
         if not isinstance(session, ort.InferenceSession):
             session = open_session(session)
         self.session = session
-        names = [i.name for i in session.get_inputs()]
-        if "input_ids" not in names or not any(n.startswith("past.") for n in names):
+        inputs = {i.name: i for i in session.get_inputs()}
+        self.past_names = [n for n in inputs if n.startswith("past.")]
+        if "input_ids" not in inputs or not self.past_names:
             raise ValueError("not a tinyllm language-model graph (no input_ids / past.* inputs)")
-        self.past_names = [n for n in names if n.startswith("past.")]
-        self.output_names = [o.name for o in session.get_outputs()]
-        shape = next(i.shape for i in session.get_inputs() if i.name == self.past_names[0])
-        n_head, head_size = shape[1], shape[3]       # (batch, n_head, past, head_size)
-        self.empty = np.zeros((batch_size, n_head, 0, head_size), dtype=np.float32)
+        self.present_names = [o.name for o in session.get_outputs() if o.name.startswith("present.")]
+        self.has = set(inputs)
+        shape = inputs[self.past_names[0]].shape        # (batch, n_head, past, head_size)
+        self.n_head, self.head_size = shape[1], shape[3]
+        props = session.get_modelmeta().custom_metadata_map
+        self.shared = props.get("tinyllm.kv_cache") == "shared"
+        self.max_len = max_len or int(props.get("tinyllm.context_length", 0)) or 1024
         self.io = session.io_binding()
-        self.cache: list[ort.OrtValue] = []           # the presents of the last run
-        self.length = 0                               # positions in the cache
+        self.cache: list[ort.OrtValue] = []   # shared: the buffers; concat: the last presents
+        self.batch = 0
+        self.length = 0                       # positions in the cache
 
-    def run(self, ids: np.ndarray, past: list | None) -> np.ndarray:
-        """Run the graph on ``ids`` (B, T) after ``past`` (None: an empty cache); logits (B, T, V).
+    def _buffers(self, batch: int) -> list[ort.OrtValue]:
+        """The shared cache buffers for ``batch`` rows (allocated once, reused by every run)."""
+        if self.batch != batch or not self.cache:
+            shape = (batch, self.n_head, self.max_len, self.head_size)
+            self.cache = [ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32)
+                          for _ in self.past_names]
+            self.batch = batch
+        return self.cache
 
-        The new cache is kept in ``self.cache``.
-        """
+    def run(self, ids: np.ndarray, reset: bool = True) -> np.ndarray:
+        """Run ``ids`` (B, T) after an empty cache (``reset``) or after the cache so far; returns
+        the logits (B, T, vocab) and keeps the new cache."""
+        B, T = ids.shape
+        past = 0 if reset else self.length
+        total = past + T
+        if self.shared and total > self.max_len:
+            raise ValueError(f"{total} positions exceed the cache of {self.max_len}")
         io = self.io
         io.clear_binding_inputs()
         io.clear_binding_outputs()
         io.bind_cpu_input("input_ids", np.ascontiguousarray(ids, dtype=np.int64))
-        if past is None:
-            empty = self.empty if self.empty.shape[0] == ids.shape[0] else \
-                np.zeros((ids.shape[0], *self.empty.shape[1:]), np.float32)
-            for name in self.past_names:
-                io.bind_cpu_input(name, empty)
+        if "seqlens_k" in self.has:
+            io.bind_cpu_input("seqlens_k", np.full((B,), total - 1, dtype=np.int32))
+        if "total_sequence_length" in self.has:
+            io.bind_cpu_input("total_sequence_length", np.array(total, dtype=np.int32))
+        io.bind_output("logits", "cpu")                # outputs come back in binding order
+        if self.shared:
+            for p_name, o_name, buf in zip(self.past_names, self.present_names, self._buffers(B)):
+                io.bind_ortvalue_input(p_name, buf)
+                io.bind_ortvalue_output(o_name, buf)   # the same buffer: updated in place
         else:
-            for name, value in zip(self.past_names, past):
-                io.bind_ortvalue_input(name, value)
-        for name in self.output_names:
-            io.bind_output(name, "cpu")
+            if reset:
+                empty = np.zeros((B, self.n_head, 0, self.head_size), dtype=np.float32)
+                for name in self.past_names:
+                    io.bind_cpu_input(name, empty)
+            else:
+                for name, value in zip(self.past_names, self.cache):
+                    io.bind_ortvalue_input(name, value)
+            for name in self.present_names:
+                io.bind_output(name, "cpu")
         self.session.run_with_iobinding(io)
         outs = io.get_outputs()
-        self.cache = outs[1:]
-        self.length = (0 if past is None else self.length) + ids.shape[1]
+        if not self.shared:
+            self.cache = list(outs[1:])
+        self.length = total
         return outs[0].numpy()
 
     def prefill(self, ids: list[int]) -> np.ndarray:
-        return self.run(np.asarray([ids], dtype=np.int64), None)[0, -1]
+        return self.run(np.asarray([ids], dtype=np.int64), reset=True)[0, -1]
 
     def step(self, token: int) -> np.ndarray:
-        return self.run(np.asarray([[token]], dtype=np.int64), self.cache)[0, -1]
+        return self.run(np.asarray([[token]], dtype=np.int64), reset=False)[0, -1]
