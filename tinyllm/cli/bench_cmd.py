@@ -16,7 +16,7 @@ BUNDLED_TEXT = Path(__file__).resolve().parents[1] / "bundled" / "data" / "tinys
 @click.command("bench-train", context_settings={"show_default": True})
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--preset", help="A model preset (tiny, small, medium, gpt2, ...) or a bundled training "
-              "preset (shakespeare-char-10min, ...).")
+              "preset (shakespeare-char, ...).")
 @click.option("--data", help="Text to draw batches from. [default: the config's, else the bundled "
               "tiny Shakespeare]")
 @click.option("--steps", type=click.IntRange(min=1), default=10, help="Timed optimizer steps.")
@@ -40,7 +40,7 @@ def bench_train(config, preset, data, steps, warmup, sets, quiet, as_json):
     Examples:
       tinyllm bench-train --preset tiny
       tinyllm bench-train --preset medium --set batch_size=64 --steps 3 --warmup 1
-      tinyllm bench-train --preset shakespeare-char-10min --set compile=true --json
+      tinyllm bench-train --preset shakespeare-char --set compile=true --json
       torchrun --nproc_per_node=2 -m tinyllm bench-train --preset small
     """
     from tinyllm.train.runconfig import load_run
