@@ -124,10 +124,13 @@ def session_rows(gpt2: Path, args, log) -> list[dict]:
         quantize(gpt2 / "model.onnx", q, QUANT_METHODS[0])
     import onnxruntime as ort
 
+    from tinyllm.runtime.session import default_threads
+
     variants = {
-        "default (threads 0, all, sequential)": dict(threads=None, level="all"),
+        f"default ({default_threads()} threads = cores, all, sequential)":
+            dict(threads=None, level="all"),
+        "threads 0 (ORT chooses)": dict(threads=0, level="all"),
         "threads 1": dict(threads=1, level="all"),
-        "threads 2": dict(threads=2, level="all"),
         "level extended": dict(threads=None, level="extended"),
         "level basic": dict(threads=None, level="basic"),
         "parallel execution": dict(threads=None, level="all", parallel=True),

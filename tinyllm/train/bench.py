@@ -128,7 +128,7 @@ def summarize(times: list[float], tokens_per_step: int, flops_per_token: int, pe
     med = statistics.median(times)
     tps = tokens_per_step / med
     achieved = tps * flops_per_token
-    return {"ms_per_step": round(med * 1000, 1), "ms_per_step_min": round(min(times) * 1000, 1),
+    return {"ms_per_step": round(med * 1000, 3), "ms_per_step_min": round(min(times) * 1000, 3),
             "tokens_per_s": round(tps, 1), "gflops": round(achieved / 1e9, 2),
             "mfu": round(achieved / peak.flops, 4) if peak.flops else None}
 
