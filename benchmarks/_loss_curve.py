@@ -2,6 +2,7 @@
 
     python benchmarks/_loss_curve.py runs/shakespeare             # table + plot
     python benchmarks/_loss_curve.py runs/shakespeare --at 5 --at 10 --json
+    python benchmarks/_loss_curve.py runs/shakespeare --png docs/img/loss.png   # also a picture
 
 Minutes are wall-clock time since the run's first ``start`` event (evaluations included), so a run
 that was interrupted and resumed counts the pause too. ``--at M`` reports the last validation loss
@@ -58,6 +59,32 @@ def text_plot(rows: list[dict], width: int = 72, height: int = 18) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", plt.build())  # plain text (no colour codes)
 
 
+def write_png(rows: list[dict], path: str, title: str) -> None:
+    """Validation and train loss (at each evaluation) against minutes, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from tinyllm.atomic import atomic_path
+
+    fig = Figure(figsize=(7, 4), dpi=110)
+    ax = fig.add_subplot()
+    minutes = [r["minute"] for r in rows]
+    ax.plot(minutes, [r["train_loss"] for r in rows], "o-", ms=3, label="train loss", color="#5f87af")
+    ax.plot(minutes, [r["val_loss"] for r in rows], "o-", ms=3, label="validation loss",
+            color="#d75f00")
+    ax.set_xlabel("minutes (wall clock, evaluations included)")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run_dir")
@@ -65,8 +92,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="also report the val loss at this minute (repeatable)")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--png", metavar="PATH", help="also draw the curves into this PNG file")
+    ap.add_argument("--title", default=None, help="title of the PNG [the run directory's name]")
     args = ap.parse_args(argv)
     rows, done = curve(args.run_dir)
+    if args.png and rows:
+        write_png(rows, args.png, args.title or Path(args.run_dir).name)
     start = read_metrics(Path(args.run_dir) / "metrics.jsonl")[0]
     budget = (start.get("train") or {}).get("max_time_minutes") or None
     at = {m: loss_at(rows, m, done, budget) for m in (args.at or [])}

@@ -16,7 +16,6 @@ A model without exported graphs is copied to a temporary directory and exported 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tinyllm import modeldir  # noqa: E402  (no torch)
+from benchmarks._common import emit  # noqa: E402
 
 SMS = ROOT / "tinyllm" / "bundled" / "data" / "SMSSpamCollection.tsv"
 REFERENCE = "tinyllm classify --backend torch"
@@ -122,11 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         "reference": REFERENCE,
         "rows": result_rows,
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print_table(result)
-    return result
+    return emit(result, args.json, print_table)
 
 
 def print_table(result: dict) -> None:

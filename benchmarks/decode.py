@@ -20,7 +20,6 @@ with its reason.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -39,6 +38,9 @@ import torch  # noqa: E402
 from tinyllm.config import preset  # noqa: E402
 from tinyllm.gpt2 import from_hf_state_dict  # noqa: E402
 from tinyllm.model import GPT  # noqa: E402
+from tinyllm.runtime.session import default_threads  # noqa: E402
+from tinyllm.train.bench import machine  # noqa: E402
+from benchmarks._common import emit  # noqa: E402
 
 REFERENCE = "transformers generate (fp32)"
 
@@ -176,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--prompt-tokens", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for torch and ONNX Runtime alike (0: each one's default, 2 here)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", action="append", default=None,
                     help="run only rows whose name contains this (repeatable; the reference always runs)")
@@ -185,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+        os.environ["TINYLLM_ORT_THREADS"] = str(args.threads)  # read when each session opens
     rows = [r for r in ROWS if r.name == REFERENCE or not args.only
             or any(o in r.name for o in args.only)]
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731  (progress: stderr)
@@ -236,24 +240,22 @@ def main(argv: list[str] | None = None) -> dict:
         "setup": {"preset": args.preset, "params": ours.config.num_params(), "batch": 1,
                   "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
                   "greedy": True, "repeats": args.repeats, "statistic": "median",
-                  "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                  "transformers": __import__("transformers").__version__, "cpu": _cpu_name(),
+                  "torch_threads": torch.get_num_threads(),
+                  "ort_threads": default_threads(),
+                  "torch": torch.__version__,
+                  "transformers": __import__("transformers").__version__, "cpu": f"{machine()['cpu']} x{os.cpu_count()}",
                   "load_avg_1min": round(os.getloadavg()[0], 1)},  # other processes competing
         "reference": REFERENCE,
         "rows": result_rows,
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print_table(result)
-    return result
+    return emit(result, args.json, print_table)
 
 
 def print_table(result: dict) -> None:
     s = result["setup"]
     print(f"decode, {s['preset']} ({s['params'] / 1e6:.1f}M params), batch 1, {s['prompt_tokens']}-token "
           f"prompt, {s['new_tokens']} new tokens, greedy; median of {s['repeats']}; "
-          f"{s['torch_threads']} torch threads; {s['cpu']}; load average {s['load_avg_1min']}")
+          f"{s['torch_threads']} torch / {s['ort_threads']} ORT threads; {s['cpu']}; load average {s['load_avg_1min']}")
     print(f"{'':32} {'tokens/s':>9} {'ms/token':>9} {'vs transformers':>16} {'same tokens':>12}")
     for r in result["rows"]:
         if "skipped" in r:
@@ -261,18 +263,6 @@ def print_table(result: dict) -> None:
             continue
         print(f"{r['name']:32} {r['tokens_per_s']:9.1f} {r['ms_per_token']:9.2f} "
               f"{r['ratio']:15.2f}x {r['same_tokens']:>12}")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" x{os.cpu_count()}"
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

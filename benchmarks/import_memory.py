@@ -126,10 +126,13 @@ def main() -> None:
             continue
         if "above_base_mib" in r and "above_base_mib" in ours and ours["above_base_mib"] > 0:
             r["vs_tinyllm"] = r["above_base_mib"] / ours["above_base_mib"]
-    result = {"benchmark": "import_memory", "preset": args.preset, "weights_mib": weights_mib,
-              "baseline_mib": base, "rows": rows}
+    result = {"benchmark": "import_memory",
+              "setup": {"preset": args.preset, "weights_mib": round(weights_mib, 1),
+                        "baseline_mib": round(base, 1), "statistic": "peak RSS of each process"},
+              "reference": "tinyllm import-gpt2 (safetensors)",
+              "rows": [{"name": name, **r} for name, r in rows.items()]}
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result))  # one line: benchmarks/run_all.py reads the last stdout line
         return
     print(f"GPT-2 import peak memory ({args.preset}: {weights_mib:.0f} MiB of fp32 weights; "
           f"baseline process {base:.0f} MiB)")

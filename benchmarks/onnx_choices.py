@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -115,35 +116,35 @@ def quant_rows(gpt2: Path, tmp: Path, args, log) -> list[dict]:
 
 
 def session_rows(gpt2: Path, args, log) -> list[dict]:
+    import onnxruntime as ort
+
     from tinyllm.export.onnx_passes import quantize
     from tinyllm.runtime.lm import OnnxDecoder
-    from tinyllm.runtime.session import open_session, session_options
+    from tinyllm.runtime.session import default_threads, session_options
 
     q = gpt2 / "model.int8.onnx"
     if not q.exists():
         quantize(gpt2 / "model.onnx", q, QUANT_METHODS[0])
-    import onnxruntime as ort
-
-    from tinyllm.runtime.session import default_threads
-
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     variants = {
-        f"default ({default_threads()} threads = cores, all, sequential)":
-            dict(threads=None, level="all"),
-        "threads 0 (ORT chooses)": dict(threads=0, level="all"),
-        "threads 1": dict(threads=1, level="all"),
+        f"default ({default_threads()} threads, not spinning, all, sequential)":
+            dict(threads=None),
+        f"{cores} threads, spinning": dict(threads=cores, spin=True),
+        "1 thread": dict(threads=1),
+        "threads 0 (ORT chooses), spinning": dict(threads=0, spin=True),
         "level extended": dict(threads=None, level="extended"),
         "level basic": dict(threads=None, level="basic"),
-        "parallel execution": dict(threads=None, level="all", parallel=True),
+        "parallel execution": dict(threads=None, parallel=True),
     }
     decoders = {}
     for name, v in variants.items():
+        so = session_options(v["threads"], v.get("level", "all"))
         if v.get("parallel"):
-            so = session_options(v["threads"], v["level"])
             so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
             so.inter_op_num_threads = 2
-            sess = ort.InferenceSession(str(q), so, providers=["CPUExecutionProvider"])
-        else:
-            sess = open_session(q, v["threads"], v["level"])
+        if v.get("spin"):
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        sess = ort.InferenceSession(str(q), so, providers=["CPUExecutionProvider"])
         decoders[name] = OnnxDecoder(sess)
     prompt = list(np.random.default_rng(0).integers(0, 50257, args.prompt_tokens))
     speed = decoder_speed(decoders, prompt, args.new_tokens, args.repeats, log)
@@ -175,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
                                   f"{args.new_tokens} new tokens, greedy",
                         "accuracy": "bundled shakespeare-char, whole validation split",
                         "repeats": args.repeats, "statistic": "median",
+                        "load_average": round(os.getloadavg()[0], 1),
                         "onnxruntime": onnxruntime.__version__},
               "reference": "fp32 graph (quantization) / default options (session)",
               "rows": rows}

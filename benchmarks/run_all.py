@@ -2,7 +2,7 @@
 
     python benchmarks/run_all.py                   # what `make bench` runs
     python benchmarks/run_all.py decode classify   # only these (file stems)
-    python benchmarks/run_all.py -- --repeats 3    # extra arguments passed to every script
+    python benchmarks/run_all.py decode -- --repeats 3   # extra arguments for the scripts run
 
 Each script ``benchmarks/NAME.py`` is run in its own process with ``--json`` and must print one JSON
 object on its last stdout line::

@@ -17,7 +17,6 @@ step is reported with the ratio to transformers fp32.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -40,6 +39,7 @@ import torch.nn.functional as F  # noqa: E402
 from tinyllm.config import ModelConfig, TrainConfig  # noqa: E402
 from tinyllm.model import GPT  # noqa: E402
 from tinyllm.train.bench import LoopStepper, machine, peak_flops, summarize  # noqa: E402
+from benchmarks._common import emit  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data" / "tinyshakespeare.txt"
 REFERENCE = "transformers fp32"
@@ -241,11 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
              "seconds": round(time.time() - t_start)}
     out_rows += [{"name": name, "skipped": why} for name, why in skipped.items()]
     result = {"benchmark": "train", "setup": setup, "reference": REFERENCE, "rows": out_rows}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print_table(result)
-    return result
+    return emit(result, args.json, print_table)
 
 
 def _hf_version() -> str:

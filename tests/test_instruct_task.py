@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 import yaml
@@ -209,3 +210,17 @@ def test_eval_split_test_needs_the_training_file(trained, tmp_path):
     d, _ = trained
     r = run("eval", d / "ft", "--data", d / "ft" / "test.json", "--split", "test", ok=False)
     assert r.exit_code == 2 and "--split all" in r.stderr
+
+
+def test_default_responses_path_avoids_bundled_models(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from tinyllm.tasks.instruct import default_responses_path
+
+    own = SimpleNamespace(path=tmp_path / "mine", source="path")
+    own.path.mkdir()
+    assert default_responses_path(own) == own.path / "responses.json"
+    monkeypatch.chdir(tmp_path)
+    bundled = SimpleNamespace(path=tmp_path / "pkg" / "shakespeare-char", source="bundled")
+    assert default_responses_path(bundled) == Path("shakespeare-char-responses.json")
+    assert "read-only" in capsys.readouterr().err

@@ -25,12 +25,8 @@ beside the graph. Every file is written to a temporary name and renamed.
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -42,7 +38,7 @@ import torch.nn.functional as F
 from tinyllm.errors import RunFailed, UserError
 from tinyllm.export import FP32_FILE, INT8_FILE, QUANT_METHODS
 from tinyllm.export.onnx_passes import (files_of, fold_constant_transposes, optimize_graph,
-                                        quantize, save_onnx, tanh_gelu_to_fastgelu)
+                                        quantize, quiet, save_onnx, tanh_gelu_to_fastgelu)
 from tinyllm.model import GPT
 
 OPSET = 20                        # LayerNormalization (17) and Gelu with tanh (20) as single ops
@@ -180,21 +176,10 @@ class ExportResult:
                 "max_abs_diff": self.max_abs_diff}
 
 
-@contextlib.contextmanager
 def _quiet_exporter():
-    """The exporters print progress on stdout and warn freely; stdout is for data, so hush them."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo",
-                                              "onnxscript", "torch.fx.experimental.symbolic_shapes")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lvl in zip(loggers, levels):
-            lg.setLevel(lvl)
+    """The torch exporters print progress on stdout and warn freely."""
+    return quiet(("torch.onnx", "torch.export", "torch._dynamo", "onnxscript",
+                  "torch.fx.experimental.symbolic_shapes"))
 
 
 def _torch_export(module: nn.Module, args: tuple, path: Path, input_names: list[str],

@@ -105,25 +105,28 @@ def optimize_graph(proto, n_head: int, n_embd: int):
 
 
 @contextlib.contextmanager
-def quiet_ort():
-    """onnxruntime's Python tools log every node at INFO; keep stderr readable."""
-    names = ("onnxruntime", "onnxruntime.quantization", "onnxruntime.transformers", "root", "")
+def quiet(names: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()):
+    """Hush the loggers ``names`` (and every logger whose name starts with one of ``prefixes``) to
+    errors, silence warnings and send stray prints to stderr: the exporters and ONNX Runtime's
+    Python tools log every node and print progress, but stdout is for data."""
+    names = tuple(names) + tuple(n for n in list(logging.root.manager.loggerDict)
+                                 if prefixes and n.startswith(prefixes))
     loggers = [logging.getLogger(n) for n in names]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    quant_loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
-                     if n.startswith(("onnxruntime", "fusion", "onnx_model"))]
-    saved_q = [lg.level for lg in quant_loggers]
-    for lg in quant_loggers:
         lg.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, lvl in zip(loggers + quant_loggers, saved + saved_q):
+        for lg, lvl in zip(loggers, saved):
             lg.setLevel(lvl)
+
+
+def quiet_ort():
+    """onnxruntime's Python tools (some log on the root logger)."""
+    return quiet(("", "onnxruntime"), prefixes=("onnxruntime", "fusion", "onnx_model"))
 
 
 def quantize(src: Path, dst: Path, method: str = QUANT_METHODS[0], external: bool = False) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ class InstructTask(Task):
     eval_options = (
         click.Option(["--responses"], type=click.Path(dir_okay=False), default=None,
                      help="instruct: JSON file for the entries with the model's responses "
-                          "[DIR/responses.json]."),
+                          "[DIR/responses.json; ./NAME-responses.json for a bundled or read-only "
+                          "model]."),
         click.Option(["--split"], type=click.Choice(SPLIT_CHOICES), default="auto",
                      show_default=True,
                      help="instruct: entries to answer: auto = the test split when --data is the model's "
@@ -251,7 +253,7 @@ class InstructTask(Task):
         cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
         rows = [{**e.to_dict(), "model_response": answer_text(engine, e.instruction, e.input, cfg)}
                 for e in progress(entries, "generating")]
-        out = Path(responses) if responses else Path(engine.info.path) / "responses.json"
+        out = Path(responses) if responses else default_responses_path(engine.info)
         write_entries(out, rows)
 
         metrics: dict[str, Any] = {"loss": loss, "val_loss": val_loss}
@@ -342,3 +344,14 @@ def progress(items: list, label: str):
     from rich.progress import track
 
     yield from track(items, description=label, console=Console(stderr=True), transient=True)
+
+
+def default_responses_path(info) -> Path:
+    """``DIR/responses.json``, or ``./NAME-responses.json`` when the model directory is bundled
+    with the package or not writable (said on stderr)."""
+    model_dir = Path(info.path)
+    if info.source != "bundled" and os.access(model_dir, os.W_OK):
+        return model_dir / "responses.json"
+    out = Path(f"{model_dir.name}-responses.json")
+    click.echo(f"{model_dir} is read-only: responses go to {out}", err=True)
+    return out

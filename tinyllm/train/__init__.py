@@ -1,4 +1,4 @@
-"""The training loop (one for pretraining and fine-tuning) and its parts; see .dev/API-train.md.
+"""The training loop (one for pretraining and fine-tuning) and its parts; see docs/training-internals.md.
 
 ``from tinyllm.train import Trainer`` imports torch; ``tinyllm.train.runconfig`` does not.
 """

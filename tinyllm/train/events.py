@@ -1,6 +1,6 @@
 """metrics.jsonl: one JSON object per event, appended and flushed line by line (rank 0 only).
 
-Event formats are documented in .dev/API-train.md. Non-finite floats are written as null so every
+Event formats are documented in docs/training-internals.md. Non-finite floats are written as null so every
 line is strict JSON.
 """
 from __future__ import annotations

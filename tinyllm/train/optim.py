@@ -8,8 +8,8 @@ import torch
 from tinyllm.config import TrainConfig
 
 # Fused AdamW on this project's reference CPU (2-core AMD EPYC, AVX2) measured slower or equal to the
-# default foreach implementation for the small models trained here (see .dev/API-train.md), so on CPU
-# `fused: null` means off; on CUDA it means on.
+# default foreach implementation for the small models trained here (README, "Training at scale and
+# speed"), so on CPU `fused: null` means off; on CUDA it means on.
 FUSED_DEFAULT = {"cuda": True, "cpu": False}
 
 

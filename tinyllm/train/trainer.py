@@ -5,7 +5,7 @@ Per optimizer step: set the learning rate (warmup + decay), run ``grad_accum`` m
 norm, step AdamW. Every ``eval_every`` steps: evaluate, keep the best checkpoint; every ``save_every``
 steps: write ``last/`` and ``train_state/state.pt`` atomically. Everything that happens is an event
 (a flat dict) written to ``metrics.jsonl`` and given to the callbacks. Ctrl-C saves the last completed
-step and re-raises. See .dev/API-train.md for the contract.
+step and re-raises. See docs/training-internals.md for the contract.
 """
 from __future__ import annotations
 
@@ -194,6 +194,9 @@ class Trainer:
             if self.is_main:
                 self._save_last()
                 self._emit(self._done("interrupted"))
+            self._close()
+            raise
+        except BaseException:  # a failed run (non-finite loss, bad data, ...): leave no handler behind
             self._close()
             raise
         done = self._done(reason)
