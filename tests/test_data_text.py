@@ -163,3 +163,9 @@ def test_step_batches_split_the_global_batch_across_ranks_and_micro_batches():
         accum = StepBatches(s, lambda i: i, batch_size=4, grad_accum=2)
         assert np.array_equal(np.concatenate([accum(step, 0), accum(step, 1)]), single(step, 0))
     assert single.epoch(10) == pytest.approx(80 / 10_000)
+
+
+def test_random_windows_count_epochs_in_passes_over_the_tokens():
+    # 10,000 start positions, windows of 64 tokens: 80 windows cover 80 * 64 tokens
+    windows = StepBatches(RandomSampler(10_000, seed=0, span=64), lambda i: i, batch_size=8)
+    assert windows.epoch(10) == pytest.approx(80 * 64 / 10_000)

@@ -45,6 +45,9 @@ def test_short_run_then_resume_then_generate(verdict, tmp_path):
     r = invoke("--data", verdict, "--out", out, "--max-steps", 6, *SMALL)
     assert_user_error(r, "already holds a training run", "--resume")
 
+    r = invoke("--out", out, "--resume", "--max-steps", 9, "--set", f"data={tmp_path / 'other.txt'}")
+    assert_user_error(r, "cannot change on resume")
+
     r = invoke("--out", out, "--resume", "--max-steps", 9, "--json")
     assert r.exit_code == 0, r.output
     done = json.loads(r.stdout)
@@ -136,3 +139,19 @@ def test_bundled_training_preset_resolves():
     r = CliRunner().invoke(main, ["train", "--list-presets", "--json"])
     names = {p["name"] for p in json.loads(r.stdout)}
     assert {"tiny", "gpt2", "shakespeare-char"} <= names
+
+
+def test_ten_minute_preset_is_bounded_by_time_not_steps():
+    """`shakespeare-char-10min` (README: val 1.52 in 10 minutes): the budget ends it, the schedule
+    decays over the budget, and the bundled model is built from the same recipe."""
+    from tinyllm.bundled.build import SHAKESPEARE_PRESET
+    from tinyllm.train.runconfig import load_run
+    from tinyllm.train.schedule import lr_at
+
+    run = load_run(preset="shakespeare-char-10min")
+    cfg = run.train
+    assert cfg.max_time_minutes == 10 and cfg.max_steps >= 50_000 and cfg.tokenizer == "char"
+    assert run.model["n_layer"] == 4 and run.model["n_embd"] == 128 and run.model["dropout"] == 0.0
+    assert lr_at(100, cfg, wall=599.0) < 1.01 * cfg.min_lr + 1e-3 * (cfg.lr - cfg.min_lr)
+    assert lr_at(100, cfg, wall=60.0) > 0.9 * cfg.lr
+    assert SHAKESPEARE_PRESET == "shakespeare-char-10min"

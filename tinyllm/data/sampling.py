@@ -25,12 +25,17 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 class RandomSampler:
-    """Uniform random items in ``[0, n)``: sample k is ``hash(seed, k) mod n`` (counter-based)."""
+    """Uniform random items in ``[0, n)``: sample k is ``hash(seed, k) mod n`` (counter-based).
 
-    def __init__(self, n: int, seed: int = 0):
+    ``span``: how many of the ``n`` positions one item covers (a window of ``seq_len`` tokens
+    starting at any token covers ``seq_len`` of them), so that :meth:`epoch` counts passes over
+    the data, not over the start positions.
+    """
+
+    def __init__(self, n: int, seed: int = 0, span: int = 1):
         if n < 1:
             raise ValueError("RandomSampler needs n >= 1")
-        self.n = int(n)
+        self.n, self.span = int(n), max(1, int(span))
         self.key = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
 
     def indices(self, start: int, count: int) -> np.ndarray:
@@ -40,7 +45,7 @@ class RandomSampler:
         return (h % np.uint64(self.n)).astype(np.int64)
 
     def epoch(self, samples: int) -> float:
-        return samples / self.n
+        return samples * self.span / self.n
 
 
 class EpochSampler:

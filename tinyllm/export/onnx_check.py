@@ -1,8 +1,9 @@
 """How much quantization changes a language model: top-1 agreement and loss on held-out text.
 
 Numpy + onnxruntime only. Used by the tests (the bundled model's int8 graph must agree with its
-float graph on >= 97% of next-token predictions and lose <= 2% in validation loss) and by
-``benchmarks/onnx_quant.py``, which compares the quantization methods.
+float graph on >= 97% of next-token predictions and lose <= 2% in validation loss), by
+``python -m tinyllm.bundled.build`` (which ships the fastest quantization that passes) and by
+``benchmarks/onnx_choices.py``, which compares the quantization methods.
 """
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from tinyllm.runtime.lm import OnnxDecoder
+
+INT8_MIN_AGREEMENT = 0.97      # top-1 next token the same as the float graph's, at least this often
+INT8_MAX_LOSS_INCREASE = 0.02  # validation loss at most this much higher (relative)
+
+
+def acceptable(result: dict[str, float]) -> bool:
+    """Whether a quantized graph's :func:`compare` result meets both bars."""
+    return (result["agreement"] >= INT8_MIN_AGREEMENT
+            and result["loss_increase"] <= INT8_MAX_LOSS_INCREASE)
 
 
 def windows(ids: list[int], context: int, max_windows: int | None = None) -> tuple[np.ndarray, np.ndarray]:

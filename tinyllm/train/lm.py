@@ -129,7 +129,7 @@ def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok:
             loss = float(acc[0] / acc[1])
             out[f"{name}_loss"] = loss
             out[f"{name}_ppl"] = perplexity(loss)
-        if cfg.sample_tokens and dist.is_main:
+        if cfg.sample_tokens and (dist.is_main or cfg.fsdp):  # FSDP: every rank runs the model
             from tinyllm.generate import SamplingConfig, generate_text
 
             sc = SamplingConfig(max_new_tokens=cfg.sample_tokens, temperature=0.8, top_k=200,
@@ -229,7 +229,7 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False, quie
                 f"to train without one)")
         if cfg.sampling == "random":
             train_ds = SlidingWindowDataset(train_span, seq_len, 1, name)
-            sampler = RandomSampler(len(train_ds), cfg.seed)
+            sampler = RandomSampler(len(train_ds), cfg.seed, span=seq_len)
         else:
             train_ds = SlidingWindowDataset(train_span, seq_len, cfg.stride or seq_len, name)
             sampler = EpochSampler(len(train_ds), cfg.seed)

@@ -177,6 +177,10 @@ def _resume_run(out: Path, options: dict[str, Any], sets) -> RunConfig:
     raw["train"].update(options)
     for item in sets:
         _set(raw, item)
+    for k in ("data", "tokenizer"):  # --set train.data=... is the same change as --data
+        if raw["train"].get(k) != saved["train"].get(k):
+            raise ConfigError(f"--resume: {out} was trained with {k} {saved['train'].get(k)!r}; "
+                              f"it cannot change on resume (drop --set {k}=... or use a new --out)")
     if expand_model(raw["model"], str(path)) != saved["model"]:
         raise ConfigError(f"--resume: the model of {out} cannot change on resume (see {path})")
     train = from_dict(TrainConfig, raw["train"], f"{path}: train")

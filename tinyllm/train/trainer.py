@@ -1,17 +1,18 @@
 """The one training loop: pretraining and every fine-tuning task run through :class:`Trainer`.
 
 Per optimizer step: set the learning rate (warmup + decay), run ``grad_accum`` micro-batches
-(forward under autocast, loss / grad_accum, backward; DDP syncs only on the last), clip the gradient
-norm, step AdamW. Every ``eval_every`` steps: evaluate, keep the best checkpoint; every ``save_every``
-steps: write ``last/`` and ``train_state/state.pt`` atomically. Everything that happens is an event
-(a flat dict) written to ``metrics.jsonl`` and given to the callbacks. Ctrl-C saves the last completed
-step and re-raises. See docs/training-internals.md for the contract.
+(forward under autocast, loss / grad_accum, backward; DDP or FSDP syncs only on the last), clip the
+gradient norm, step AdamW. Every ``eval_every`` steps: evaluate, keep the best checkpoint; every
+``save_every`` steps: write ``last/`` and ``train_state/state.pt`` atomically. Everything that happens
+is an event (a flat dict) written to ``metrics.jsonl`` and given to the callbacks. Ctrl-C saves the
+last completed step and re-raises. See docs/training-internals.md for the contract.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from tinyllm.config import TrainConfig, to_dict
-from tinyllm.train import ddp
+from tinyllm.train import ddp, fsdp
 from tinyllm.train.device import autocast, resolve_device, resolve_precision
 from tinyllm.train.events import METRICS_FILE, MetricsWriter, event
 from tinyllm.train.optim import make_optimizer
@@ -88,6 +89,14 @@ class Trainer:
         self.is_main = self.dist.is_main
         self.precision = resolve_precision(cfg.precision, self.device)
         self.model = model.to(self.device)
+        self.fsdp = cfg.fsdp and self.dist.enabled
+        if cfg.fsdp and not self.dist.enabled:
+            print("note: train.fsdp needs a distributed launch (torchrun --nproc_per_node=N); "
+                  "training unsharded in one process", file=sys.stderr)
+        self._skeleton = None  # FSDP: an empty copy of the model that save_fn gets, with full weights
+        if self.fsdp:
+            self._skeleton = fsdp.meta_copy(self.model) if self.is_main else None
+            fsdp.shard(self.model)  # before the optimizer: it must hold the shards
         self.optimizer, self.fused = make_optimizer(self.model, cfg, self.device.type)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
 
@@ -114,7 +123,7 @@ class Trainer:
         self.loss_module = _LossModule(self.model, loss_fn)
         self.ddp_module = None
         wrapped: nn.Module = self.loss_module
-        if self.dist.enabled:
+        if self.dist.enabled and not self.fsdp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -150,9 +159,10 @@ class Trainer:
         self._install_sigint()
         try:
             while self.step < cfg.max_steps:
-                if self._interrupt.is_set():
+                interrupted, stopped = self._agreed(self._interrupt, self._stop)
+                if interrupted:
                     raise KeyboardInterrupt
-                if self._stop.is_set():
+                if stopped:
                     reason = "stopped"
                     break
                 t0 = time.time()
@@ -191,9 +201,8 @@ class Trainer:
                     reason = "time"
                     break
         except KeyboardInterrupt:
-            if self.is_main:
-                self._save_last()
-                self._emit(self._done("interrupted"))
+            self._save_last()
+            self._emit(self._done("interrupted"))
             self._close()
             raise
         except BaseException:  # a failed run (non-finite loss, bad data, ...): leave no handler behind
@@ -214,6 +223,14 @@ class Trainer:
         if self.step >= self.cfg.max_steps:
             return None
         return self.count_tokens(self.batches(self.step, 0)) * self.cfg.grad_accum * self.dist.world_size
+
+    def _agreed(self, *flags: threading.Event) -> list[bool]:
+        """Whether each flag is set; under FSDP, on any rank (a collective: saving is one too)."""
+        values = [f.is_set() for f in flags]
+        if self.fsdp:
+            t = ddp.all_reduce_sum(torch.tensor(values, dtype=torch.float32, device=self.device))
+            values = [v > 0 for v in t.tolist()]
+        return values
 
     def _install_sigint(self) -> None:
         """First Ctrl-C: finish the current micro-batch, save, stop. A second one interrupts at once."""
@@ -238,16 +255,13 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             batch = to_device(self.batches(step, micro), self.device)
             n_tokens += self.count_tokens(batch) * self.dist.world_size
-            last = micro == cfg.grad_accum - 1
-            sync = self.ddp_module.no_sync() if self.ddp_module is not None and not last \
-                else contextlib.nullcontext()
-            with sync:
+            with self._grad_sync(micro == cfg.grad_accum - 1):
                 with autocast(self.device, self.precision):
                     loss = self.wrapped(batch)
                 scaled = loss / cfg.grad_accum
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             total += loss.detach().float()
-            if self._interrupt.is_set():  # Ctrl-C: abandon this step before touching the weights
+            if self._agreed(self._interrupt)[0]:  # Ctrl-C: abandon this step before touching the weights
                 self.optimizer.zero_grad(set_to_none=True)
                 raise KeyboardInterrupt
         if self.scaler:
@@ -263,6 +277,14 @@ class Trainer:
         total /= cfg.grad_accum
         ddp.all_reduce_mean(total)
         return float(total), float(grad_norm), n_tokens
+
+    def _grad_sync(self, sync: bool):
+        """Gradient synchronisation across ranks on (the last micro-batch) or off (the others)."""
+        if self.fsdp:
+            self.model.set_requires_gradient_sync(sync)
+        elif self.ddp_module is not None and not sync:
+            return self.ddp_module.no_sync()
+        return contextlib.nullcontext()
 
     # ---- eval and checkpoints ----------------------------------------------------------------
     def _evaluate(self) -> None:
@@ -283,8 +305,11 @@ class Trainer:
         if improved:
             self.best, self.best_step = value, self.step
         self._emit(event("eval", self.step, **metrics, best=improved, elapsed=self.elapsed))
-        if improved and self.is_main and self.save_fn is not None:
-            self.save_fn(self.model, self.out_dir, self._info())
+        if improved and self.save_fn is not None and (self.is_main or self.fsdp):
+            model_sd, _ = self._full_state(optimizer=False)
+            if self.is_main:
+                with self._saveable(model_sd) as model:
+                    self.save_fn(model, self.out_dir, self._info())
             self._emit(event("checkpoint", self.step, kind="best", path=str(self.out_dir), metric=value))
 
     def _info(self) -> dict:
@@ -298,20 +323,37 @@ class Trainer:
             info["best_" + self.cfg.best_metric] = round(self.best, 6)
         return info
 
+    def _full_state(self, optimizer: bool = True) -> tuple[dict, dict | None]:
+        """The model's (and optimizer's) full state dicts on rank 0. Under FSDP a collective that
+        gathers the shards to rank 0's CPU; every rank must call it."""
+        if self.fsdp:
+            return fsdp.full_state(self.model, self.optimizer if optimizer else None)
+        return self.model.state_dict(), self.optimizer.state_dict() if optimizer else None
+
+    def _saveable(self, model_sd: dict):
+        """Context: the module to give save_fn (under FSDP an unsharded copy holding ``model_sd``)."""
+        if self.fsdp:
+            return fsdp.filled(self._skeleton, model_sd)
+        return contextlib.nullcontext(self.model)
+
     def _save_last(self) -> None:
+        if not (self.is_main or self.fsdp):
+            return
+        model_sd, optimizer_sd = self._full_state()
         if not self.is_main:
             return
         info = self._info()
         if self.save_fn is not None:
-            self.save_fn(self.model, self.out_dir / LAST_DIR, info)
-            if self.eval_fn is None or self.best is None:  # no best metric: the top level is the last
-                self.save_fn(self.model, self.out_dir, info)
+            with self._saveable(model_sd) as model:
+                self.save_fn(model, self.out_dir / LAST_DIR, info)
+                if self.eval_fn is None or self.best is None:  # no best metric: the top level is the last
+                    self.save_fn(model, self.out_dir, info)
         save_state(state_path(self.out_dir), {
             "version": 1,
             "step": self.step, "tokens": self.tokens, "elapsed": self.elapsed, "wall": self.wall(),
             "best": self.best, "best_step": self.best_step, "last_eval": {
                 k: v for k, v in self.last_eval.items() if isinstance(v, (int, float, str))},
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": model_sd, "optimizer": optimizer_sd,
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": self._rng, "world_size": self.dist.world_size, "train": to_dict(self.cfg),
         })
@@ -319,15 +361,19 @@ class Trainer:
                          metric=self.last_eval.get(self.cfg.best_metric)))
 
     def _load(self, path: Path) -> None:
-        s = load_state(path)
-        try:
-            self.model.load_state_dict(s["model"])
-            self.optimizer.load_state_dict(s["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            from tinyllm.errors import UserError
+        if self.fsdp:  # rank 0 reads the file and checks it fits; the shards come from its copy
+            s = fsdp.load_state_on_rank0(path, self.model, self.optimizer, self.device)
+            fsdp.load_full_state(self.model, self.optimizer, s["model"], s["optimizer"])
+        else:
+            s = load_state(path)
+            try:
+                self.model.load_state_dict(s["model"])
+                self.optimizer.load_state_dict(s["optimizer"])
+            except (RuntimeError, ValueError, KeyError) as e:
+                from tinyllm.errors import UserError
 
-            raise UserError(f"{path}: the train state does not fit this model/optimizer "
-                            f"({str(e).splitlines()[0]})") from None
+                raise UserError(f"{path}: the train state does not fit this model/optimizer "
+                                f"({str(e).splitlines()[0]})") from None
         if self.scaler and s.get("scaler"):
             self.scaler.load_state_dict(s["scaler"])
         self.step, self.tokens, self.elapsed = s["step"], s["tokens"], s["elapsed"]
