@@ -173,7 +173,9 @@ def test_greedy_64_tokens_identical(lm):
 
 
 def test_int8_graph_quantizes_every_linear_layer(lm):
-    d, _ = lm
+    d, report = lm
+    # --quant auto without a training text to check on: dynamic, the fastest
+    assert report["quant_method"] == "dynamic" and report["quant_check"] is None
     q = ops(d / "model.int8.onnx")
     assert q["MatMulInteger"] == 4 * 2 + 1      # qkv, proj, fc, proj per layer + the tied LM head
     assert "MatMul" not in q
@@ -323,3 +325,24 @@ def test_bundled_classifier_int8_labels_match_torch():
     a = open_engine(d, "onnx").classify(texts)
     b = open_engine(d, "torch").classify(texts)
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.995
+
+
+def test_auto_quant_measures_on_the_training_texts_validation_split(tmp_path):
+    """`--quant auto` on the bundled LM (its config names tinyllm/bundled/data/tinyshakespeare.txt):
+    each 8-bit method, fastest first, until one passes the bar on the whole validation split."""
+    import shutil
+
+    from tinyllm.export import AUTO_CANDIDATES
+    from tinyllm.export.onnx_check import INT8_MAX_LOSS_INCREASE, INT8_MIN_AGREEMENT
+
+    src = modeldir.resolve(modeldir.DEFAULT_LM)
+    d = tmp_path / "shk"
+    shutil.copytree(src, d, ignore=shutil.ignore_patterns("*.onnx*"))
+    res = ox.export_model(d, int8=True, keep_fp32=False, quant="auto", force_torchscript=True)
+    check = res.quant_check
+    assert list(check) == list(AUTO_CANDIDATES[:len(check)])     # tried in order, stopped at a pass
+    assert all(c["tokens"] > 100_000 for c in check.values())    # the whole validation split
+    chosen = check[res.quant_method]
+    assert chosen["agreement"] >= INT8_MIN_AGREEMENT and chosen["loss_increase"] <= INT8_MAX_LOSS_INCREASE
+    assert props(d / "model.int8.onnx")["tinyllm.quant"] == res.quant_method
+    assert not (d / "model.onnx").exists()

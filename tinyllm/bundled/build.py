@@ -90,50 +90,18 @@ def build_sms_spam(out_dir: Path, max_steps: int | None = None, threads: int = 0
     return build(out_dir, quiet=quiet)
 
 
-def export_int8(model_dir: Path, quiet: bool = False, validation_text: Path | None = None
-                ) -> dict[str, Any]:
+def export_int8(model_dir: Path, quiet: bool = False) -> dict[str, Any]:
     """Ship the int8 ONNX graph (only; the float graph would not fit the size budget) beside the
     weights, so `tinyllm classify` and `tinyllm generate` run on ONNX Runtime without importing
-    torch (see the README's onnx section).
-
-    For a language model with ``validation_text``, the quantization is chosen by measurement: the
-    first of ``QUANT_METHODS`` (fastest first) whose graph agrees with the float graph on at least
-    97% of next tokens over the validation split and loses at most 2% in loss."""
-    from tinyllm.export import FP32_FILE, INT8_FILE, QUANT_METHODS
+    torch (see the README's onnx section). ``--quant auto``: a language model gets the fastest
+    8-bit method that stays close to float on its validation text."""
+    from tinyllm.export import INT8_FILE
     from tinyllm.export.onnx import export_model
 
-    say = (lambda m: None) if quiet else log
-    if validation_text is None:
-        res = export_model(model_dir, int8=True, keep_fp32=False, log=say)
-        return {"onnx_exporter": res.exporter, "onnx_int8_bytes": res.sizes.get(INT8_FILE)}
-
-    from tinyllm.export.onnx_check import acceptable, compare, validation_ids
-    from tinyllm.export.onnx_passes import quantize
-    from tinyllm.tokenizer import from_spec
-
-    res = export_model(model_dir, log=say)
-    info = modeldir.read_info(model_dir)
-    ids = validation_ids(from_spec(info.meta["tokenizer"], model_dir),
-                         validation_text.read_text(encoding="utf-8"))
-    fp32, int8 = model_dir / FP32_FILE, model_dir / INT8_FILE
-    tried = {}
-    for method in QUANT_METHODS:
-        quantize(fp32, int8, method)
-        r = compare(fp32, int8, ids, info.model_config.context_length, max_windows=None)
-        tried[method] = {"agreement": round(r["agreement"], 4),
-                         "loss_increase": round(r["loss_increase"], 5)}
-        say(f"int8 by {method}: top-1 agreement {r['agreement']:.2%}, loss "
-            f"{r['loss_increase']:+.3%}")
-        if acceptable(r):
-            break
-    else:
-        raise SystemExit(f"error: no quantization keeps {model_dir.name} close to float: {tried}")
-    fp32.unlink()
-    return {"onnx_exporter": res.exporter, "onnx_quant": method, "onnx_quant_tried": tried,
-            "onnx_int8_bytes": int8.stat().st_size}
-
-
-VALIDATION_TEXT = {"shakespeare-char": DATA / "tinyshakespeare.txt"}  # LMs: checked after quantizing
+    res = export_model(model_dir, int8=True, keep_fp32=False, quant="auto",
+                       log=None if quiet else log)
+    return {"onnx_exporter": res.exporter, "onnx_quant": res.quant_method,
+            "onnx_quant_check": res.quant_check, "onnx_int8_bytes": res.sizes.get(INT8_FILE)}
 
 
 BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -186,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             kwargs["max_steps"] = args.max_steps
         report = BUILDERS[name](staging, **kwargs)
         if not args.no_onnx:
-            report.update(export_int8(staging, args.quiet, VALIDATION_TEXT.get(name)))
+            report.update(export_int8(staging, args.quiet))
         swap_in(staging, args.out / name)
         log(f"{name}: {report}")
         log(f"{name}: {dir_bytes(args.out / name) / 1e6:.2f} MB")

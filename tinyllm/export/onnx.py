@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tinyllm.errors import RunFailed, UserError
-from tinyllm.export import FP32_FILE, INT8_FILE, QUANT_METHODS
+from tinyllm.export import AUTO_CANDIDATES, FP32_FILE, INT8_FILE, QUANT_CHOICES
 from tinyllm.export.onnx_passes import (files_of, fold_constant_transposes, optimize_graph,
                                         quantize, quiet, save_onnx, tanh_gelu_to_fastgelu)
 from tinyllm.model import GPT
@@ -160,6 +160,7 @@ class ExportResult:
     fp32_path: Path | None                         # None when only the int8 graph was kept
     int8_path: Path | None = None
     quant_method: str | None = None
+    quant_check: dict | None = None                # auto: agreement/loss of each method tried
     fusions: dict[str, int] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)   # file name -> bytes (graph + .data)
     seconds: float = 0.0
@@ -171,7 +172,8 @@ class ExportResult:
         return {"kind": self.kind, "exporter": self.exporter,
                 "fp32": str(self.fp32_path) if self.fp32_path else None,
                 "int8": str(self.int8_path) if self.int8_path else None,
-                "quant_method": self.quant_method, "fusions": self.fusions, "sizes": self.sizes,
+                "quant_method": self.quant_method, "quant_check": self.quant_check,
+                "fusions": self.fusions, "sizes": self.sizes,
                 "seconds": round(self.seconds, 2), "fallback_reason": self.fallback_reason,
                 "max_abs_diff": self.max_abs_diff}
 
@@ -305,6 +307,35 @@ def _install(written: list[Path], out: Path) -> None:
             stale.unlink()
 
 
+def _quantize(model: GPT, kind: str, fp32: Path, dst: Path, quant: str, external: bool,
+              log: Callable[[str], None]) -> tuple[str, dict | None]:
+    """Write ``dst`` with quantized weights; returns (method, the auto check or None).
+
+    ``auto`` measures: for a language model whose training text is at hand, each 8-bit method,
+    fastest first, until one keeps the top-1 next token of the float graph on >= 97% of the
+    validation split and its loss within 2% (:mod:`tinyllm.export.onnx_check`). Without that
+    text, and for classifiers, it is ``dynamic``, the fastest."""
+    from tinyllm.export.onnx_check import choose_quantization, model_validation_ids
+    from tinyllm.tokenizer import from_spec
+
+    if quant != "auto":
+        log(f"quantizing weights ({quant})")
+        quantize(fp32, dst, quant, external)  # keeps the metadata, sets tinyllm.quant
+        return quant, None
+    ids = None
+    if kind == "lm":
+        ids = model_validation_ids(model.path, model.meta, from_spec(model.meta.get("tokenizer"),
+                                                                     model.path))
+    if ids is None:
+        log("quantizing weights (auto: dynamic, the fastest; no validation text to check it on)")
+        quantize(fp32, dst, AUTO_CANDIDATES[0], external)
+        return AUTO_CANDIDATES[0], None
+    log("quantizing weights (auto: the fastest 8-bit method that stays close to float on the "
+        "validation split of the training text)")
+    return choose_quantization(fp32, dst, ids, model.config.context_length,
+                               lambda a, b, m: quantize(a, b, m, external), AUTO_CANDIDATES, log)
+
+
 def _copy_model_files(src: Path, out: Path) -> None:
     """Make ``out`` a model directory the ONNX backend runs on its own: config.yaml and the
     tokenizer file beside the graphs (the weights are in the graphs)."""
@@ -332,14 +363,14 @@ def _remove_stale(path: Path, log: Callable[[str], None]) -> None:
 
 
 def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = None,
-                 int8: bool = False, quant: str = QUANT_METHODS[0], keep_fp32: bool = True,
+                 int8: bool = False, quant: str = QUANT_CHOICES[0], keep_fp32: bool = True,
                  optimize: bool = True, external_data: bool | None = None,
                  force_torchscript: bool = False,
                  log: Callable[[str], None] | None = None) -> ExportResult:
     """Export a model directory (path or name) to ``out_dir`` (default: the model directory).
 
-    Writes ``model.onnx`` and, with ``int8``, ``model.int8.onnx`` (weights quantized by ``quant``);
-    ``keep_fp32=False`` keeps only the int8 graph. Another ``out_dir`` also gets config.yaml and
+    Writes ``model.onnx`` and, with ``int8``, ``model.int8.onnx`` (weights quantized by ``quant``;
+    ``auto``: see :func:`_quantize`); ``keep_fp32=False`` keeps only the int8 graph. Another ``out_dir`` also gets config.yaml and
     the tokenizer file, so it is a model directory that ``--backend onnx`` runs without torch or
     the safetensors weights. ``external_data`` None keeps the weights inside the graph unless it
     would pass 2 GB.
@@ -403,10 +434,10 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
         if diff > 1e-3:
             raise RunFailed(f"{model.path}: the exported graph differs from torch by {diff:.2e}")
         written = [fp32] if keep_fp32 else []
+        method, check = None, None
         if int8:
             q8 = tmp / INT8_FILE
-            log(f"quantizing weights ({quant})")
-            quantize(fp32, q8, quant, external)  # keeps the metadata, sets tinyllm.quant
+            method, check = _quantize(model, kind, fp32, q8, quant, external, log)
             written.append(q8)
         _install(written, out)
         if out.resolve() != Path(model.path).resolve():
@@ -416,7 +447,7 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
     result = ExportResult(kind=kind, exporter=exporter,
                           fp32_path=out / FP32_FILE if keep_fp32 else None,
                           int8_path=out / INT8_FILE if int8 else None,
-                          quant_method=quant if int8 else None, fusions=fusions,
+                          quant_method=method, quant_check=check, fusions=fusions,
                           fallback_reason=reason, folded=folded, max_abs_diff=diff)
     result.sizes = {f.name: f.stat().st_size for p in written for f in files_of(out / p.name)}
     result.seconds = time.perf_counter() - t0

@@ -8,6 +8,7 @@ float graph on >= 97% of next-token predictions and lose <= 2% in validation los
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -65,3 +66,63 @@ def compare(reference: str | Path, candidate: str | Path, ids: list[int], contex
 def validation_ids(tokenizer, text: str, fraction: float = 0.1) -> list[int]:
     """The last ``fraction`` of ``text`` (tinyllm's train/val split is by position), encoded."""
     return tokenizer.encode(text[int(len(text) * (1 - fraction)):])
+
+
+AUTO_MAX_TOKENS = 131_072  # `--quant auto` compares at most this many validation tokens
+
+
+def model_validation_ids(model_dir: str | Path, meta: dict, tokenizer) -> list[int] | None:
+    """The validation split of the text a language model was trained on, encoded, when that file
+    is still at hand (None otherwise: another task's data, a model from elsewhere, a moved file).
+    A relative path is tried from the current directory, then from the package's parent (where
+    the bundled models' data lives)."""
+    train = meta.get("train") or {}
+    if meta.get("task", "lm") != "lm" or not train.get("data"):
+        return None
+    import tinyllm
+
+    path = Path(train["data"]).expanduser()
+    where = [path] if path.is_absolute() else [Path.cwd() / path,
+                                               Path(tinyllm.__file__).resolve().parents[1] / path]
+    found = next((p for p in where if p.is_file()), None)
+    if found is None or found.suffix.lower() not in ("", ".txt", ".text", ".md"):
+        return None
+    fraction = 0.1
+    if train.get("val_tokens") and train.get("corpus_tokens"):
+        fraction = train["val_tokens"] / train["corpus_tokens"]
+    if fraction <= 0:
+        return None
+    with open(found, "rb") as f:  # only the start of the split: a corpus may be gigabytes
+        f.seek(int(found.stat().st_size * (1 - fraction)))
+        text = f.read(AUTO_MAX_TOKENS * 8).decode("utf-8", errors="ignore")
+    try:
+        ids = tokenizer.encode(text)
+    except (KeyError, ValueError):  # e.g. characters a char vocabulary does not have
+        return None
+    return ids if len(ids) > 2 else None
+
+
+def choose_quantization(fp32: Path, dst: Path, ids: list[int], context: int,
+                        quantize: Callable[[Path, Path, str], None],
+                        candidates: tuple[str, ...], log: Callable[[str], None]
+                        ) -> tuple[str, dict[str, dict]]:
+    """Quantize ``fp32`` into ``dst`` by each of ``candidates`` (fastest first) and keep the first
+    that is :func:`acceptable` on ``ids``; if none is, the one that agrees best (with a warning).
+    Returns (method, {method: {"agreement", "loss_increase"}}) for every method tried."""
+    windows_max = max(1, AUTO_MAX_TOKENS // context)
+    tried: dict[str, dict] = {}
+    for method in candidates:
+        quantize(fp32, dst, method)
+        r = compare(fp32, dst, ids, context, max_windows=windows_max)
+        tried[method] = {"agreement": round(r["agreement"], 4),
+                         "loss_increase": round(r["loss_increase"], 5), "tokens": r["tokens"]}
+        log(f"int8 by {method}: top-1 agreement {r['agreement']:.2%}, validation loss "
+            f"{r['loss_increase']:+.3%} ({r['tokens']:,} tokens)")
+        if acceptable(r):
+            return method, tried
+    best = max(tried, key=lambda m: tried[m]["agreement"])
+    log(f"warning: no 8-bit method keeps {INT8_MIN_AGREEMENT:.0%} top-1 agreement and "
+        f"<= {INT8_MAX_LOSS_INCREASE:.0%} loss; keeping {best}, the closest")
+    if best != candidates[-1]:
+        quantize(fp32, dst, best)
+    return best, tried
