@@ -107,9 +107,11 @@ def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok:
     """eval_fn(model) -> {"<split>_loss", "<split>_ppl", "sample", "sample_prompt"}.
 
     Each split is scored on the same ``eval_batches * batch_size`` windows every time (evenly spread);
-    ranks share the batches and sum their losses.
+    DDP ranks share the batches and sum their losses. Under FSDP every forward pass is a collective
+    (the shards are gathered), so every rank scores every batch: the same number of passes.
     """
     dist = ddp.info()
+    split = dist.enabled and not cfg.fsdp
     plans = {name: ds.eval_indices(min(len(ds), cfg.eval_batches * cfg.batch_size))
              for name, ds in splits.items()}
 
@@ -120,12 +122,13 @@ def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok:
             idx = plans[name]
             acc = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses * n, n)
             for b, start in enumerate(range(0, len(idx), cfg.batch_size)):
-                if b % dist.world_size != dist.rank:
+                if split and b % dist.world_size != dist.rank:
                     continue
                 x, y = (t.to(device) for t in ds.batch(idx[start:start + cfg.batch_size]))
                 acc[0] += lm_loss(model, (x, y)).double() * len(x)
                 acc[1] += len(x)
-            ddp.all_reduce_sum(acc)
+            if split:
+                ddp.all_reduce_sum(acc)
             loss = float(acc[0] / acc[1])
             out[f"{name}_loss"] = loss
             out[f"{name}_ppl"] = perplexity(loss)
