@@ -80,7 +80,9 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """How to train: data, optimisation, evaluation, checkpoints, hardware (see docs/training-internals.md)."""
+    """How to train: data, optimisation, evaluation, checkpoints, hardware.
+
+    See docs/training-internals.md for what each field does inside the loop."""
     # data (LM pretraining; fine-tuning tasks read their own data and may ignore these)
     data: str | None = None        # UTF-8 text corpus; relative paths in a YAML resolve against its folder
     tokenizer: str = "char"        # gpt2 | char | bpe (char/bpe are trained on the corpus, saved with the model)

@@ -126,7 +126,7 @@ def load_dataset(path: str | Path, progress: Progress | None = None) -> Dataset:
         if records and "instruction" in records[0][1]:
             return _from_records(path, records)
     note = None
-    try:  # text + label data: the classification reader (helper C's) decides, as fine-tuning will
+    try:  # text + label data: the classification reader decides, as fine-tuning will
         return _classification(path)
     except UserError as e:
         note = f"not read as classification data: {e}"

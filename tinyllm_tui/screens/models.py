@@ -19,7 +19,7 @@ COLUMNS = ("name", "task", "params", "tokenizer", "size", "onnx", "source")
 
 
 def export_onnx(path, int8: bool = False) -> str:
-    """Export a model directory to ONNX (helper E's exporter); a line saying what was written."""
+    """Export a model directory to ONNX (tinyllm.export.onnx); a line saying what was written."""
     from tinyllm.export.onnx import export_model
 
     r = export_model(path, int8=int8)
