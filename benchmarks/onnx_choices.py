@@ -125,7 +125,7 @@ def session_rows(gpt2: Path, args, log) -> list[dict]:
     q = gpt2 / "model.int8.onnx"
     if not q.exists():
         quantize(gpt2 / "model.onnx", q, QUANT_METHODS[0])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = default_threads()  # one per core (or TINYLLM_ORT_THREADS)
     variants = {
         f"default ({default_threads()} threads, not spinning, all, sequential)":
             dict(threads=None),

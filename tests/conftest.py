@@ -12,6 +12,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 SHARED_DATA = Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data"
 
 
+def shakespeare(chars: int) -> str:
+    """The first ``chars`` characters of tiny Shakespeare."""
+    return (SHARED_DATA / "tinyshakespeare.txt").read_text(encoding="utf-8")[:chars]
+
+
+def shakespeare_file(path: Path, chars: int) -> Path:
+    """The first ``chars`` characters of tiny Shakespeare, written to ``path``."""
+    path.write_text(shakespeare(chars), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(autouse=True)
 def tinyllm_home(tmp_path_factory, monkeypatch) -> Path:
     home = tmp_path_factory.mktemp("tinyllm_home")
@@ -39,8 +50,7 @@ def tiny_lm_dir(tmp_path) -> Path:
     from tinyllm.tokenizer import CharTokenizer
 
     torch.manual_seed(0)
-    text = (SHARED_DATA / "tinyshakespeare.txt").read_text(encoding="utf-8")[:20000]
-    tok = CharTokenizer.train(text)
+    tok = CharTokenizer.train(shakespeare(20000))
     model = GPT(ModelConfig(vocab_size=tok.vocab_size, context_length=64, n_layer=2, n_head=2,
                             n_embd=32))
     return save_model(model, tok, tmp_path / "tiny-lm")

@@ -10,7 +10,7 @@ from tinyllm.cli import main
 from tinyllm.config import ModelConfig
 from tinyllm.train import bench
 
-from conftest import SHARED_DATA
+from conftest import shakespeare_file
 
 TINY = ["--set", "n_layer=1", "--set", "n_head=2", "--set", "n_embd=32", "--set", "context_length=32",
         "--set", "batch_size=4"]
@@ -18,10 +18,7 @@ TINY = ["--set", "n_layer=1", "--set", "n_head=2", "--set", "n_embd=32", "--set"
 
 @pytest.fixture
 def corpus(tmp_path):
-    p = tmp_path / "shakespeare-20k.txt"
-    p.write_text((SHARED_DATA / "tinyshakespeare.txt").read_text(encoding="utf-8")[:20000],
-                 encoding="utf-8")
-    return p
+    return shakespeare_file(tmp_path / "shakespeare-20k.txt", 20000)
 
 
 def invoke(*args):

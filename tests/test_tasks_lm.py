@@ -11,15 +11,12 @@ from tinyllm.config import read_yaml
 from tinyllm.errors import UserError
 from tinyllm.tasks.lm import LMTask
 
-from conftest import SHARED_DATA
+from conftest import shakespeare_file
 
 
 @pytest.fixture
 def corpus(tmp_path):
-    p = tmp_path / "sonnets.txt"
-    p.write_text((SHARED_DATA / "tinyshakespeare.txt").read_text(encoding="utf-8")[:6000],
-                 encoding="utf-8")
-    return p
+    return shakespeare_file(tmp_path / "sonnets.txt", 6000)
 
 
 def test_finetune_lm_through_the_cli_lowers_perplexity(tiny_lm_dir, corpus, tmp_path):
