@@ -36,8 +36,8 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 import torch  # noqa: E402
 
 from tinyllm.config import preset  # noqa: E402
-from tinyllm.gpt2 import from_hf_state_dict  # noqa: E402
-from tinyllm.model import GPT  # noqa: E402
+from tinyllm.convert.gpt2 import from_hf_state_dict  # noqa: E402
+from tinyllm.models.decoder import GPT  # noqa: E402
 from tinyllm.runtime.session import default_threads  # noqa: E402
 from tinyllm.train.bench import machine  # noqa: E402
 from benchmarks._common import emit  # noqa: E402
@@ -135,7 +135,7 @@ def tinyllm_runner(prefill, step, ctx: Context) -> Callable[[], list[int]]:
 
 def prepare_tinyllm_torch(ctx: Context) -> Callable[[], list[int]]:
     """The path `tinyllm generate` takes: TorchDecoder (KV cache) + the shared sampling loop."""
-    from tinyllm.generate import TorchDecoder
+    from tinyllm.engines.torch_engine import TorchDecoder
 
     dec = TorchDecoder(ctx.model.use_decode_layout())  # as TorchEngine loads it
     return tinyllm_runner(dec.prefill, dec.step, ctx)
@@ -156,7 +156,7 @@ def _onnx_export(ctx: Context):
 
 def _prepare_ort(ctx: Context, int8: bool) -> Callable[[], list[int]]:
     """The path `tinyllm generate --backend onnx` takes: OnnxDecoder + the shared sampling loop."""
-    from tinyllm.runtime.lm import OnnxDecoder
+    from tinyllm.runtime.onnx_decoder import OnnxDecoder
 
     res = _onnx_export(ctx)
     dec = OnnxDecoder(res.int8_path if int8 else res.fp32_path)

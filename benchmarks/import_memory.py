@@ -7,7 +7,7 @@ file pages that were read as well as heap). "above base" subtracts the peak of a
 does the imports (torch and tinyllm; plus transformers for its row), so the columns show what the
 conversion itself costs:
 
-    tinyllm import-gpt2 (safetensors / .bin)   streams one tensor at a time (tinyllm.gpt2)
+    tinyllm import-gpt2 (safetensors / .bin)   streams one tensor at a time (tinyllm.convert.gpt2)
     load whole + save_model (peer)             the obvious way: load_file -> from_hf_state_dict ->
                                                checkpoint.save_model
     transformers load + save (peer)            GPT2LMHeadModel.from_pretrained + save_pretrained
@@ -36,22 +36,22 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 PEAK = ("\nimport resource, json\n"
         "print(json.dumps({'peak_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n")
-IMPORTS = "import sys; sys.path.insert(0, %r)\nimport torch, tinyllm.gpt2\n" % str(ROOT)
+IMPORTS = "import sys; sys.path.insert(0, %r)\nimport torch, tinyllm.convert.gpt2\n" % str(ROOT)
 
 BASE, HF_BASE = "baseline (imports only)", "baseline (+ import transformers)"
 # row name -> (setup code, not timed; measured code; the baseline row it is compared with)
 ROWS = {
     BASE: ("", "pass", BASE),
     "tinyllm import-gpt2 (safetensors)":
-        ("", "tinyllm.gpt2.import_gpt2(SRC / 'st', OUT / 'a', force=True)", BASE),
+        ("", "tinyllm.convert.gpt2.import_gpt2(SRC / 'st', OUT / 'a', force=True)", BASE),
     "tinyllm import-gpt2 (.bin)":
-        ("", "tinyllm.gpt2.import_gpt2(SRC / 'bin', OUT / 'b', force=True)", BASE),
+        ("", "tinyllm.convert.gpt2.import_gpt2(SRC / 'bin', OUT / 'b', force=True)", BASE),
     "load whole + save_model (peer)":
         ("from safetensors.torch import load_file\n"
          "from tinyllm.checkpoint import save_model\n"
          "from tinyllm.tokenizer import get_gpt2\n",
          "sd = load_file(str(SRC / 'st' / 'model.safetensors'))\n"
-         "m = tinyllm.gpt2.from_hf_state_dict(sd, SRC / 'st' / 'config.json')\n"
+         "m = tinyllm.convert.gpt2.from_hf_state_dict(sd, SRC / 'st' / 'config.json')\n"
          "save_model(m, get_gpt2(), OUT / 'c')", BASE),
     HF_BASE: ("import transformers\n", "pass", HF_BASE),
     "transformers load + save (peer)":
@@ -68,11 +68,11 @@ from pathlib import Path
 import json
 from safetensors.torch import save_file
 from tinyllm.config import preset
-from tinyllm.model import GPT
+from tinyllm.models.decoder import GPT
 torch.manual_seed(0)
 m = GPT(preset({preset_name!r}))
-sd = tinyllm.gpt2.to_hf_state_dict(m, lm_head=False)
-cfg = tinyllm.gpt2.hf_config_from_model(m.config)
+sd = tinyllm.convert.gpt2.to_hf_state_dict(m, lm_head=False)
+cfg = tinyllm.convert.gpt2.hf_config_from_model(m.config)
 for sub in ("st", "bin"):
     (Path({str(src)!r}) / sub).mkdir(parents=True, exist_ok=True)
     (Path({str(src)!r}) / sub / "config.json").write_text(json.dumps(cfg))

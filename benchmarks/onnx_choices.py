@@ -63,7 +63,7 @@ def export_gpt2_shape(tmp: Path, log) -> Path:
     from tinyllm.checkpoint import save_model
     from tinyllm.config import preset
     from tinyllm.export.onnx import export_model
-    from tinyllm.model import GPT
+    from tinyllm.models.decoder import GPT
     from tinyllm.tokenizer import get_gpt2
 
     torch.manual_seed(0)
@@ -77,7 +77,7 @@ def quant_rows(gpt2: Path, tmp: Path, args, log) -> list[dict]:
     from tinyllm.export.onnx import export_model
     from tinyllm.export.onnx_check import compare, validation_ids
     from tinyllm.export.onnx_passes import quantize
-    from tinyllm.runtime.lm import OnnxDecoder
+    from tinyllm.runtime.onnx_decoder import OnnxDecoder
     from tinyllm.tokenizer import from_spec
 
     graphs = {"fp32": gpt2 / "model.onnx"}
@@ -119,7 +119,7 @@ def session_rows(gpt2: Path, args, log) -> list[dict]:
     import onnxruntime as ort
 
     from tinyllm.export.onnx_passes import quantize
-    from tinyllm.runtime.lm import OnnxDecoder
+    from tinyllm.runtime.onnx_decoder import OnnxDecoder
     from tinyllm.runtime.session import default_threads, session_options
 
     q = gpt2 / "model.int8.onnx"

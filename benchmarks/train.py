@@ -37,7 +37,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from tinyllm.config import ModelConfig, TrainConfig  # noqa: E402
-from tinyllm.model import GPT  # noqa: E402
+from tinyllm.models.decoder import GPT  # noqa: E402
 from tinyllm.train.bench import LoopStepper, machine, peak_flops, summarize  # noqa: E402
 from benchmarks._common import emit  # noqa: E402
 

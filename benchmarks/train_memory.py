@@ -59,10 +59,10 @@ def child(path: str, steps: int, threads: int) -> dict:
 
     from tinyllm.config import ModelConfig, TrainConfig
     from tinyllm.data.text import SlidingWindowDataset, TokenFile, split_tokens
-    from tinyllm.model import GPT
+    from tinyllm.models.decoder import GPT
     from tinyllm.tokenizer import CharTokenizer
     from tinyllm.train.bench import random_batches
-    from tinyllm.train.lm import lm_loss, make_lm_eval
+    from tinyllm.train.pretrain import lm_loss, make_lm_eval
     from tinyllm.train.trainer import Trainer
 
     t0 = time.time()

@@ -46,7 +46,7 @@ def tiny_lm_dir(tmp_path) -> Path:
 
     from tinyllm.checkpoint import save_model
     from tinyllm.config import ModelConfig
-    from tinyllm.model import GPT
+    from tinyllm.models.decoder import GPT
     from tinyllm.tokenizer import CharTokenizer
 
     torch.manual_seed(0)
@@ -63,7 +63,7 @@ def tiny_gpt2_dir(tmp_path) -> Path:
 
     from tinyllm.checkpoint import save_model
     from tinyllm.config import ModelConfig
-    from tinyllm.model import GPT
+    from tinyllm.models.decoder import GPT
     from tinyllm.tokenizer import get_gpt2
 
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ import tinyllm
 from tinyllm import checkpoint, modeldir
 from tinyllm.checkpoint import CheckpointError, load_model, load_tokenizer, save_model
 from tinyllm.config import ModelConfig, read_yaml
-from tinyllm.model import GPT
+from tinyllm.models.decoder import GPT
 from tinyllm.tokenizer import CharTokenizer
 
 

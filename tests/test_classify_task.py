@@ -11,8 +11,8 @@ from tinyllm import modeldir
 from tinyllm.checkpoint import load_model
 from tinyllm.config import ModelConfig, read_yaml
 from tinyllm.errors import UserError
-from tinyllm.lora import LoRALinear, merge_lora, parse_train_layers, set_trainable
-from tinyllm.model import GPT
+from tinyllm.models.lora import LoRALinear, merge_lora, parse_train_layers, set_trainable
+from tinyllm.models.decoder import GPT
 from tinyllm.tasks.base import DataError
 from tinyllm.tasks.classify import ClassifyTask
 

@@ -26,7 +26,7 @@ def clf_dir(tmp_path_factory):
 
     from tinyllm.checkpoint import save_model
     from tinyllm.config import ModelConfig
-    from tinyllm.model import GPT
+    from tinyllm.models.decoder import GPT
     from tinyllm.tokenizer import CharTokenizer
 
     torch.manual_seed(1)
@@ -40,7 +40,7 @@ def clf_dir(tmp_path_factory):
 
 
 def expected(clf_dir, texts):
-    from tinyllm.runtime.engine import open_engine
+    from tinyllm.engines import open_engine
 
     eng = open_engine(clf_dir, "torch")
     return [eng.labels[i] for i in eng.classify(texts).argmax(1)], eng

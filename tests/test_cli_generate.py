@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from tinyllm.cli import main
-from tinyllm.runtime.engine import open_engine
+from tinyllm.engines import open_engine
 from tinyllm.runtime.sampling import SamplingConfig
 
 
@@ -72,7 +72,7 @@ def test_generate_uses_the_default_model(tiny_lm_dir, tinyllm_home):
 
 def test_generate_applies_the_instruct_template(tiny_gpt2_dir):
     from tinyllm.config import read_yaml, write_yaml
-    from tinyllm.runtime.templates import format_prompt
+    from tinyllm.data.templates import format_prompt
 
     meta = read_yaml(tiny_gpt2_dir / "config.yaml")
     meta.update(task="instruct", template="alpaca")
@@ -106,7 +106,7 @@ def test_generate_a_classifier_is_a_clear_error(tmp_path):
 
     from tinyllm.checkpoint import save_model
     from tinyllm.config import ModelConfig
-    from tinyllm.model import GPT
+    from tinyllm.models.decoder import GPT
     from tinyllm.tokenizer import CharTokenizer
 
     tok = CharTokenizer.train("abc")
@@ -146,7 +146,7 @@ def test_chat_with_an_instruct_model_answers_each_line(tiny_gpt2_dir):
 
 
 def test_generate_module_does_not_import_torch():
-    code = ("import sys, tinyllm.cli.generate_cmd, tinyllm.cli.models_cmd, tinyllm.runtime.engine;"
+    code = ("import sys, tinyllm.cli.generate_cmd, tinyllm.cli.models_cmd, tinyllm.engines;"
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

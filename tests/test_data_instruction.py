@@ -10,7 +10,7 @@ from tinyllm.data.instruction import (Entry, Example, InstructionDataError, batc
                                       collate, encode_entries, encode_entry, pad_id_for,
                                       read_instructions, split_entries, trainable)
 from tinyllm.errors import UserError
-from tinyllm.runtime.templates import format_prompt, load_template
+from tinyllm.data.templates import format_prompt, load_template
 from tinyllm.tokenizer import CharTokenizer, get_gpt2
 
 from conftest import SHARED_DATA

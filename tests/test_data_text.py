@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tinyllm.data import text as textmod
-from tinyllm.data.sampling import EpochSampler, RandomSampler, StepBatches
+from tinyllm.data.batching import EpochSampler, RandomSampler, StepBatches
 from tinyllm.data.text import (DataError, SlidingWindowDataset, TokenSpan, iter_text_chunks,
                                prepare_tokens, split_tokens, token_dtype)
 from tinyllm.tokenizer import CharTokenizer, get_gpt2

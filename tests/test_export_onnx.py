@@ -20,9 +20,9 @@ from tinyllm.checkpoint import load_model, save_model
 from tinyllm.cli import main
 from tinyllm.config import ModelConfig
 from tinyllm.export import onnx as ox
-from tinyllm.model import GPT
-from tinyllm.runtime.classifier import OnnxClassifier
-from tinyllm.runtime.lm import OnnxDecoder
+from tinyllm.models.decoder import GPT
+from tinyllm.runtime.onnx_classifier import OnnxClassifier
+from tinyllm.runtime.onnx_decoder import OnnxDecoder
 from tinyllm.runtime.session import open_session
 from tinyllm.tokenizer import CharTokenizer
 
@@ -146,7 +146,7 @@ def test_cache_is_updated_in_place(lm):
 
 
 def test_sampling_and_sliding_window_match_torch(lm):
-    from tinyllm.runtime.engine import open_engine
+    from tinyllm.engines import open_engine
     from tinyllm.runtime.sampling import SamplingConfig
 
     d, _ = lm
@@ -159,7 +159,7 @@ def test_sampling_and_sliding_window_match_torch(lm):
 
 
 def test_greedy_64_tokens_identical(lm):
-    from tinyllm.generate import generate_token_ids
+    from tinyllm.engines.torch_engine import generate_token_ids
     from tinyllm.runtime.sampling import SamplingConfig, generate_ids
 
     d, _ = lm
@@ -206,9 +206,9 @@ def test_classifier_export_parity_and_out_dir(cls, chars):
     graphs = d.parent / "graphs"
     assert (graphs / "config.yaml").is_file() and (graphs / "tokenizer.json").is_file()
     assert not (graphs / "model.safetensors").exists()
-    from tinyllm.runtime.engine import open_engine
+    from tinyllm.engines import open_engine
 
-    eng = open_engine(graphs, quiet=True)
+    eng = open_engine(graphs)
     assert eng.backend == "onnx" and eng.labels == ["a", "b", "c"]
     np.testing.assert_allclose(eng.classify(["x y z", "hello"]),
                                open_engine(d, "torch").classify(["x y z", "hello"]), atol=1e-5)
@@ -317,7 +317,7 @@ def test_int8_agreement_and_loss_on_bundled_validation_text(tmp_path):
 @pytest.mark.skipif(_bundled(modeldir.DEFAULT_CLASSIFIER) is None,
                     reason="bundled sms-spam has no int8 graph (make models)")
 def test_bundled_classifier_int8_labels_match_torch():
-    from tinyllm.runtime.engine import open_engine
+    from tinyllm.engines import open_engine
 
     d = _bundled(modeldir.DEFAULT_CLASSIFIER)
     texts = [ln.split("\t", 1)[1] for ln in

@@ -17,12 +17,12 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 transformers = pytest.importorskip("transformers")
 
-from tinyllm import gpt2, gpt2_hub  # noqa: E402
+from tinyllm.convert import gpt2, hub as gpt2_hub  # noqa: E402
 from tinyllm.checkpoint import load_model  # noqa: E402
 from tinyllm.cli import main  # noqa: E402
 from tinyllm.config import ModelConfig  # noqa: E402
-from tinyllm.generate import SamplingConfig, generate_token_ids  # noqa: E402
-from tinyllm.model import GPT  # noqa: E402
+from tinyllm.engines.torch_engine import SamplingConfig, generate_token_ids  # noqa: E402
+from tinyllm.models.decoder import GPT  # noqa: E402
 
 VOCAB = 50257
 

@@ -34,8 +34,8 @@ def trained(tmp_path_factory):
 
     from tinyllm.checkpoint import save_model
     from tinyllm.config import ModelConfig
-    from tinyllm.model import GPT
-    from tinyllm.runtime.templates import format_prompt
+    from tinyllm.models.decoder import GPT
+    from tinyllm.data.templates import format_prompt
     from tinyllm.tokenizer import BPETokenizer
 
     d = tmp_path_factory.mktemp("instruct")
@@ -77,7 +77,7 @@ def test_generate_prints_only_the_response(trained):
 
 
 def test_engine_passes_the_input_through_the_template(trained):
-    from tinyllm.runtime.engine import open_engine
+    from tinyllm.engines import open_engine
     from tinyllm.runtime.sampling import SamplingConfig
 
     engine = open_engine(trained[0] / "ft")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tinyllm.config import ModelConfig, preset
-from tinyllm.model import GPT
+from tinyllm.models.decoder import GPT
 
 
 def tiny(**kw) -> GPT:

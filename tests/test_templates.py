@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from tinyllm.config import ConfigError
-from tinyllm.runtime import templates
-from tinyllm.runtime.templates import (TemplateError, extract_response, format_prompt,
+from tinyllm.data import templates
+from tinyllm.data.templates import (TemplateError, extract_response, format_prompt,
                                        load_template, response_prefix, stop_strings)
 
 BOOK_PREAMBLE = ("Below is an instruction that describes a task. Write a response that "
@@ -102,6 +102,6 @@ def test_stop_strings_cut_the_stream_with_the_real_streamer():
 
 
 def test_templates_module_imports_without_torch():
-    code = ("import sys, tinyllm.runtime.templates as t; t.format_prompt(None, 'x'); "
+    code = ("import sys, tinyllm.data.templates as t; t.format_prompt(None, 'x'); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from tinyllm.config import TrainConfig
-from tinyllm.train.lm import train_lm
+from tinyllm.train.pretrain import train_lm
 from tinyllm.train.runconfig import load_run
 
 from conftest import SHARED_DATA
@@ -50,7 +50,7 @@ def test_short_run_lowers_the_loss_and_writes_a_model_directory(corpus, tmp_path
     assert done["val_loss"] < first["loss"] - 0.6   # it learned something (unigram level at least)
     assert done["reason"] == "finished" and done["step"] == 60
     from tinyllm.checkpoint import load_model, load_tokenizer
-    from tinyllm.generate import SamplingConfig, generate_text
+    from tinyllm.engines.torch_engine import SamplingConfig, generate_text
 
     model, tok = load_model(out), load_tokenizer(out)
     assert model.meta["train"]["step"] == 60 and model.meta["tokenizer"]["type"] == "char"
@@ -203,7 +203,7 @@ def test_time_budget_stops_the_run_and_ends_the_decay(corpus, tmp_path):
 
 def test_adamw_decays_matrices_only():
     from tinyllm.config import ModelConfig
-    from tinyllm.model import GPT
+    from tinyllm.models.decoder import GPT
     from tinyllm.train.optim import make_optimizer
 
     model = GPT(ModelConfig(vocab_size=10, context_length=8, n_layer=1, n_head=1, n_embd=8))

@@ -208,7 +208,7 @@ def test_conversation_round_trip_and_bad_file(tmp_path):
 
 
 def test_real_engine_on_a_tiny_model(tiny_lm_dir):
-    """The default engine factory (tinyllm.runtime.engine.open_engine) streams a real model."""
+    """The default engine factory (tinyllm.engines.open_engine) streams a real model."""
     async def scenario():
         app = TinyLLMApp(model=str(tiny_lm_dir))
         async with app.run_test(size=SIZE) as pilot:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tinyllm import modeldir
 from tinyllm_tui.app import TinyLLMApp
-from tinyllm_tui.metrics import MetricsFollower, RunState
+from tinyllm_tui.run_log import MetricsFollower, RunState
 from tinyllm_tui.runner import TrainProcess
 
 from tui_fakes import FakeRun, text_of, wait_for

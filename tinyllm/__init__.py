@@ -8,14 +8,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "GPT": "tinyllm.model",
-    "KVCache": "tinyllm.model",
+    "GPT": "tinyllm.models.decoder",
+    "KVCache": "tinyllm.models.decoder",
     "ModelConfig": "tinyllm.config",
     "load_model": "tinyllm.checkpoint",
     "save_model": "tinyllm.checkpoint",
     "load_tokenizer": "tinyllm.checkpoint",
-    "generate": "tinyllm.generate",
-    "generate_text": "tinyllm.generate",
+    "generate": "tinyllm.engines.torch_engine",
+    "generate_text": "tinyllm.engines.torch_engine",
     "SamplingConfig": "tinyllm.runtime.sampling",
 }
 

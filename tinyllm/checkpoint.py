@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from tinyllm import modeldir
 from tinyllm.atomic import atomic_path
 from tinyllm.config import ConfigError, ModelConfig, to_dict, write_yaml
-from tinyllm.model import GPT
+from tinyllm.models.decoder import GPT
 from tinyllm.tokenizer import Tokenizer, from_spec
 
 
@@ -61,7 +61,7 @@ def write_meta(out: str | Path, config: ModelConfig, tokenizer: Tokenizer, task:
                extra: dict[str, Any] | None = None) -> None:
     """Write the tokenizer files and config.yaml (last: the weights must already be in place).
 
-    Used by :func:`save_model` and by writers that stream weights to disk (tinyllm.gpt2).
+    Used by :func:`save_model` and by writers that stream weights to disk (tinyllm.convert.gpt2).
     """
     out = Path(out)
     tokenizer.save(out)

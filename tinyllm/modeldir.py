@@ -19,6 +19,9 @@ DEFAULT_LM = "shakespeare-char"
 DEFAULT_CLASSIFIER = "sms-spam"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
+FP32_FILE = "model.onnx"          # the float32 graph written by `tinyllm export-onnx`
+INT8_FILE = "model.int8.onnx"     # the graph with quantized weights (--int8)
+ONNX_GRAPHS = {"int8": INT8_FILE, "fp32": FP32_FILE}  # precision -> file, preferred first
 
 
 class ModelNotFound(ConfigError):
@@ -80,12 +83,18 @@ class ModelInfo:
         return (self.meta.get("tokenizer") or {}).get("type", "gpt2")
 
     @property
+    def onnx_graphs(self) -> list[str]:
+        """The exported graphs this directory holds, by precision ("int8", "fp32"), preferred
+        first: the one answer `tinyllm models`, `tinyllm info` and the TUI show."""
+        return onnx_graphs(self.path)
+
+    @property
     def has_onnx(self) -> bool:
-        return (self.path / "model.onnx").is_file()
+        return "fp32" in self.onnx_graphs
 
     @property
     def has_int8(self) -> bool:
-        return (self.path / "model.int8.onnx").is_file()
+        return "int8" in self.onnx_graphs
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
@@ -100,6 +109,11 @@ class ModelInfo:
             "flops_per_token": cfg.flops_per_token(), "labels": self.meta.get("labels"),
             "onnx": self.has_onnx, "int8": self.has_int8, "size_bytes": self.size_bytes(),
         }
+
+
+def onnx_graphs(path: str | Path) -> list[str]:
+    """Which ONNX graphs the model directory ``path`` holds ("int8", "fp32"), preferred first."""
+    return [p for p, name in ONNX_GRAPHS.items() if (Path(path) / name).is_file()]
 
 
 def read_info(path: str | Path, source: str = "path") -> ModelInfo:

@@ -32,10 +32,10 @@ def _lazy(ref: str) -> Callable[[], Screen]:
 
 
 def default_engine_factory(model: str | None, backend: str | None):
-    """Open a model with :func:`tinyllm.runtime.engine.open_engine` (torch loads here, lazily)."""
-    from tinyllm.runtime.engine import open_engine
+    """Open a model with :func:`tinyllm.engines.open_engine` (torch loads here, lazily)."""
+    from tinyllm.engines import open_engine
 
-    return open_engine(model, backend=backend, quiet=True)
+    return open_engine(model, backend=backend)
 
 
 class TinyLLMApp(App):

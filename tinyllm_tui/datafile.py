@@ -92,7 +92,7 @@ def token_stats(counts: list[int], bins: int = 40) -> TokenStats:
 
 def instruction_text(instruction: str, input: str = "", output: str = "") -> str:
     """An instruction example as the model reads it: the default prompt template, then the response."""
-    from tinyllm.runtime.templates import format_prompt, load_template
+    from tinyllm.data.templates import format_prompt, load_template
 
     if not _TEMPLATE:   # read the template file once, not once per row
         _TEMPLATE.append(load_template(None))

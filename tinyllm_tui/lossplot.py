@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyllm.atomic import atomic_path
-from tinyllm_tui.metrics import RunState
+from tinyllm_tui.run_log import RunState
 
 
 def write_loss_png(state: RunState, path: str | Path, title: str = "") -> Path:

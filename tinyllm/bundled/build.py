@@ -8,7 +8,7 @@
   ``bundled/data/tinyshakespeare.txt`` with the training loop of ``tinyllm train`` (the recipe is
   the ``shakespeare-char-10min`` preset with a fixed step count, :data:`SHAKESPEARE_STEPS`).
 - ``sms-spam``: the default classifier, trained from scratch on ``bundled/data/SMSSpamCollection.tsv``
-  by :func:`tinyllm.tasks.classify.build_sms_spam`.
+  by :func:`tinyllm.bundled.sms_spam.build`.
 
 Each model is built in a staging folder and swapped in only when complete, so an interrupted build
 leaves the previous model in place. All bundled models together must stay under 10 MB.
@@ -51,7 +51,7 @@ def build_shakespeare(out_dir: Path, max_steps: int | None = None, threads: int 
     import torch
 
     from tinyllm.checkpoint import load_model, load_tokenizer, save_model
-    from tinyllm.train.lm import train_lm
+    from tinyllm.train.pretrain import train_lm
     from tinyllm.train.runconfig import load_run
 
     steps = max_steps or SHAKESPEARE_STEPS
@@ -80,14 +80,12 @@ def build_shakespeare(out_dir: Path, max_steps: int | None = None, threads: int 
 
 def build_sms_spam(out_dir: Path, max_steps: int | None = None, threads: int = 0,
                    quiet: bool = False) -> dict[str, Any]:
-    """The SMS spam classifier (recipe, fixed seed and step count: tinyllm.tasks.classify)."""
-    from tinyllm.tasks.classify import build_sms_spam as build
+    """The SMS spam classifier (recipe and fixed seed: :mod:`tinyllm.bundled.sms_spam`).
 
-    if threads:
-        import torch
+    ``threads`` 0 means the recipe's own count (:data:`tinyllm.bundled.sms_spam.THREADS`)."""
+    from tinyllm.bundled import sms_spam
 
-        torch.set_num_threads(threads)
-    return build(out_dir, quiet=quiet)
+    return sms_spam.build(out_dir, quiet=quiet, threads=threads or sms_spam.THREADS)
 
 
 def export_int8(model_dir: Path, quiet: bool = False) -> dict[str, Any]:

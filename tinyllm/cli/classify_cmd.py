@@ -117,9 +117,10 @@ def classify(model, fmt, batch_size, backend):
       tinyllm classify --format jsonl < msgs.txt > labels.jsonl
       tail -f chat.log | tinyllm classify --batch-size 16
     """
-    from tinyllm.runtime.engine import open_engine
+    from tinyllm.cli.notes import note
+    from tinyllm.engines import open_engine
 
-    engine = open_engine(model, backend, default=modeldir.DEFAULT_CLASSIFIER)
+    engine = open_engine(model, backend, default=modeldir.DEFAULT_CLASSIFIER, log=note)
     labels = engine.labels
     if not labels:
         raise UserError(f"{engine.info.path}: not a classifier (task {engine.task}); "

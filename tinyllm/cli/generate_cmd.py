@@ -53,9 +53,10 @@ def make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty,
 
 def open_for_decoding(model, backend):
     """open_engine, plus the thread count that suits batch-1 decoding on torch."""
-    from tinyllm.runtime.engine import open_engine
+    from tinyllm.cli.notes import note
+    from tinyllm.engines import open_engine
 
-    engine = open_engine(model, backend)
+    engine = open_engine(model, backend, log=note)
     if engine.backend == "torch":
         engine.use_decode_threads()
     return engine

@@ -45,14 +45,14 @@ def import_gpt2(name_or_path, out, dtype, n_head, force, as_json):
       tinyllm import-gpt2 ~/Downloads/gpt2-folder -o models/gpt2
       tinyllm generate --model models/gpt2 "The meaning of life is"
     """
-    from tinyllm import gpt2_hub
+    from tinyllm.convert import hub as gpt2_hub
 
     t0 = time.perf_counter()
     located = None
     if name_or_path in gpt2_hub.HUB_REPOS and not Path(name_or_path).expanduser().exists():
         located = gpt2_hub.download(name_or_path, _log)  # offline: fails before torch is imported
 
-    from tinyllm.gpt2 import import_gpt2 as run, torch_dtype
+    from tinyllm.convert.gpt2 import import_gpt2 as run, torch_dtype
 
     summary = run(name_or_path, out, torch_dtype(dtype), n_head, force, _log, located)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
@@ -81,7 +81,7 @@ def export_hf(model, out, dtype, force, as_json):
     Example:
       tinyllm export-hf models/gpt2 -o hf/gpt2
     """
-    from tinyllm.gpt2 import export_hf as run, torch_dtype
+    from tinyllm.convert.gpt2 import export_hf as run, torch_dtype
 
     summary = run(model, out, torch_dtype(dtype), force, _log)
     _log(f"exported {summary['params'] / 1e6:.1f}M parameters to {out}")

@@ -59,7 +59,7 @@ def train(config, preset, data, tokenizer, out, max_steps, eval_every, save_ever
     run = load_run(config, preset, data=data, tokenizer=tokenizer, out=out, max_steps=max_steps,
                    eval_every=eval_every, save_every=save_every, seed=seed, sets=sets, resume=resume)
     from tinyllm.train import ddp
-    from tinyllm.train.lm import train_lm
+    from tinyllm.train.pretrain import train_lm
 
     done = train_lm(run, resume=resume, overwrite=overwrite, quiet=quiet)
     if ddp.info().is_main:

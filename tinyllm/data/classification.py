@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyllm.tasks.base import DataError
+from tinyllm.errors import DataError
 
 FORMATS = ("tsv", "csv", "jsonl", "json")
 _SUFFIXES = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",

@@ -22,8 +22,8 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from tinyllm.errors import UserError
-from tinyllm.tasks.base import DataError
-from tinyllm.runtime.templates import Template, format_prompt, load_template
+from tinyllm.errors import DataError
+from tinyllm.data.templates import Template, format_prompt, load_template
 from tinyllm.tokenizer import Tokenizer
 
 IGNORE_INDEX = -100
@@ -191,6 +191,6 @@ def trainable(examples: Sequence[Example], max_length: int, mask_prompt: bool
 def batches(examples: Sequence[Example], batch_size: int, pad_id: int, max_length: int | None = None,
             mask_prompt: bool = False) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """One pass over ``examples`` in order, ``batch_size`` at a time (for evaluation; training
-    draws its batches through :class:`tinyllm.data.sampling.StepBatches`)."""
+    draws its batches through :class:`tinyllm.data.batching.StepBatches`)."""
     for i in range(0, len(examples), batch_size):
         yield collate(examples[i:i + batch_size], pad_id, max_length, mask_prompt)

@@ -39,7 +39,7 @@ from tinyllm.errors import RunFailed, UserError
 from tinyllm.export import AUTO_CANDIDATES, FP32_FILE, INT8_FILE, QUANT_CHOICES
 from tinyllm.export.onnx_passes import (files_of, fold_constant_transposes, optimize_graph,
                                         quantize, quiet, save_onnx, tanh_gelu_to_fastgelu)
-from tinyllm.model import GPT
+from tinyllm.models.decoder import GPT
 
 OPSET = 20                        # LayerNormalization (17) and Gelu with tanh (20) as single ops
 TWO_GB = 2 ** 31                  # protobuf's limit: bigger graphs keep weights in external data

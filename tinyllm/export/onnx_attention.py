@@ -4,14 +4,14 @@ Exported the plain way, each layer's attention is ~20 small ONNX nodes (reshapes
 cache Concat, two MatMuls, a masked Softmax), and every decode step copies the whole cache into a
 new, longer ``present`` tensor. ONNX Runtime's ``com.microsoft.GroupQueryAttention`` does all of it
 in one CPU kernel, and when ``past_key`` and ``present_key`` are the *same* buffer (bound so by
-:class:`tinyllm.runtime.lm.OnnxDecoder`) it writes the new positions in place: nothing is copied or
+:class:`tinyllm.runtime.onnx_decoder.OnnxDecoder`) it writes the new positions in place: nothing is copied or
 allocated per step. With as many key/value heads as query heads it is GPT-2's multi-head attention.
 ORT's transformer optimizer only fuses the attention pattern of Hugging Face's GPT-2 export, so
 tinyllm emits the operator itself:
 
 * torch side: the custom op ``tinyllm::attention(q, k, v, past_k, past_v, seqlens_k, total,
   n_head) -> (y, present_k, present_v)``. Its eager implementation (used only to check the export)
-  is the cache-offset causal SDPA of :class:`tinyllm.model.GPT`, with ``present = cat(past, new)``:
+  is the cache-offset causal SDPA of :class:`tinyllm.models.decoder.GPT`, with ``present = cat(past, new)``:
   GroupQueryAttention's behaviour when the buffers are not shared.
 * ONNX side: a translation for ``torch.onnx.export(dynamo=True)``. onnxscript needs an operator
   schema to emit a node and ``onnx`` knows no com.microsoft schemas, so a minimal one is registered

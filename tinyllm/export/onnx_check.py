@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from tinyllm.runtime.lm import OnnxDecoder
+from tinyllm.runtime.onnx_decoder import OnnxDecoder
 
 INT8_MIN_AGREEMENT = 0.97      # top-1 next token the same as the float graph's, at least this often
 INT8_MAX_LOSS_INCREASE = 0.02  # validation loss at most this much higher (relative)

@@ -1,48 +1,45 @@
-"""One way for the CLI and the TUI to run a model, on torch or on ONNX Runtime.
+"""What a loaded model can do, whatever runs it: the :class:`Engine` base class.
 
-``open_engine(name_or_path, backend)`` finds the model directory and returns an :class:`Engine`.
 Every engine has ``info``, ``meta``, ``tokenizer``, ``backend``, ``labels``, ``task``,
 ``generate(prompt, cfg) -> Iterator[str]`` and, for classifiers, ``classify(texts) -> probs``.
 A backend only supplies ``prefill(ids)`` / ``step(token)`` (next-token logits as numpy); the
 sampling loop, instruct templates and UTF-8-safe streaming are shared here.
 
-:class:`OnnxEngine` runs ``model.int8.onnx`` when the directory has one (``tinyllm export-onnx
---int8`` wrote it, so the user asked for it), else ``model.onnx``; ``precision="fp32"`` (or the
-environment variable ``TINYLLM_ONNX_PRECISION=fp32``) picks the float graph.
-
-This module imports no torch: the torch backend (:mod:`tinyllm.engine_torch`) is imported only when
-it is chosen.
+The backends: :class:`tinyllm.runtime.onnx_engine.OnnxEngine` (numpy + onnxruntime) and
+:class:`tinyllm.engines.torch_engine.TorchEngine`; :func:`tinyllm.engines.open_engine` chooses.
+This module imports no torch.
 """
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from tinyllm import modeldir
 from tinyllm.errors import UserError
-from tinyllm.export import FP32_FILE, INT8_FILE
 from tinyllm.runtime.sampling import SamplingConfig, generate_ids, stream_text
 from tinyllm.tokenizer import Tokenizer, from_spec
 
-BACKENDS = ("torch", "onnx")
+Log = Callable[[str], None]
+
+
+def no_log(message: str) -> None:
+    """The default ``log=`` callback: library code never prints."""
 
 
 class Engine:
-    """What a loaded model can do, whatever runs it. Subclasses set ``backend`` and the two hooks."""
+    """What a loaded model can do. Subclasses set ``backend`` and the two hooks."""
 
     backend: str = ""
 
-    def __init__(self, info: modeldir.ModelInfo):
+    def __init__(self, info: modeldir.ModelInfo, log: Log | None = None):
         self.info = info
         self.meta: dict = info.meta
         self.task: str = info.task
         self.labels: list[str] | None = info.meta.get("labels")
         self.tokenizer: Tokenizer = from_spec(info.meta.get("tokenizer"), info.path)
         self.context_length: int = info.model_config.context_length
+        self.log: Log = log or no_log
 
     # ---- backend hooks ------------------------------------------------------------------------
     def prefill(self, ids: list[int]) -> np.ndarray:
@@ -65,7 +62,7 @@ class Engine:
         (``prompt`` is the instruction, ``input`` its optional input)."""
         stops = list(cfg.stop)
         if self.task == "instruct":
-            from tinyllm.runtime import templates
+            from tinyllm.data import templates
 
             prompt = templates.format_prompt(self.template, prompt, input)
             stops += [s for s in templates.stop_strings(self.template) if s not in stops]
@@ -88,93 +85,3 @@ class Engine:
         """Class probabilities (N, n_classes) for classifier models."""
         raise UserError(f"{self.info.path}: the {self.backend} backend cannot classify with this "
                         f"model (task {self.task})")
-
-
-ONNX_GRAPHS = {"int8": INT8_FILE, "fp32": FP32_FILE}
-PRECISIONS = ("auto", "fp32", "int8")
-
-
-def onnx_graph(path: Path, precision: str | None = None) -> Path | None:
-    """The graph an ONNX engine runs for the model directory ``path`` (None: it has none).
-
-    "auto" (the default, or ``$TINYLLM_ONNX_PRECISION``) prefers the int8 graph when present.
-    """
-    precision = precision or os.environ.get("TINYLLM_ONNX_PRECISION") or "auto"
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown ONNX precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    for p in (["int8", "fp32"] if precision == "auto" else [precision]):
-        if (path / ONNX_GRAPHS[p]).is_file():
-            return path / ONNX_GRAPHS[p]
-    return None
-
-
-class OnnxEngine(Engine):
-    """A model directory's exported graph on ONNX Runtime (numpy + onnxruntime, no torch)."""
-
-    backend = "onnx"
-
-    def __init__(self, info: modeldir.ModelInfo, precision: str | None = None,
-                 threads: int | None = None):
-        from tinyllm.runtime.session import open_session
-
-        super().__init__(info)
-        graph = onnx_graph(info.path, precision)
-        if graph is None:
-            flag = " --int8" if precision == "int8" else ""
-            raise UserError(f"{info.path}: no {ONNX_GRAPHS.get(precision or '', 'model.onnx')}; "
-                            f"run `tinyllm export-onnx {info.path}{flag}` first or use --backend torch")
-        self.graph = graph
-        self.session = open_session(graph, threads)
-        props = self.session.get_modelmeta().custom_metadata_map
-        self.precision = "fp32" if props.get("tinyllm.quant", "none") == "none" else "int8"
-        saved = props.get("tinyllm.saved_at")
-        if saved and saved != str(self.meta.get("saved_at")):
-            print(f"warning: {graph} was exported from other weights (saved {saved}); run "
-                  f"`tinyllm export-onnx {info.path}` again", file=sys.stderr)
-        inputs = {i.name for i in self.session.get_inputs()}
-        self.kind = props.get("tinyllm.kind") or ("classify" if "lengths" in inputs else "lm")
-        if self.kind == "classify":
-            from tinyllm.runtime.classifier import OnnxClassifier
-
-            self.classifier = OnnxClassifier(self.session, self.tokenizer, self.context_length)
-        else:
-            from tinyllm.runtime.lm import OnnxDecoder
-
-            self.decoder = OnnxDecoder(self.session, max_len=self.context_length)
-
-    def prefill(self, ids: list[int]) -> np.ndarray:
-        if self.kind != "lm":
-            return super().prefill(ids)
-        return self.decoder.prefill(ids)
-
-    def step(self, token: int) -> np.ndarray:
-        return self.decoder.step(token)
-
-    def classify(self, texts: list[str]) -> np.ndarray:
-        if self.kind != "classify" or not self.labels:
-            return super().classify(texts)
-        return self.classifier.classify(texts)
-
-
-def open_engine(name_or_path: str | Path | None = None, backend: str | None = None,
-                default: str = modeldir.DEFAULT_LM, quiet: bool = False,
-                precision: str | None = None) -> Engine:
-    """An engine for a model by path or name (None: ``default``).
-
-    ``backend`` None picks "onnx" when the directory has an exported graph (and says so on
-    stderr), else "torch". ``precision`` ("auto", "fp32", "int8") chooses the ONNX graph.
-    """
-    info = modeldir.find(name_or_path, default)
-    if backend is None:
-        graph = onnx_graph(info.path, precision)
-        backend = "onnx" if graph is not None else "torch"
-        if graph is not None and not quiet:
-            print(f"using the onnx backend ({graph.name} found); --backend torch to override",
-                  file=sys.stderr)
-    if backend == "torch":
-        from tinyllm.engine_torch import TorchEngine
-
-        return TorchEngine(info)
-    if backend == "onnx":
-        return OnnxEngine(info, precision)
-    raise UserError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")

@@ -22,9 +22,8 @@ from tinyllm.config import read_yaml, write_yaml
 from tinyllm.data import classification as cdata
 from tinyllm.data.classification import Example
 from tinyllm.errors import UserError
-from tinyllm.runtime.textbatch import encode_texts, pad_ids
 from tinyllm.tasks.base import DataError, Task
-from tinyllm.tasks.metrics import classification_metrics, format_classification
+from tinyllm.tasks.classification_metrics import classification_metrics, format_classification
 
 _COLUMNS = (
     click.Option(["--text-col"], default=None,
@@ -195,7 +194,7 @@ class ClassifyTask(Task):
     # ---- evaluation and answers ---------------------------------------------------------------
     def evaluate(self, model_dir, data, text_col=None, label_col=None, batch_size=None,
                  backend=None, **_: Any) -> dict[str, Any]:
-        from tinyllm.runtime.engine import open_engine
+        from tinyllm.engines import open_engine
 
         engine = open_engine(model_dir, backend, default=modeldir.DEFAULT_CLASSIFIER)
         labels = engine.labels
@@ -250,26 +249,4 @@ def predict(engine, texts: list[str], batch_size: int = 64) -> np.ndarray:
     return probs
 
 
-def encode_examples(tokenizer, examples: list[Example], labels: list[str], context_length: int):
-    """Token rows and class ids of examples (rows are truncated later, per batch)."""
-    index = {x: i for i, x in enumerate(labels)}
-    rows = [r[:context_length] for r in encode_texts(tokenizer, [e.text for e in examples])]
-    return rows, np.array([index[e.label] for e in examples], dtype=np.int64)
-
-
-def collate(rows: list[list[int]], y: np.ndarray, context_length: int, pad: int):
-    """(ids (B,T), lengths (B,), y (B,)) tensors for a batch of token rows."""
-    import torch
-
-    ids, lengths = pad_ids(rows, context_length, pad)
-    return torch.from_numpy(ids), torch.from_numpy(lengths), torch.from_numpy(np.asarray(y))
-
-
-def build_sms_spam(out_dir: str | Path, quiet: bool = False) -> dict[str, Any]:
-    """Train the bundled SMS spam classifier (see :mod:`tinyllm.tasks.sms_spam`)."""
-    from tinyllm.tasks.sms_spam import build
-
-    return build(out_dir, quiet=quiet)
-
-
-__all__ = ["ClassifyTask", "predict", "build_sms_spam"]
+__all__ = ["ClassifyTask", "predict"]

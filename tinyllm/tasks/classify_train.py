@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from tinyllm.data.classification import Example
-from tinyllm.data.sampling import EpochSampler
+from tinyllm.data.batching import EpochSampler
 from tinyllm.errors import UserError
-from tinyllm.lora import merge_lora, set_trainable
-from tinyllm.model import GPT
-from tinyllm.runtime.textbatch import pad_id_of
+from tinyllm.models.lora import merge_lora, set_trainable
+from tinyllm.models.decoder import GPT
+from tinyllm.runtime.textbatch import encode_texts, pad_id_of, pad_ids
 
 
 @dataclass
@@ -102,8 +102,7 @@ class Run:
     def fit(self) -> dict:
         """Train; the best checkpoint (lowest validation loss) ends up as the model in ``out``."""
         from tinyllm.config import TrainConfig
-        from tinyllm.data.sampling import StepBatches
-        from tinyllm.tasks.classify import collate, encode_examples
+        from tinyllm.data.batching import StepBatches
         from tinyllm.train import ddp
         from tinyllm.train.trainer import Trainer
 
@@ -196,8 +195,6 @@ class LengthGroupedSampler(EpochSampler):
 def score(model: GPT, rows: list[list[int]], y: np.ndarray, ctx: int, pad: int,
           batch_size: int = 64) -> tuple[float, float]:
     """(mean loss, accuracy) of a classifier over token rows."""
-    from tinyllm.tasks.classify import collate
-
     if not rows:
         return 0.0, 0.0
     device = next(model.parameters()).device
@@ -210,3 +207,18 @@ def score(model: GPT, rows: list[list[int]], y: np.ndarray, ctx: int, pad: int,
         loss_sum += F.cross_entropy(logits, t, reduction="sum").item()
         correct += (logits.argmax(-1) == t).sum().item()
     return loss_sum / len(rows), correct / len(rows)
+
+
+def encode_examples(tokenizer, examples: list[Example], labels: list[str], context_length: int):
+    """Token rows and class ids of examples (rows are truncated later, per batch)."""
+    index = {x: i for i, x in enumerate(labels)}
+    rows = [r[:context_length] for r in encode_texts(tokenizer, [e.text for e in examples])]
+    return rows, np.array([index[e.label] for e in examples], dtype=np.int64)
+
+
+def collate(rows: list[list[int]], y: np.ndarray, context_length: int, pad: int):
+    """(ids (B,T), lengths (B,), y (B,)) tensors for a batch of token rows."""
+    import torch
+
+    ids, lengths = pad_ids(rows, context_length, pad)
+    return torch.from_numpy(ids), torch.from_numpy(lengths), torch.from_numpy(np.asarray(y))

@@ -41,7 +41,7 @@ def base_model(ref: str | None, preset_name: str | None = None):
     with random weights and the GPT-2 tokenizer."""
     from tinyllm.checkpoint import load_model, load_tokenizer
     from tinyllm.config import PRESETS, preset
-    from tinyllm.model import GPT
+    from tinyllm.models.decoder import GPT
     from tinyllm.tokenizer import get_gpt2
 
     if ref and preset_name:
@@ -129,10 +129,10 @@ class InstructTask(Task):
         from tinyllm.checkpoint import save_model
         from tinyllm.config import TrainConfig
         from tinyllm.data import instruction as ins
-        from tinyllm.data.sampling import EpochSampler, StepBatches
-        from tinyllm.runtime.templates import load_template
+        from tinyllm.data.batching import EpochSampler, StepBatches
+        from tinyllm.data.templates import load_template
         from tinyllm.train import Trainer, TrainProgress
-        from tinyllm.train.lm import prepare_out
+        from tinyllm.train.pretrain import prepare_out
 
         out = Path(out)
         entries = self.read_data(data)
@@ -221,7 +221,7 @@ class InstructTask(Task):
         import torch
 
         from tinyllm.data import instruction as ins
-        from tinyllm.runtime.engine import open_engine
+        from tinyllm.engines import open_engine
         from tinyllm.runtime.sampling import SamplingConfig
         from tinyllm.tasks.judge import Judge
 
@@ -258,7 +258,7 @@ class InstructTask(Task):
 
         metrics: dict[str, Any] = {"loss": loss, "val_loss": val_loss}
         if judge_url:
-            from tinyllm.runtime.templates import format_prompt
+            from tinyllm.data.templates import format_prompt
 
             judge = Judge(judge_url, judge_model)
             for row in progress(rows, "judging"):
@@ -309,9 +309,9 @@ def mean_loss(model, examples, pad_id: int, max_len: int, mask_prompt: bool,
 
 def respond(model, tokenizer, template, entry, max_new_tokens: int = 256) -> str:
     """Greedy response of a torch model to one entry (used for the samples during training)."""
-    from tinyllm.generate import generate_text
+    from tinyllm.engines.torch_engine import generate_text
     from tinyllm.runtime.sampling import SamplingConfig
-    from tinyllm.runtime.templates import extract_response, format_prompt, stop_strings
+    from tinyllm.data.templates import extract_response, format_prompt, stop_strings
 
     cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0,
                          stop=stop_strings(template))
@@ -321,7 +321,7 @@ def respond(model, tokenizer, template, entry, max_new_tokens: int = 256) -> str
 
 def answer_text(engine, instruction: str, input: str, cfg) -> str:
     """An instruct engine's whole response (greedy with ``cfg``), stripped."""
-    from tinyllm.runtime.templates import extract_response
+    from tinyllm.data.templates import extract_response
 
     return extract_response(engine.template, "".join(engine.generate(instruction, cfg, input=input)))
 

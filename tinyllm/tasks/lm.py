@@ -1,7 +1,7 @@
 """The ``lm`` task: next-token prediction on plain text.
 
 Fine-tuning continues training a model on a new corpus through the pretraining code
-(:mod:`tinyllm.train.lm`, the same as ``tinyllm train`` with ``init_from``); evaluation reports the
+(:mod:`tinyllm.train.pretrain`, the same as ``tinyllm train`` with ``init_from``); evaluation reports the
 loss and perplexity over the whole text file in context-length windows.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ class LMTask(Task):
     def finetune(self, data, out, model=None, max_steps=500, lr=3e-4, batch_size=None, seq_len=0,
                  resume=False, quiet=False, **_: Any) -> dict[str, Any]:
         from tinyllm.config import TrainConfig
-        from tinyllm.train.lm import train_lm
+        from tinyllm.train.pretrain import train_lm
         from tinyllm.train.runconfig import RunConfig
 
         if not model:

@@ -7,7 +7,7 @@ from __future__ import annotations
 _LAZY = {
     "Trainer": "tinyllm.train.trainer",
     "lr_at": "tinyllm.train.schedule",
-    "train_lm": "tinyllm.train.lm",
+    "train_lm": "tinyllm.train.pretrain",
     "load_run": "tinyllm.train.runconfig",
     "RunConfig": "tinyllm.train.runconfig",
     "TrainProgress": "tinyllm.train.progress",

@@ -106,7 +106,7 @@ class LoopStepper:
 
     def __init__(self, model, cfg, batches: Callable, out_dir: str | Path,
                  loss_fn: Callable | None = None):
-        from tinyllm.train.lm import lm_loss
+        from tinyllm.train.pretrain import lm_loss
         from tinyllm.train.trainer import Trainer
 
         self.trainer = Trainer(model, cfg, batches, loss_fn or lm_loss, out_dir)
@@ -135,7 +135,7 @@ def summarize(times: list[float], tokens_per_step: int, flops_per_token: int, pe
 
 def random_batches(span, cfg, seq_len: int, name: str = "corpus"):
     """``batches(step, micro)`` of random ``seq_len`` windows of a token span (this rank's share)."""
-    from tinyllm.data.sampling import RandomSampler, StepBatches
+    from tinyllm.data.batching import RandomSampler, StepBatches
     from tinyllm.data.text import SlidingWindowDataset
     from tinyllm.train import ddp
 
@@ -153,9 +153,9 @@ def bench_run(run, steps: int = 10, warmup: int = 2, quiet: bool = False,
     the Trainer's files go to a temporary directory.
     """
     from tinyllm.data.text import prepare_tokens, split_tokens
-    from tinyllm.model import GPT
+    from tinyllm.models.decoder import GPT
     from tinyllm.train import ddp
-    from tinyllm.train.lm import build_tokenizer
+    from tinyllm.train.pretrain import build_tokenizer
 
     cfg = run.train
     log = log or (lambda s: None)

@@ -19,7 +19,7 @@ from textual.widgets import Button, Input, Label, ProgressBar, RichLog, Select, 
 from tinyllm import modeldir
 from tinyllm.config import PRESETS
 from tinyllm_tui.fmt import describe_error, fmt_seconds, pretty_path
-from tinyllm_tui.metrics import MetricsFollower, RunState, downsample, metrics_path
+from tinyllm_tui.run_log import MetricsFollower, RunState, downsample, metrics_path
 from tinyllm_tui.runner import RunSpec, TrainProcess
 from tinyllm_tui.screens.base import TinyScreen
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from tinyllm.data.classification import Example, read_text
-from tinyllm.tasks.base import DataError
+from tinyllm.errors import DataError
 from tinyllm.tasks.classify import ClassifyTask
 
 SAMPLE = Path(__file__).parent / "data" / "hvac_status.jsonl"

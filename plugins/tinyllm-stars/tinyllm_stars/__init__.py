@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyllm.data.classification import Example, read_text
-from tinyllm.tasks.base import DataError
+from tinyllm.errors import DataError
 from tinyllm.tasks.classify import ClassifyTask
 
 SAMPLE = Path(__file__).parent / "data" / "reviews.ft"

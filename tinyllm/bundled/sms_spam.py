@@ -19,19 +19,21 @@ from typing import Any
 from tinyllm import modeldir
 from tinyllm.config import read_yaml, write_yaml
 
-DATA = Path(__file__).resolve().parents[1] / "bundled" / "data" / "SMSSpamCollection.tsv"
+DATA = Path(__file__).resolve().parent / "data" / "SMSSpamCollection.tsv"
 DATA_NAME = "tinyllm/bundled/data/SMSSpamCollection.tsv"
 RECIPE: dict[str, Any] = dict(balance="undersample", train_left_out=True, class_weight="balanced",
                               split=(0.7, 0.1, 0.2), seed=123, epochs=4, batch_size=16, lr=5e-4,
                               dropout=0.1, pooling="last", preset="tiny", vocab_size=4096)
-# One torch thread: the result does not depend on the machine's core count (float sums are
-# ordered differently with more threads), and a model this small gains little from a second one.
+# One torch thread by default: the result does not depend on the machine's core count (float sums
+# are ordered differently with more threads), and a model this small gains little from a second one.
 THREADS = 1
 FILES = (modeldir.CONFIG, modeldir.WEIGHTS, "tokenizer.json", "test.jsonl")
 
 
-def build(out_dir: str | Path, quiet: bool = False, data: str | Path = DATA) -> dict[str, Any]:
-    """Train and write the model directory ``out_dir`` (float16 weights, its test split beside).
+def build(out_dir: str | Path, quiet: bool = False, data: str | Path = DATA,
+          threads: int = THREADS) -> dict[str, Any]:
+    """Train and write the model directory ``out_dir`` (float16 weights, its test split beside)
+    with ``threads`` torch threads.
 
     Returns the test report (``report["metrics"]["accuracy"]``, ``report["seconds"]``, ...).
     """
@@ -42,7 +44,7 @@ def build(out_dir: str | Path, quiet: bool = False, data: str | Path = DATA) -> 
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     try:
         with tempfile.TemporaryDirectory(prefix="tinyllm-sms-") as tmp:
             run = Path(tmp) / "run"
@@ -54,7 +56,7 @@ def build(out_dir: str | Path, quiet: bool = False, data: str | Path = DATA) -> 
     finally:
         torch.set_num_threads(threads)
     meta = read_yaml(out_dir / modeldir.CONFIG)
-    meta["train"].update(data=DATA_NAME, recipe="tinyllm.tasks.sms_spam.RECIPE",
+    meta["train"].update(data=DATA_NAME, recipe="tinyllm.bundled.sms_spam.RECIPE",
                          train_seconds=round(time.perf_counter() - t0, 1))
     write_yaml(out_dir / modeldir.CONFIG, meta)
     report.update(model=str(out_dir), data=DATA_NAME, seconds=round(time.perf_counter() - t0, 1))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyllm.config import TrainConfig, write_yaml
-from tinyllm.data.sampling import EpochSampler, RandomSampler, StepBatches
+from tinyllm.data.batching import EpochSampler, RandomSampler, StepBatches
 from tinyllm.data.text import (DataError, SlidingWindowDataset, default_cache_dir, iter_text_chunks,
                                prepare_tokens, split_tokens)
 from tinyllm.errors import UserError
@@ -133,7 +133,7 @@ def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok:
             out[f"{name}_loss"] = loss
             out[f"{name}_ppl"] = perplexity(loss)
         if cfg.sample_tokens and (dist.is_main or cfg.fsdp):  # FSDP: every rank runs the model
-            from tinyllm.generate import SamplingConfig, generate_text
+            from tinyllm.engines.torch_engine import SamplingConfig, generate_text
 
             sc = SamplingConfig(max_new_tokens=cfg.sample_tokens, temperature=0.8, top_k=200,
                                 seed=cfg.seed)
@@ -212,7 +212,7 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False, quie
         else:
             vocab = max(int(run.model.get("vocab_size") or 0), tok.vocab_size)
             model_cfg = run.model_config(vocab_size=vocab)
-            from tinyllm.model import GPT
+            from tinyllm.models.decoder import GPT
 
             model = GPT(model_cfg)
         seq_len = cfg.seq_len or model_cfg.context_length

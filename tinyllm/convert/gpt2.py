@@ -1,7 +1,7 @@
 """GPT-2 in Hugging Face format, in and out: ``import_gpt2`` and ``export_hf``.
 
 Hugging Face's GPT-2 (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``) maps onto
-:class:`tinyllm.model.GPT` tensor by tensor:
+:class:`tinyllm.models.decoder.GPT` tensor by tensor:
 
     wte / wpe                    -> tok_emb / pos_emb
     h.i.ln_1, h.i.ln_2, ln_f     -> blocks.i.ln1, blocks.i.ln2, ln_f
@@ -12,7 +12,7 @@ Hugging Face's GPT-2 (``config.json`` + ``model.safetensors`` or ``pytorch_model
 
 Names come with or without the ``transformer.`` prefix; the ``attn.bias``/``attn.masked_bias``
 buffers (causal masks) are skipped. The import streams: each tensor is read, transposed if needed and
-written before the next is read (see :mod:`tinyllm.gpt2_io`), so memory stays near one tensor.
+written before the next is read (see :mod:`tinyllm.convert.tensors`), so memory stays near one tensor.
 
 In-memory helpers for code that already holds a state dict (benchmarks, tests):
 :func:`from_hf_state_dict` and :func:`to_hf_state_dict`, with :func:`model_config_from_hf` and
@@ -33,8 +33,8 @@ from tinyllm import modeldir
 from tinyllm.atomic import atomic_write_text
 from tinyllm.checkpoint import CheckpointError, write_meta
 from tinyllm.config import ConfigError, ModelConfig
-from tinyllm.gpt2_io import ST_NAMES, WeightsReader, shard_files, write_safetensors
-from tinyllm.model import GPT
+from tinyllm.convert.tensors import ST_NAMES, WeightsReader, shard_files, write_safetensors
+from tinyllm.models.decoder import GPT
 from tinyllm.tokenizer import EOT, GPT2_DIR, Tokenizer, from_spec, get_gpt2
 
 # activation_function in config.json -> ModelConfig.gelu
@@ -334,7 +334,7 @@ def locate(name_or_path: str | Path, log: Log | None = None) -> dict[str, Any]:
     """Where a checkpoint's files are: {"config": Path|None, "weights": [Path], "source": {...}}.
 
     A folder, a lone .safetensors/.bin file (config.json beside it, if any), or a hub name
-    (downloaded through huggingface_hub; see :mod:`tinyllm.gpt2_hub`).
+    (downloaded through huggingface_hub; see :mod:`tinyllm.convert.hub`).
     """
     p = Path(name_or_path).expanduser()
     if p.is_dir():
@@ -350,7 +350,7 @@ def locate(name_or_path: str | Path, log: Log | None = None) -> dict[str, Any]:
         cfg = p.parent / "config.json"
         return {"config": cfg if cfg.is_file() else None, "weights": [p],
                 "source": {"type": "file", "path": str(p.resolve())}}
-    from tinyllm import gpt2_hub
+    from tinyllm.convert import hub as gpt2_hub
 
     if str(name_or_path) in gpt2_hub.HUB_REPOS:
         return gpt2_hub.download(str(name_or_path), log)

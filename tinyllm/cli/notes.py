@@ -1,0 +1,34 @@
+"""Notes for people on stderr: said once per process, and only to a terminal.
+
+Library code reports through ``log=`` callbacks; the CLI passes :func:`note` (or a function that
+prints unconditionally where a command always reports, like training's progress).
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+_SAID: set[str] = set()
+QUIET = False  # set by a command's -q/--quiet
+
+
+def note(message: str) -> None:
+    """Print ``message`` on stderr once per process, when stderr is a terminal and not -q.
+
+    Messages that start with "warning:" are shown to pipelines too (see :func:`warn`).
+    """
+    if message.startswith("warning:"):
+        return warn(message)
+    if QUIET or message in _SAID or not sys.stderr.isatty():
+        return
+    _SAID.add(message)
+    click.echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    """A warning the user must see: once per process, on stderr, terminal or not."""
+    if message in _SAID:
+        return
+    _SAID.add(message)
+    click.echo(message if message.startswith("warning:") else f"warning: {message}", err=True)

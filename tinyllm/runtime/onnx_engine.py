@@ -1,0 +1,83 @@
+"""A model directory's exported graph on ONNX Runtime (numpy + onnxruntime, no torch).
+
+:class:`OnnxEngine` runs ``model.int8.onnx`` when the directory has one (``tinyllm export-onnx
+--int8`` wrote it, so the user asked for it), else ``model.onnx``; ``precision="fp32"`` (or the
+environment variable ``TINYLLM_ONNX_PRECISION=fp32``) picks the float graph.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tinyllm import modeldir
+from tinyllm.errors import UserError
+from tinyllm.runtime.engine import Engine, Log
+
+PRECISIONS = ("auto", "fp32", "int8")
+
+
+def onnx_graph(path: Path, precision: str | None = None) -> Path | None:
+    """The graph an ONNX engine runs for the model directory ``path`` (None: it has none).
+
+    "auto" (the default, or ``$TINYLLM_ONNX_PRECISION``) prefers the int8 graph when present.
+    """
+    precision = precision or os.environ.get("TINYLLM_ONNX_PRECISION") or "auto"
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown ONNX precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    for p in (["int8", "fp32"] if precision == "auto" else [precision]):
+        if (path / modeldir.ONNX_GRAPHS[p]).is_file():
+            return path / modeldir.ONNX_GRAPHS[p]
+    return None
+
+
+class OnnxEngine(Engine):
+    """A model directory's exported graph on ONNX Runtime."""
+
+    backend = "onnx"
+
+    def __init__(self, info: modeldir.ModelInfo, precision: str | None = None,
+                 threads: int | None = None, log: Log | None = None):
+        from tinyllm.runtime.session import open_session
+
+        super().__init__(info, log)
+        graph = onnx_graph(info.path, precision)
+        if graph is None:
+            flag = " --int8" if precision == "int8" else ""
+            raise UserError(f"{info.path}: no {modeldir.ONNX_GRAPHS.get(precision or '', 'model.onnx')}; "
+                            f"run `tinyllm export-onnx {info.path}{flag}` first or use --backend torch")
+        self.graph = graph
+        self.session = open_session(graph, threads)
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.precision = "fp32" if props.get("tinyllm.quant", "none") == "none" else "int8"
+        saved = props.get("tinyllm.saved_at")
+        if saved and saved != str(self.meta.get("saved_at")):
+            self.log(f"warning: {graph} was exported from other weights (saved {saved}); run "
+                     f"`tinyllm export-onnx {info.path}` again")
+        inputs = {i.name for i in self.session.get_inputs()}
+        self.kind = props.get("tinyllm.kind") or ("classify" if "lengths" in inputs else "lm")
+        try:
+            if self.kind == "classify":
+                from tinyllm.runtime.onnx_classifier import OnnxClassifier
+
+                self.classifier = OnnxClassifier(self.session, self.tokenizer, self.context_length)
+            else:
+                from tinyllm.runtime.onnx_decoder import OnnxDecoder
+
+                self.decoder = OnnxDecoder(self.session, max_len=self.context_length)
+        except ValueError as e:
+            raise UserError(f"{graph}: {e}") from None
+
+    def prefill(self, ids: list[int]) -> np.ndarray:
+        if self.kind != "lm":
+            return super().prefill(ids)
+        return self.decoder.prefill(ids)
+
+    def step(self, token: int) -> np.ndarray:
+        return self.decoder.step(token)
+
+    def classify(self, texts: list[str]) -> np.ndarray:
+        if self.kind != "classify" or not self.labels:
+            return super().classify(texts)
+        return self.classifier.classify(texts)
