@@ -33,7 +33,7 @@ def test_chunked_gpt2_tokens_equal_whole_text_tokens(tmp_path, monkeypatch):
     monkeypatch.setattr(textmod, "CHUNK_BYTES", 1000)
     monkeypatch.setattr(textmod.iter_text_chunks, "__defaults__", (0, 1000))
     tok = get_gpt2()
-    tf = prepare_tokens(p, tok, tmp_path / "cache", quiet=True)
+    tf = prepare_tokens(p, tok, tmp_path / "cache")
     assert tf.dtype == np.uint16
     assert tf.read(0, tf.n).tolist() == tok.encode(VERDICT)
 
@@ -46,7 +46,7 @@ def test_invalid_utf8_names_line_and_byte_offset(tmp_path):
     msg = str(e.value)
     assert "bad.txt" in msg and "line 3" in msg and "byte offset 22" in msg and "0xff" in msg
     with pytest.raises(DataError, match="line 3"):
-        prepare_tokens(p, get_gpt2(), tmp_path / "cache", quiet=True)
+        prepare_tokens(p, get_gpt2(), tmp_path / "cache")
 
 
 @pytest.mark.parametrize("content", [b"", b"  \n\n\t \n"])
@@ -54,28 +54,28 @@ def test_empty_corpus_is_an_error(tmp_path, content):
     p = tmp_path / "empty.txt"
     p.write_bytes(content)
     with pytest.raises(DataError, match=r"empty\.txt: the corpus is empty"):
-        prepare_tokens(p, get_gpt2(), tmp_path / "cache", quiet=True)
+        prepare_tokens(p, get_gpt2(), tmp_path / "cache")
 
 
 def test_missing_file_is_an_error(tmp_path):
     with pytest.raises(DataError, match="nope.txt: no such file"):
-        prepare_tokens(tmp_path / "nope.txt", get_gpt2(), tmp_path / "cache", quiet=True)
+        prepare_tokens(tmp_path / "nope.txt", get_gpt2(), tmp_path / "cache")
 
 
 def test_token_file_roundtrip_memmap_and_cache_reuse(tmp_path):
     p = tmp_path / "v.txt"
     p.write_text(VERDICT, encoding="utf-8")
     tok = CharTokenizer.train(VERDICT)
-    tf = prepare_tokens(p, tok, tmp_path / "cache", quiet=True)
+    tf = prepare_tokens(p, tok, tmp_path / "cache")
     assert tf.n == len(VERDICT) and tf.dtype == np.uint16
     assert tf.path.stat().st_size == 2 * tf.n  # raw uint16, nothing else
     assert tok.decode(tf.read(0, tf.n).tolist()) == VERDICT
     assert np.array_equal(np.asarray(tf.array()[100:200]), tf.read(100, 100))
     mtime = tf.path.stat().st_mtime_ns
-    again = prepare_tokens(p, tok, tmp_path / "cache", quiet=True)
+    again = prepare_tokens(p, tok, tmp_path / "cache")
     assert again.path == tf.path and again.path.stat().st_mtime_ns == mtime  # reused
     other = CharTokenizer(sorted(set(VERDICT)) + ["§"])  # another tokenizer: another file
-    assert prepare_tokens(p, other, tmp_path / "cache", quiet=True).path != tf.path
+    assert prepare_tokens(p, other, tmp_path / "cache").path != tf.path
 
 
 def test_large_vocab_uses_uint32():
@@ -102,12 +102,12 @@ def test_interrupted_tokenisation_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(textmod, "encode_array", failing)
     with pytest.raises(KeyboardInterrupt):
-        prepare_tokens(p, tok, tmp_path / "cache", quiet=True)
+        prepare_tokens(p, tok, tmp_path / "cache")
     partial = list((tmp_path / "cache").glob("*.partial"))
     assert len(partial) == 1 and partial[0].stat().st_size > 0
     seen = []
     monkeypatch.setattr(textmod, "encode_array", lambda t, s: (seen.append(s), real(t, s))[1])
-    tf = prepare_tokens(p, tok, tmp_path / "cache", quiet=True)
+    tf = prepare_tokens(p, tok, tmp_path / "cache")
     assert not seen[0].startswith("line 0 ")  # continued where it stopped
     assert tok.decode(tf.read(0, tf.n).tolist()) == text
 
@@ -117,7 +117,7 @@ def test_split_by_position_and_sliding_windows(tmp_path):
     text = "".join(chr(ord("a") + i % 26) for i in range(1000))
     p.write_text(text, encoding="utf-8")
     tok = CharTokenizer.train(text)
-    tf = prepare_tokens(p, tok, tmp_path / "cache", quiet=True)
+    tf = prepare_tokens(p, tok, tmp_path / "cache")
     train, val = split_tokens(tf, 0.1)
     assert (train.n, val.n) == (900, 100)
     assert np.array_equal(val.read(0, 100), tf.read(900, 100))  # the validation split is the end

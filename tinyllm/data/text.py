@@ -9,13 +9,14 @@ interrupted tokenisation resumes where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -195,10 +196,20 @@ def default_cache_dir() -> Path:
     return tinyllm_home() / "cache" / "tokens"
 
 
+def no_progress(total: int, description: str, start: int = 0):
+    """The default ``progress=`` of long reads: a context manager yielding ``advance(n_bytes)``
+    that shows nothing (the CLI passes one that draws a bar)."""
+    return contextlib.nullcontext(lambda n: None)
+
+
 def prepare_tokens(path: str | Path, tok: Tokenizer, cache_dir: str | Path | None = None,
-                   quiet: bool = False) -> TokenFile:
+                   progress: Callable | None = None) -> TokenFile:
     """Tokenise ``path`` once into a cached token file and return it (reused while the file and
-    tokenizer are unchanged; an interrupted run continues from its last flushed chunk)."""
+    tokenizer are unchanged; an interrupted run continues from its last flushed chunk).
+
+    ``progress(total_bytes, description, start=done_bytes)`` is a context manager that yields an
+    ``advance(n_bytes)`` callback (:func:`no_progress` by default).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
@@ -228,11 +239,10 @@ def prepare_tokens(path: str | Path, tok: Tokenizer, cache_dir: str | Path | Non
             "tokenizer": tok.spec(), "tokenizer_fingerprint": fp, "dtype": dtype.name,
             "n": n, "bytes_done": done_bytes, "complete": False, "nonspace": nonspace}
 
-    from tinyllm.train.progress import bytes_progress
-
+    progress = progress or no_progress
     mode = "r+b" if done_bytes else "wb"
-    with open(partial, mode) as out, bytes_progress(st.st_size, f"tokenising {path.name}",
-                                                    quiet=quiet, start=done_bytes) as advance:
+    with open(partial, mode) as out, progress(st.st_size, f"tokenising {path.name}",
+                                              start=done_bytes) as advance:
         out.truncate(n * dtype.itemsize)
         out.seek(n * dtype.itemsize)
         unflushed = 0

@@ -65,7 +65,7 @@ class LMTask(Task):
 
         model = load_model(model_dir)
         tok = load_tokenizer(model_dir)
-        tokens = prepare_tokens(data, tok, quiet=True)
+        tokens = prepare_tokens(data, tok)
         T = min(model.config.context_length, max(1, len(tokens) - 1))
         ds = SlidingWindowDataset(tokens, T, name=str(data))
         idx = np.arange(len(ds)) if not max_windows or max_windows >= len(ds) \

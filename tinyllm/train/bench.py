@@ -156,11 +156,13 @@ def bench_run(run, steps: int = 10, warmup: int = 2, quiet: bool = False,
     from tinyllm.models.decoder import GPT
     from tinyllm.train import ddp
     from tinyllm.train.pretrain import build_tokenizer
+    from tinyllm.train.progress import bytes_progress
 
     cfg = run.train
     log = log or (lambda s: None)
     tok = build_tokenizer(cfg, quiet=quiet)
-    tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir, quiet=quiet)
+    tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir,
+                            progress=None if quiet else bytes_progress)
     torch.manual_seed(cfg.seed)
     model_cfg = run.model_config(vocab_size=max(int(run.model.get("vocab_size") or 0), tok.vocab_size))
     model = GPT(model_cfg)

@@ -194,10 +194,11 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False, quie
 
         # token file: tokenised once per machine (local rank 0), then opened by the others
         if dist.local_rank == 0:
-            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir, quiet=quiet_rank)
+            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir,
+                                    progress=None if quiet_rank else bytes_progress)
         ddp.barrier()
         if dist.local_rank != 0:
-            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir, quiet=True)
+            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir)
 
         # model
         torch.manual_seed(cfg.seed)
