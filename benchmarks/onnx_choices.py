@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 from tinyllm import modeldir  # noqa: E402
 from tinyllm.export import QUANT_METHODS  # noqa: E402
 
-SHAKESPEARE = ROOT / "tinyllm" / "bundled" / "data" / "tinyshakespeare.txt"
 
 
 def decoder_speed(decoders: dict[str, object], prompt: list[int], new_tokens: int, repeats: int,
@@ -75,10 +74,9 @@ def export_gpt2_shape(tmp: Path, log) -> Path:
 
 def quant_rows(gpt2: Path, tmp: Path, args, log) -> list[dict]:
     from tinyllm.export.onnx import export_model
-    from tinyllm.export.onnx_check import compare, validation_ids
+    from tinyllm.export.onnx_check import compare, model_validation_ids
     from tinyllm.export.onnx_passes import quantize
     from tinyllm.runtime.onnx_decoder import OnnxDecoder
-    from tinyllm.tokenizer import from_spec
 
     graphs = {"fp32": gpt2 / "model.onnx"}
     for m in QUANT_METHODS:
@@ -94,8 +92,8 @@ def quant_rows(gpt2: Path, tmp: Path, args, log) -> list[dict]:
     shutil.copytree(src, shk, ignore=shutil.ignore_patterns("*.onnx*"))
     export_model(shk)
     info = modeldir.read_info(shk)
-    tok = from_spec(info.meta["tokenizer"], shk)
-    ids = validation_ids(tok, SHAKESPEARE.read_text(encoding="utf-8"))
+    tok = info.load_tokenizer()
+    ids = model_validation_ids(shk, info.meta, tok)
     ctx = info.model_config.context_length
     rows = [{"table": "quantization", "name": "fp32 (model.onnx)",
              "tokens_per_s": round(speed["fp32"], 1), "ratio": 1.0,

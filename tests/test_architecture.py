@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # bottom first; a module's layer is the longest prefix that names one
 LAYERS = [
-    ["tinyllm", "tinyllm.errors"],
+    ["tinyllm", "tinyllm.errors", "tinyllm.units"],
     ["tinyllm.atomic"],
     ["tinyllm.config"],
     ["tinyllm.tokenizer"],

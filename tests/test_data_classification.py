@@ -128,9 +128,3 @@ def test_sms_balanced_split_sizes():
     assert (len(train), len(val), len(test)) == (1046, 150, 298)
     assert not {e.line for e in test} & {e.line for e in rest}  # left-out ham is never in test
 
-
-def test_write_jsonl_round_trip(tmp_path):
-    ex = [cd.Example("héllo\ttab", "x", 1), cd.Example('q"uote', "y", 2)]
-    cd.write_jsonl(tmp_path / "t.jsonl", ex)
-    back = cd.read_examples(tmp_path / "t.jsonl")
-    assert [(e.text, e.label) for e in back] == [(e.text, e.label) for e in ex]

@@ -292,14 +292,12 @@ def _bundled(name: str) -> Path | None:
 def test_int8_agreement_and_loss_on_bundled_validation_text(tmp_path):
     """The shipped int8 graph against the float model on the whole validation split (the last 10%
     of tiny Shakespeare): top-1 agreement >= 97%, validation loss at most 2% higher."""
-    from tinyllm.export.onnx_check import acceptable, compare, validation_ids
-    from tinyllm.tokenizer import from_spec
+    from tinyllm.export.onnx_check import acceptable, compare, model_validation_ids
 
     d = _bundled(modeldir.DEFAULT_LM)
     info = modeldir.read_info(d)
     ref = ox.export_model(d, out_dir=tmp_path, force_torchscript=True).fp32_path  # float graph
-    tok = from_spec(info.meta["tokenizer"], d)
-    ids = validation_ids(tok, (DATA / "tinyshakespeare.txt").read_text(encoding="utf-8"))
+    ids = model_validation_ids(d, info.meta, info.load_tokenizer())
     res = compare(ref, d / "model.int8.onnx", ids, info.model_config.context_length,
                   max_windows=None)
     assert res["tokens"] > 100_000

@@ -339,11 +339,11 @@ def test_finetune_classify_on_imported_model(tmp_path):
 
 def test_export_bpe_model_with_its_tokenizer(tmp_path):
     from tinyllm.checkpoint import save_model
-    from tinyllm.tokenizer import train_tokenizer
+    from tinyllm.tokenizer import BPETokenizer
 
     text = (Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data" /
             "tinyshakespeare.txt").read_text(encoding="utf-8")[:20000]
-    tok = train_tokenizer("bpe", text, vocab_size=400)
+    tok = BPETokenizer.train([text], vocab_size=400)
     torch.manual_seed(0)
     save_model(GPT(ModelConfig(vocab_size=tok.vocab_size, context_length=64, n_layer=1, n_head=2,
                                n_embd=16)), tok, tmp_path / "bpe")

@@ -9,7 +9,7 @@ import pytest
 from tinyllm.config import ConfigError
 from tinyllm.data import templates
 from tinyllm.data.templates import (TemplateError, extract_response, format_prompt,
-                                       load_template, response_prefix, stop_strings)
+                                       load_template, stop_strings)
 
 BOOK_PREAMBLE = ("Below is an instruction that describes a task. Write a response that "
                  "appropriately completes the request.")
@@ -41,7 +41,7 @@ def test_builtin_phi3_and_listing():
     assert {"alpaca", "phi3"} <= set(templates.builtin_names())
     assert format_prompt("phi3", "Say hi.", "") == "<|user|>\nSay hi.\n<|assistant|>\n"
     assert format_prompt("phi3", "Say hi.", "to Bob") == "<|user|>\nSay hi.\nto Bob\n<|assistant|>\n"
-    assert response_prefix("phi3") == "\n<|assistant|>\n"
+    assert load_template("phi3").response == "\n<|assistant|>\n"
 
 
 def test_yaml_file_template_and_round_trip_through_config(tmp_path):

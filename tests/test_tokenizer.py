@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tinyllm.tokenizer import (BPETokenizer, CharTokenizer, GPT2_DIR, TokenizerError, from_spec,
-                               get_gpt2, train_tokenizer)
+                               get_gpt2)
 
 from conftest import SHARED_DATA
 
@@ -99,7 +99,7 @@ def test_char_unknown_characters_map_to_unk():
 @pytest.fixture(scope="module")
 def bpe():
     text = (SHARED_DATA / "tinyshakespeare.txt").read_text("utf-8")[:200_000]
-    return train_tokenizer("bpe", text, vocab_size=512)
+    return BPETokenizer.train([text], vocab_size=512)
 
 
 def test_bpe_trains_to_the_requested_size(bpe):
@@ -117,7 +117,7 @@ def test_bpe_round_trips_text_it_never_saw(bpe, text):
 
 
 def test_save_and_load_trained_tokenizers(tmp_path, bpe):
-    char = train_tokenizer("char", "hello wörld 😀")
+    char = CharTokenizer.train("hello wörld 😀")
     for tok in (char, bpe):
         d = tmp_path / tok.name
         d.mkdir()
@@ -144,8 +144,6 @@ def test_tokenizer_errors_name_the_file(tmp_path):
     (tmp_path / "bad.json").write_text("not json", "utf-8")
     with pytest.raises(TokenizerError, match="bad.json: not a BPE tokenizer file"):
         from_spec({"type": "bpe", "file": "bad.json"}, tmp_path)
-    with pytest.raises(TokenizerError, match="unknown tokenizer type"):
-        train_tokenizer("wordpiece", "text")
 
 
 def test_tokenizer_module_imports_no_torch():

@@ -37,7 +37,7 @@ def test_list_info_and_delete_with_confirmation():
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: rows(app) == ["alpha", "beta"])
             table = app.screen.query_one("#models-table")
-            assert tuple(table.get_row_at(1)) == ("beta", "classify", "29.7K", "char", "2.0 MB",
+            assert tuple(table.get_row_at(1)) == ("beta", "classify", "29.70k", "char", "2.0 MiB",
                                                   "-", "user")
             await pilot.press("down")
             info = text_of(app.screen.query_one("#model-info"))
@@ -51,7 +51,7 @@ def test_list_info_and_delete_with_confirmation():
             # "y" deletes it and the list follows
             await pilot.press("d")
             await wait_for(pilot, lambda: app.screen.query(".dialog"))
-            assert "Delete beta (2.0 MB)?" in text_of(app.screen.query_one(".dialog-question"))
+            assert "Delete beta (2.0 MiB)?" in text_of(app.screen.query_one(".dialog-question"))
             await pilot.press("y")
             await wait_for(pilot, lambda: rows(app) == ["alpha"])
             assert not beta.exists()

@@ -13,7 +13,7 @@ _LAZY = {
     "ModelConfig": "tinyllm.config",
     "load_model": "tinyllm.checkpoint",
     "save_model": "tinyllm.checkpoint",
-    "load_tokenizer": "tinyllm.checkpoint",
+    "load_tokenizer": "tinyllm.modeldir",
     "generate": "tinyllm.engines.torch_engine",
     "generate_text": "tinyllm.engines.torch_engine",
     "SamplingConfig": "tinyllm.runtime.sampling",

@@ -18,7 +18,8 @@ from tinyllm import modeldir
 from tinyllm.atomic import atomic_path
 from tinyllm.config import ConfigError, ModelConfig, to_dict, write_yaml
 from tinyllm.models.decoder import GPT
-from tinyllm.tokenizer import Tokenizer, from_spec
+from tinyllm.modeldir import load_tokenizer  # noqa: F401  (load_model's companion, importable here)
+from tinyllm.tokenizer import Tokenizer
 
 
 class CheckpointError(ConfigError):
@@ -116,11 +117,3 @@ def load_model(name_or_path: str | Path | None = None, default: str = modeldir.D
     model.path = info.path
     return model
 
-
-def load_tokenizer(name_or_path: str | Path | None = None, default: str = modeldir.DEFAULT_LM
-                   ) -> Tokenizer:
-    """The tokenizer of a model directory; or ``gpt2``/``char``... by name when it is not a model."""
-    if name_or_path in ("gpt2",):
-        return from_spec("gpt2")
-    path = modeldir.resolve(name_or_path, default)
-    return from_spec(modeldir.read_info(path).meta.get("tokenizer"), path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyllm.config import ConfigError, ModelConfig, from_dict, read_yaml
+from tinyllm.tokenizer import Tokenizer, from_spec
 
 BUNDLED_MODELS = Path(__file__).parent / "bundled" / "models"
 DEFAULT_LM = "shakespeare-char"
@@ -96,6 +97,10 @@ class ModelInfo:
     def has_int8(self) -> bool:
         return "int8" in self.onnx_graphs
 
+    def load_tokenizer(self) -> Tokenizer:
+        """The tokenizer ``config.yaml`` names (its files are read from this directory)."""
+        return from_spec(self.meta.get("tokenizer"), self.path)
+
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 
@@ -135,6 +140,13 @@ def find(name_or_path: str | Path | None, default: str = DEFAULT_LM) -> ModelInf
     """:func:`resolve` then :func:`read_info`, with the right ``source``."""
     path = resolve(name_or_path, default)
     return read_info(path, source_of(path))
+
+
+def load_tokenizer(name_or_path: str | Path | None = None, default: str = DEFAULT_LM) -> Tokenizer:
+    """The tokenizer of a model directory or name; ``gpt2`` by name when it is not a model."""
+    if name_or_path == "gpt2":
+        return from_spec("gpt2")
+    return read_info(resolve(name_or_path, default)).load_tokenizer()
 
 
 def list_models() -> list[ModelInfo]:

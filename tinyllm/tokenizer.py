@@ -248,14 +248,3 @@ def from_spec(spec: dict | str | None, model_dir: str | Path | None = None) -> T
         return CharTokenizer.load(path) if kind == "char" else BPETokenizer.load(path)
     raise TokenizerError(f"unknown tokenizer type {kind!r}; known: {', '.join(TOKENIZER_TYPES)}")
 
-
-def train_tokenizer(kind: str, text: str, vocab_size: int = 4096) -> Tokenizer:
-    """Build a tokenizer of ``kind`` for a corpus (gpt2 ignores the corpus)."""
-    if kind == "gpt2":
-        return get_gpt2()
-    if kind == "char":
-        return CharTokenizer.train(text)
-    if kind == "bpe":
-        chunk = 1 << 20
-        return BPETokenizer.train((text[i:i + chunk] for i in range(0, len(text), chunk)), vocab_size)
-    raise TokenizerError(f"unknown tokenizer type {kind!r}; known: {', '.join(TOKENIZER_TYPES)}")

@@ -1,21 +1,9 @@
-"""Formatting for display: sizes, counts, durations, paths and error messages."""
+"""Formatting for display: durations, paths and error messages (sizes and counts: tinyllm.units)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from tinyllm import modeldir
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def human_count(n: int) -> str:
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
 
 
 def fmt_seconds(s: float | None) -> str:

@@ -11,21 +11,7 @@ import click
 
 from tinyllm import modeldir
 from tinyllm.errors import UserError
-
-
-def human(n: float, unit: str = "") -> str:
-    """1234567 -> '1.23M' (k, M, G, T)."""
-    for suffix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{suffix}{unit}"
-    return f"{n:g}{unit}"
-
-
-def human_bytes(n: int) -> str:
-    for suffix, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {suffix}"
-    return f"{n} B"
+from tinyllm.units import human, human_bytes
 
 
 def print_table(rows: list[list[str]], header: list[str]) -> None:
@@ -53,18 +39,11 @@ def tokenize(tokenizer_name, model, as_json, decode, text):
       tinyllm tokenize --model shakespeare-char "ROMEO:"
       tinyllm tokenize --decode "15496 11 995 0"   # Hello, world!
     """
-    from tinyllm.tokenizer import from_spec
-
     if tokenizer_name and model:
         raise UserError("give --tokenizer or --model, not both")
     if text == "-":
         text = sys.stdin.read()
-    ref = model or tokenizer_name or "gpt2"
-    if ref == "gpt2":
-        tok = from_spec("gpt2")
-    else:
-        path = modeldir.resolve(ref)
-        tok = from_spec(modeldir.read_info(path).meta.get("tokenizer"), path)
+    tok = modeldir.load_tokenizer(model or tokenizer_name or "gpt2")
     if decode:
         try:
             ids = [int(t) for t in text.split()]

@@ -6,14 +6,7 @@ import json
 import click
 
 from tinyllm.export import QUANT_CHOICES
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+from tinyllm.units import human_bytes
 
 
 @click.command("export-onnx")
@@ -71,4 +64,4 @@ def export_onnx(model, int8, quant, int8_only, out, no_optimize, external_data, 
         click.echo(f"int8 weights: {result.quant_method}{how}")
     where = (result.fp32_path or result.int8_path).parent
     for name, size in result.sizes.items():
-        click.echo(f"{_human(size):>10}  {where / name}")
+        click.echo(f"{human_bytes(size):>10}  {where / name}")

@@ -35,7 +35,7 @@ from tinyllm.checkpoint import CheckpointError, write_meta
 from tinyllm.config import ConfigError, ModelConfig
 from tinyllm.convert.tensors import ST_NAMES, WeightsReader, shard_files, write_safetensors
 from tinyllm.models.decoder import GPT
-from tinyllm.tokenizer import EOT, GPT2_DIR, Tokenizer, from_spec, get_gpt2
+from tinyllm.tokenizer import EOT, GPT2_DIR, Tokenizer, get_gpt2
 
 # activation_function in config.json -> ModelConfig.gelu
 ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "gelu": "exact"}
@@ -440,7 +440,7 @@ def export_hf(name_or_path: str | Path | None, out: str | Path, dtype: torch.dty
     log = log or (lambda msg: None)
     info = modeldir.find(name_or_path)
     cfg = info.model_config
-    tokenizer = from_spec(info.meta.get("tokenizer"), info.path)
+    tokenizer = info.load_tokenizer()
     out = Path(out)
     weights = info.path / modeldir.WEIGHTS
     _check_out(out, force, "config.json", [weights])

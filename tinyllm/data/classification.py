@@ -237,10 +237,3 @@ def stratified_split(examples: list[Example], fractions: tuple[float, float, flo
 def label_counts(examples: list[Example]) -> dict[str, int]:
     return dict(sorted(Counter(e.label for e in examples).items()))
 
-
-def write_jsonl(path: str | Path, examples: list[Example]) -> None:
-    """Examples as ``{"text", "label"}`` lines (atomic), readable back with the defaults."""
-    from tinyllm.atomic import atomic_write_text
-
-    atomic_write_text(Path(path), "".join(json.dumps({"text": e.text, "label": e.label},
-                                                     ensure_ascii=False) + "\n" for e in examples))

@@ -118,11 +118,6 @@ def format_prompt(template: "Template | Mapping[str, Any] | str | None", instruc
     return text + t.response
 
 
-def response_prefix(template: "Template | Mapping[str, Any] | str | None") -> str:
-    """The text that ends every prompt; the model's answer follows it."""
-    return load_template(template).response
-
-
 def stop_strings(template: "Template | Mapping[str, Any] | str | None") -> list[str]:
     """Strings at which generation stops (the answer never contains them)."""
     return list(load_template(template).stop)

@@ -315,8 +315,8 @@ def _quantize(model: GPT, kind: str, fp32: Path, dst: Path, quant: str, external
     fastest first, until one keeps the top-1 next token of the float graph on >= 97% of the
     validation split and its loss within 2% (:mod:`tinyllm.export.onnx_check`). Without that
     text, and for classifiers, it is ``dynamic``, the fastest."""
+    from tinyllm import modeldir
     from tinyllm.export.onnx_check import choose_quantization, model_validation_ids
-    from tinyllm.tokenizer import from_spec
 
     if quant != "auto":
         log(f"quantizing weights ({quant})")
@@ -324,8 +324,7 @@ def _quantize(model: GPT, kind: str, fp32: Path, dst: Path, quant: str, external
         return quant, None
     ids = None
     if kind == "lm":
-        ids = model_validation_ids(model.path, model.meta, from_spec(model.meta.get("tokenizer"),
-                                                                     model.path))
+        ids = model_validation_ids(model.path, model.meta, modeldir.load_tokenizer(model.path))
     if ids is None:
         log("quantizing weights (auto: dynamic, the fastest; no validation text to check it on)")
         quantize(fp32, dst, AUTO_CANDIDATES[0], external)

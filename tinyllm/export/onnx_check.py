@@ -63,11 +63,6 @@ def compare(reference: str | Path, candidate: str | Path, ids: list[int], contex
             "loss_candidate": nll_cand / n, "loss_increase": nll_cand / nll_ref - 1.0}
 
 
-def validation_ids(tokenizer, text: str, fraction: float = 0.1) -> list[int]:
-    """The last ``fraction`` of ``text`` (tinyllm's train/val split is by position), encoded."""
-    return tokenizer.encode(text[int(len(text) * (1 - fraction)):])
-
-
 AUTO_MAX_TOKENS = 131_072  # `--quant auto` compares at most this many validation tokens
 
 

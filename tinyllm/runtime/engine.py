@@ -18,7 +18,7 @@ import numpy as np
 from tinyllm import modeldir
 from tinyllm.errors import UserError
 from tinyllm.runtime.sampling import SamplingConfig, generate_ids, stream_text
-from tinyllm.tokenizer import Tokenizer, from_spec
+from tinyllm.tokenizer import Tokenizer
 
 Log = Callable[[str], None]
 
@@ -37,7 +37,7 @@ class Engine:
         self.meta: dict = info.meta
         self.task: str = info.task
         self.labels: list[str] | None = info.meta.get("labels")
-        self.tokenizer: Tokenizer = from_spec(info.meta.get("tokenizer"), info.path)
+        self.tokenizer: Tokenizer = info.load_tokenizer()
         self.context_length: int = info.model_config.context_length
         self.log: Log = log or no_log
 

@@ -50,8 +50,7 @@ def make_tokenizer(choice: str, ds: Dataset):
         return tk.get_gpt2()
     if choice == "char":
         return tk.CharTokenizer.train("".join(ds.text_of(i) for i in range(len(ds))) or " ")
-    path = Path(choice.removeprefix("model:"))
-    return tk.from_spec(modeldir.read_info(path).meta.get("tokenizer"), path)
+    return modeldir.load_tokenizer(Path(choice.removeprefix("model:")))
 
 
 def cell(value: str) -> str:

@@ -12,8 +12,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from tinyllm import modeldir
+from tinyllm.units import human, human_bytes
 from tinyllm_tui.screens.base import TinyScreen
-from tinyllm_tui.fmt import describe_error, human_bytes, human_count, pretty_path
+from tinyllm_tui.fmt import describe_error, pretty_path
 
 COLUMNS = ("name", "task", "params", "tokenizer", "size", "onnx", "source")
 
@@ -170,7 +171,7 @@ class ModelsScreen(TinyScreen):
 
 def model_row(info: modeldir.ModelInfo) -> tuple:
     try:
-        params = human_count(info.model_config.num_params())
+        params = human(info.model_config.num_params())
     except Exception:
         params = Text("bad config", style="bold red")
     onnx = "int8" if info.has_int8 else "yes" if info.has_onnx else "-"
