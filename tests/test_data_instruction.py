@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from tinyllm.data.instruction import (Entry, Example, InstructionDataError, batches,
+from tinyllm.data.instruction import (Entry, Example, batches,
                                       collate, encode_entries, encode_entry, pad_id_for,
                                       read_instructions, split_entries, trainable)
-from tinyllm.errors import UserError
+from tinyllm.errors import DataError, UserError
 from tinyllm.data.templates import format_prompt, load_template
 from tinyllm.tokenizer import CharTokenizer, get_gpt2
 
@@ -57,7 +57,7 @@ def test_reads_jsonl_with_missing_or_null_input(tmp_path):
 ])
 def test_bad_data_names_file_and_entry_or_line(tmp_path, name, text, message):
     p = write(tmp_path, name, text)
-    with pytest.raises(InstructionDataError) as e:
+    with pytest.raises(DataError) as e:
         read_instructions(p)
     assert message in str(e.value)
     assert e.value.exit_code == 2

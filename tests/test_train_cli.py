@@ -98,8 +98,8 @@ def test_validation_split_shorter_than_one_window(tmp_path):
 def test_non_utf8_corpus(tmp_path):
     p = tmp_path / "latin1.txt"
     p.write_bytes("first line\ncaf\xe9 au lait\n".encode("latin-1"))
-    assert_user_error(invoke("--data", p, "--out", tmp_path / "o"), "latin1.txt", "line 2",
-                      "byte offset 14", "UTF-8")
+    assert_user_error(invoke("--data", p, "--out", tmp_path / "o"), "latin1.txt:2: not UTF-8",
+                      "byte offset 14")
 
 
 def test_missing_data_and_bad_options(tmp_path):

@@ -2,7 +2,8 @@
 
 This is a viewer's reader: it keeps every row with its source line so a bad row can be pointed at,
 guesses which column holds the text and which the label, and reports progress so a 100k-row file can
-load in a worker thread. It imports no torch.
+load in a worker thread. It imports no torch. Files are read as the CLI reads them
+(:mod:`tinyllm.data.files`: UTF-8, JSON arrays and JSONL, the same errors).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tinyllm.data.files import iter_lines, parse_records, read_text
 from tinyllm.errors import DataError as DataFileError, UserError
 
 TEXT_NAMES = ("text", "message", "sentence", "content", "review", "sms", "body", "document")
@@ -105,24 +107,12 @@ _TEMPLATE: list = []
 def load_dataset(path: str | Path, progress: Progress | None = None) -> Dataset:
     """Read a data file by its extension (.tsv .csv .jsonl .json; anything else is plain text)."""
     path = Path(path).expanduser()
-    if path.is_dir():
-        raise DataFileError(f"{path}: is a folder, not a data file")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFileError(f"{path}: no such file") from None
-    except OSError as e:
-        raise DataFileError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataFileError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
+    text = read_text(path)
     ext = path.suffix.lower()
     if ext not in (".tsv", ".csv", ".jsonl", ".json"):
         return _read_text(path, text, progress)
     if ext in (".jsonl", ".json"):
-        records = _read_jsonl(path, text, progress) if ext == ".jsonl" else _read_json(path, text)
+        records = _read_records(path, text, progress)
         if records and "instruction" in records[0][1]:
             return _from_records(path, records)
     note = None
@@ -155,19 +145,17 @@ def _tick(progress: Progress | None, n: int) -> None:
 
 def _read_text(path: Path, text: str, progress: Progress | None) -> Dataset:
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            rows.append((str(n), line))
+    for n, line in iter_lines(text):
+        rows.append((str(n), line))
         _tick(progress, n)
     return Dataset(path, "text", ["line", "text"], rows, text_column=1)
 
 
 def _read_table(path: Path, text: str, delim: str, progress: Progress | None) -> Dataset:
-    lines = text.splitlines()
     if delim == "\t":   # TSV: no quoting (SMS texts contain bare quotes)
-        records = ((n, line.split("\t")) for n, line in enumerate(lines, 1))
+        records = ((n, line.split("\t")) for n, line in iter_lines(text))
     else:
-        records = ((n, rec) for n, rec in enumerate(csv.reader(lines), 1))
+        records = ((n, rec) for n, rec in enumerate(csv.reader(text.splitlines()), 1))
     rows, skipped, width, header = [], [], None, None
     for n, rec in records:
         _tick(progress, n)
@@ -226,38 +214,16 @@ def _guess_columns(ds: Dataset) -> None:
         ds.kind = "classification"
 
 
-def _read_jsonl(path: Path, text: str, progress: Progress | None) -> list[tuple[int, dict]]:
+def _read_records(path: Path, text: str, progress: Progress | None) -> list[tuple[int, dict]]:
+    """(line, or record number in a JSON array, object) for every record."""
+    form, records = parse_records(path, text)
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, obj in records:
         _tick(progress, n)
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFileError(f"{path}:{n}: invalid JSON ({e.msg})") from None
         if not isinstance(obj, dict):
-            raise DataFileError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+            where = f"{path}: record {n}" if form == "json" else f"{path}:{n}"
+            raise DataFileError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         out.append((n, obj))
-    return out
-
-
-def _read_json(path: Path, text: str) -> list[tuple[int, dict]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataFileError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-    if isinstance(data, dict):  # {"data": [...]} and similar wrappers
-        lists = [v for v in data.values() if isinstance(v, list)]
-        data = lists[0] if len(lists) == 1 else None
-    if not isinstance(data, list):
-        raise DataFileError(f"{path}: expected a JSON list of objects (Alpaca format)")
-    # JSON has no line per record; number records from 1 and say so in the column title
-    out = []
-    for i, obj in enumerate(data, 1):
-        if not isinstance(obj, dict):
-            raise DataFileError(f"{path}: record {i} is a {type(obj).__name__}, not an object")
-        out.append((i, obj))
     return out
 
 

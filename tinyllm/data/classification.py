@@ -1,6 +1,7 @@
 """Classification data: TSV, CSV and JSONL/JSON readers, label discovery, balancing and splits.
 
-Each example remembers the line it came from, so every error names ``file:line``. Columns are given
+Each example remembers the line it came from, so every error names ``file:line``. Files are read by
+:mod:`tinyllm.data.files` (UTF-8, JSON and JSONL as every reader reads them). Columns are given
 by header name (case-insensitive) or 1-based number. A two-column TSV/CSV without a header naming the
 columns is read as ``label<TAB>text`` (the SMS Spam Collection layout).
 """
@@ -8,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinyllm.data.files import iter_lines, parse_records, read_text
 from tinyllm.errors import DataError
 
 FORMATS = ("tsv", "csv", "jsonl", "json")
@@ -41,22 +42,6 @@ def detect_format(path: Path, head: str) -> str:
     return "tsv" if "\t" in head.split("\n", 1)[0] else "csv"
 
 
-def read_text(path: str | Path) -> str:
-    """A data file as text (UTF-8, BOM dropped); errors name the file and the bad line."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a data file") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
-
-
 def _column(spec: str | int, header: list[str] | None, path: Path, line: int) -> int:
     """0-based index of a column given by 1-based number or header name."""
     s = str(spec).strip()
@@ -76,10 +61,8 @@ def _column(spec: str | int, header: list[str] | None, path: Path, line: int) ->
 def _rows(kind: str, text: str):
     """(line, fields) for every non-blank row of a TSV or CSV text."""
     if kind == "tsv":
-        for i, row in enumerate(text.split("\n"), 1):
-            row = row.rstrip("\r")
-            if row.strip():
-                yield i, row.split("\t")
+        for i, row in iter_lines(text):
+            yield i, row.split("\t")
         return
     reader = csv.reader(io.StringIO(text))
     start = 1
@@ -132,36 +115,22 @@ def _example(path: Path, line: int | str, text, label) -> Example:
 
 
 def read_records(path: Path, text: str, kind: str, text_col: str, label_col: str) -> list[Example]:
-    """JSONL (one object per line) or JSON (a list of objects)."""
+    """JSONL (one object per line) or JSON (one array of objects; a record is named ``[n]``)."""
     for col in (text_col, label_col):
         if str(col).strip().isdigit():
             raise DataError(f"{path}: {kind.upper()} columns are keys, not numbers (got {col})")
-    if kind == "jsonl":
-        records = []
-        for i, row in enumerate(text.split("\n"), 1):
-            if row.strip():
-                try:
-                    records.append((i, json.loads(row)))
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{i}: invalid JSON ({e.msg})") from None
-    else:
-        try:
-            data = json.loads(text) if text.strip() else []
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-        if not isinstance(data, list):
-            raise DataError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
-        records = [(f"[{i}]", r) for i, r in enumerate(data, 1)]
-    if not records:
-        raise DataError(f"{path}: empty file (no examples)")
+    form, records = parse_records(path, text)
     out = []
-    for where, rec in records:
+    for n, rec in records:
+        where = f"[{n}]" if form == "json" else n
         if not isinstance(rec, dict):
             raise DataError(f"{path}:{where}: expected an object, got {type(rec).__name__}")
         for col in (text_col, label_col):
             if col not in rec:
                 raise DataError(f"{path}:{where}: missing column {col!r} (keys: {', '.join(rec) or 'none'})")
         out.append(_example(path, where, rec[text_col], rec[label_col]))
+    if not out:
+        raise DataError(f"{path}: empty file (no examples)")
     return out
 
 

@@ -13,7 +13,6 @@ also sets the targets inside the prompt to -100, so only the response is learned
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +20,13 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from tinyllm.errors import UserError
-from tinyllm.errors import DataError
+from tinyllm.data.files import parse_records, read_text
+from tinyllm.errors import DataError, UserError
 from tinyllm.data.templates import Template, format_prompt, load_template
 from tinyllm.tokenizer import Tokenizer
 
 IGNORE_INDEX = -100
 SPLIT = (0.85, 0.10, 0.05)  # train, test, validation (the book's proportions and order)
-
-
-class InstructionDataError(DataError):
-    """An instruction data file that cannot be read (the message names the file and entry/line)."""
 
 
 @dataclass
@@ -47,68 +42,41 @@ class Entry:
 
 def _entry(obj: Any, where: str, need_output: bool) -> Entry:
     if not isinstance(obj, dict):
-        raise InstructionDataError(f"{where}: expected an object with 'instruction', 'input' and "
+        raise DataError(f"{where}: expected an object with 'instruction', 'input' and "
                                    f"'output', got {type(obj).__name__}")
     required = ("instruction", "output") if need_output else ("instruction",)
     for key in required:
         if key not in obj:
-            raise InstructionDataError(f"{where}: missing '{key}'")
+            raise DataError(f"{where}: missing '{key}'")
     values = {}
     for key in ("instruction", "input", "output"):
         v = obj.get(key)
         if v is None:
             v = ""
         if not isinstance(v, str):
-            raise InstructionDataError(f"{where}: '{key}' must be a string, not {type(v).__name__}")
+            raise DataError(f"{where}: '{key}' must be a string, not {type(v).__name__}")
         values[key] = v
     if not values["instruction"].strip():
-        raise InstructionDataError(f"{where}: 'instruction' is empty")
+        raise DataError(f"{where}: 'instruction' is empty")
     return Entry(where=where, **values)
 
 
 def read_instructions(path: str | Path, need_output: bool = True) -> list[Entry]:
-    """All entries of an Alpaca JSON array or JSONL file (format told by the first character)."""
+    """All entries of an Alpaca JSON array or JSONL file (told apart by the first character, as
+    :func:`tinyllm.data.files.parse_records` tells every JSON file)."""
     path = Path(path)
     name = path.name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InstructionDataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InstructionDataError(f"{path}: is a directory, not a JSON file") from None
-    except UnicodeDecodeError as e:
-        line = text_line_of_byte(path, e.start)
-        raise InstructionDataError(f"{name}:{line}: not UTF-8 text ({e.reason})") from None
-    text = text.lstrip("\ufeff")
+    text = read_text(path, "JSON file")
     if not text.strip():
-        raise InstructionDataError(f"{name}: empty file (expected a JSON array of entries or JSONL)")
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InstructionDataError(f"{name}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
-        entries = [_entry(obj, f"{name}: entry [{i}]", need_output) for i, obj in enumerate(data)]
+        raise DataError(f"{name}: empty file (expected a JSON array of entries or JSONL)")
+    form, records = parse_records(path, text)
+    if form == "json":
+        entries = [_entry(obj, f"{name}: entry [{i - 1}]", need_output) for i, obj in records]
     else:
-        entries = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                hint = " (a JSON file must be one array [...]; JSONL has one object per line)" \
-                    if lineno == 1 else ""
-                raise InstructionDataError(f"{name}:{lineno}: invalid JSON ({e.msg}){hint}") from None
-            entries.append(_entry(obj, f"{name}:{lineno}", need_output))
+        entries = [_entry(obj, f"{name}:{n}", need_output) for n, obj in records]
     if not entries:
-        raise InstructionDataError(f"{name}: no entries")
+        raise DataError(f"{name}: no entries")
     return entries
-
-
-def text_line_of_byte(path: Path, offset: int) -> int:
-    """1-based line number of a byte offset (for encoding errors)."""
-    with open(path, "rb") as f:
-        return f.read(offset).count(b"\n") + 1
 
 
 def split_entries(entries: Sequence[Entry], seed: int = 123,

@@ -2,7 +2,7 @@
 
 A corpus is read in chunks of about a megabyte, split only where the tokenizers cannot join text across
 the cut (after a newline with non-space characters on both sides), and checked as strict UTF-8: a bad byte is
-reported with its file, line and byte offset. ``prepare_tokens`` tokenises a corpus once into a raw
+reported with its file, line and byte offset (opening and errors are :mod:`tinyllm.data.files`'s). ``prepare_tokens`` tokenises a corpus once into a raw
 token file (uint16 when the vocabulary has fewer than 65,536 ids, else uint32) that is read back through
 ``np.memmap``/``pread`` without loading it, so a corpus larger than RAM trains with flat memory. An
 interrupted tokenisation resumes where it stopped.
@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from tinyllm.atomic import atomic_write_text
+from tinyllm.data.files import open_regular, utf8_error
 from tinyllm.errors import DataError
 from tinyllm.tokenizer import CharTokenizer, Tokenizer
 
@@ -68,14 +69,8 @@ def iter_text_chunks(path: str | Path, start: int = 0, chunk_bytes: int = CHUNK_
     Raises DataError naming the line and byte offset of the first invalid UTF-8 byte.
     """
     path = Path(path)
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a text file") from None
     line = 1
-    with f:
+    with open_regular(path, "text file") as f:
         f.seek(start)
         offset, pending = start, b""
         while True:
@@ -96,23 +91,12 @@ def iter_text_chunks(path: str | Path, start: int = 0, chunk_bytes: int = CHUNK_
             try:
                 text = piece.decode("utf-8")
             except UnicodeDecodeError as e:
-                bad_line = line + piece.count(b"\n", 0, e.start)
-                raise DataError(f"{path}: line {bad_line} (byte offset {offset + e.start}): invalid "
-                                f"UTF-8 byte 0x{piece[e.start]:02x} ({e.reason}); the corpus must be "
-                                f"UTF-8 text") from None
+                raise utf8_error(path, piece, e, line, offset) from None
             line += piece.count(b"\n")
             offset += len(piece)
             yield offset, text
             if not data and not pending:
                 return
-
-
-def read_text(path: str | Path) -> str:
-    """A whole (small) corpus as a string, UTF-8 checked; DataError when it is empty."""
-    text = "".join(t for _, t in iter_text_chunks(path))
-    if not text.strip():
-        raise DataError(f"{path}: the corpus is empty")
-    return text
 
 
 # ---- token files --------------------------------------------------------------------------------
@@ -211,8 +195,7 @@ def prepare_tokens(path: str | Path, tok: Tokenizer, cache_dir: str | Path | Non
     ``advance(n_bytes)`` callback (:func:`no_progress` by default).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
+    open_regular(path, "text file").close()  # refused as every reader refuses it
     st = path.stat()
     if st.st_size == 0:
         raise DataError(f"{path}: the corpus is empty")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tinyllm.data.classification import Example, read_text
+from tinyllm.data.classification import Example
+from tinyllm.data.files import read_jsonl
 from tinyllm.errors import DataError
 from tinyllm.tasks.classify import ClassifyTask
 
@@ -27,13 +28,7 @@ def read_hvac(path: str | Path) -> list[Example]:
     """Records of a JSONL file; errors name the file and line."""
     path = Path(path)
     out = []
-    for i, line in enumerate(read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{i}: invalid JSON ({e.msg})") from None
+    for i, rec in read_jsonl(path):
         if not isinstance(rec, dict):
             raise DataError(f"{path}:{i}: expected an object with question, reading and status")
         missing = [k for k in ("question", "reading", "status") if k not in rec]

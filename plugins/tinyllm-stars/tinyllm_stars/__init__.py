@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tinyllm.data.classification import Example, read_text
+from tinyllm.data.classification import Example
+from tinyllm.data.files import iter_lines, read_text
 from tinyllm.errors import DataError
 from tinyllm.tasks.classify import ClassifyTask
 
@@ -25,10 +26,8 @@ def read_fasttext(path: str | Path) -> list[Example]:
     """``__label__N text`` lines (N in 1..5); errors name the file and line."""
     path = Path(path)
     out = []
-    for i, line in enumerate(read_text(path).split("\n"), 1):
+    for i, line in iter_lines(read_text(path)):
         line = line.strip()
-        if not line:
-            continue
         labels = _LABEL.findall(line)
         if not labels:
             raise DataError(f"{path}:{i}: no __label__ prefix (expected '__label__N text')")
