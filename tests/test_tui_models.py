@@ -37,7 +37,7 @@ def test_list_info_and_delete_with_confirmation():
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: rows(app) == ["alpha", "beta"])
             table = app.screen.query_one("#models-table")
-            assert tuple(table.get_row_at(1)) == ("beta", "classify", "29.70k", "char", "2.0 MiB",
+            assert tuple(table.get_row_at(1)) == ("beta", "classify", "29.67k", "char", "2.0 MiB",
                                                   "-", "user")
             await pilot.press("down")
             info = text_of(app.screen.query_one("#model-info"))
