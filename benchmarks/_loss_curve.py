@@ -19,15 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinyllm.train.events import read_metrics  # noqa: E402
+from tinyllm.train.events import METRICS_FILE, read_metrics  # noqa: E402
 
 
 def curve(run_dir: str | Path) -> tuple[list[dict], dict]:
     """(rows of eval points with their minute, the done event or {})."""
-    evs = read_metrics(Path(run_dir) / "metrics.jsonl")
+    evs = read_metrics(Path(run_dir) / METRICS_FILE)
     starts = [e for e in evs if e.get("event") == "start"]
     if not starts:
-        raise SystemExit(f"error: {run_dir}/metrics.jsonl has no start event")
+        raise SystemExit(f"error: {run_dir}/{METRICS_FILE} has no start event")
     t0 = starts[0]["time"]
     tokens_at: dict[int, int] = {e["step"]: e.get("tokens", 0) for e in evs if e.get("event") == "step"}
     rows = [{"minute": round((e["time"] - t0) / 60, 2), "step": e["step"],
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, done = curve(args.run_dir)
     if args.png and rows:
         write_png(rows, args.png, args.title or Path(args.run_dir).name)
-    start = read_metrics(Path(args.run_dir) / "metrics.jsonl")[0]
+    start = read_metrics(Path(args.run_dir) / METRICS_FILE)[0]
     budget = (start.get("train") or {}).get("max_time_minutes") or None
     at = {m: loss_at(rows, m, done, budget) for m in (args.at or [])}
     if args.json:

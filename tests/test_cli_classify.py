@@ -162,6 +162,15 @@ def test_textbatch_encoding_matches_contract(clf_dir):
     assert (ids[0, 3:] == pad_id_of(tok)).all() and ids[1, 0] == pad_id_of(tok)
 
 
+def test_length_batches_take_every_index_once_shortest_first():
+    from tinyllm.runtime.textbatch import length_batches
+
+    items = ["ccc", "a", "", "bb", "dddd", "a"]
+    batches = list(length_batches(items, 4))
+    assert batches == [[2, 1, 5, 3], [0, 4]]      # lengths 0 1 1 2 | 3 4, ties in input order
+    assert list(length_batches([], 4)) == []
+
+
 @pytest.mark.skipif(not (modeldir.BUNDLED_MODELS / modeldir.DEFAULT_CLASSIFIER / "config.yaml").is_file(),
                     reason="bundled sms-spam model not built (make models)")
 def test_default_model_is_the_bundled_spam_classifier():

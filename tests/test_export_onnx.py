@@ -6,6 +6,7 @@ the tests of this module; everything else uses the TorchScript exporter, which t
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -145,31 +146,41 @@ def test_cache_is_updated_in_place(lm):
         dec.run(np.zeros((1, 120), dtype=np.int64), reset=False)
 
 
-def test_sampling_and_sliding_window_match_torch(lm):
-    from tinyllm.engines import open_engine
-    from tinyllm.runtime.sampling import SamplingConfig
-
+@pytest.fixture(scope="module", params=["dynamo", "torchscript"])
+def lm_graph(request, lm, tmp_path_factory) -> Path:
+    """The language model with a graph of each exporter: GroupQueryAttention on a shared cache
+    (dynamo) and the Concat cache of the fallback (TorchScript)."""
     d, _ = lm
-    # 200 tokens > context 128: the window slides (a fresh prefill), on both backends alike
-    cfg = SamplingConfig(temperature=0.9, top_k=20, top_p=0.95, repetition_penalty=1.2, seed=5,
-                         max_new_tokens=200, stop_at_eos=False)
-    a = "".join(open_engine(d, "onnx", precision="fp32").generate("KING:", cfg))
-    b = "".join(open_engine(d, "torch").generate("KING:", cfg))
-    assert len(a) == 200 and a == b
+    if request.param == "dynamo":
+        return d
+    out = tmp_path_factory.mktemp("ts") / "lm"
+    shutil.copytree(d, out, ignore=shutil.ignore_patterns("*.onnx*"))
+    ox.export_model(out, force_torchscript=True)
+    return out
 
 
-def test_greedy_64_tokens_identical(lm):
+def test_greedy_64_tokens_identical(lm_graph):
     from tinyllm.engines.torch_engine import generate_token_ids
     from tinyllm.runtime.sampling import SamplingConfig, generate_ids
 
-    d, _ = lm
-    model = load_model(d)
     prompt = list(range(5, 21))
     cfg = SamplingConfig(temperature=0, max_new_tokens=64, stop_at_eos=False)
-    dec = OnnxDecoder(d / "model.onnx", max_len=128)
+    dec = OnnxDecoder(lm_graph / "model.onnx", max_len=128)
     got = list(generate_ids(dec.prefill, dec.step, prompt, cfg, None, 128))
-    want = list(generate_token_ids(model, prompt, cfg))
+    want = list(generate_token_ids(load_model(lm_graph), prompt, cfg))
     assert len(want) == 64 and got == want
+
+
+def test_sampling_and_sliding_window_match_torch(lm_graph):
+    from tinyllm.engines import open_engine
+    from tinyllm.runtime.sampling import SamplingConfig
+
+    # 200 tokens > context 128: the window slides (a fresh prefill), on both backends alike
+    cfg = SamplingConfig(temperature=0.9, top_k=20, top_p=0.95, repetition_penalty=1.2, seed=5,
+                         max_new_tokens=200, stop_at_eos=False)
+    a = "".join(open_engine(lm_graph, "onnx", precision="fp32").generate("KING:", cfg))
+    b = "".join(open_engine(lm_graph, "torch").generate("KING:", cfg))
+    assert len(a) == 200 and a == b
 
 
 def test_int8_graph_quantizes_every_linear_layer(lm):
@@ -328,8 +339,6 @@ def test_bundled_classifier_int8_labels_match_torch():
 def test_auto_quant_measures_on_the_training_texts_validation_split(tmp_path):
     """`--quant auto` on the bundled LM (its config names tinyllm/bundled/data/tinyshakespeare.txt):
     each 8-bit method, fastest first, until one passes the bar on the whole validation split."""
-    import shutil
-
     from tinyllm.export import AUTO_CANDIDATES
     from tinyllm.export.onnx_check import INT8_MAX_LOSS_INCREASE, INT8_MIN_AGREEMENT
 

@@ -11,13 +11,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-METRICS = "metrics.jsonl"
+from tinyllm.train.events import METRICS_FILE
 
 
 def metrics_path(run: str | Path) -> Path:
     """``run`` may be a run directory or its metrics.jsonl."""
     run = Path(run).expanduser()
-    return run if run.suffix == ".jsonl" else run / METRICS
+    return run if run.suffix == ".jsonl" else run / METRICS_FILE
 
 
 class MetricsFollower:

@@ -3,9 +3,12 @@
 Each text is tokenized, truncated to the context (its start is kept), and right-padded; ``lengths``
 counts the real tokens, so the classifier pools at ``lengths - 1`` (or over the first ``lengths``).
 An empty text becomes one pad token (length 1): every row then has a last real position, and the
-torch and ONNX paths agree on it.
+torch and ONNX paths agree on it. :func:`length_batches` groups rows of similar length, so a batch of
+short messages is not padded to the longest one.
 """
 from __future__ import annotations
+
+from typing import Iterator, Sized
 
 import numpy as np
 
@@ -40,6 +43,13 @@ def encode_batch(tokenizer: Tokenizer, texts: list[str], context_length: int,
     if pad_id is None:
         pad_id = pad_id_of(tokenizer)
     return pad_ids(encode_texts(tokenizer, texts), context_length, pad_id)
+
+
+def length_batches(items: list[Sized], batch_size: int) -> Iterator[list[int]]:
+    """Indices of ``items``, shortest first, ``batch_size`` at a time (equal lengths keep their order)."""
+    order = sorted(range(len(items)), key=lambda i: len(items[i]))
+    for at in range(0, len(order), batch_size):
+        yield order[at:at + batch_size]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

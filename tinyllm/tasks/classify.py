@@ -240,11 +240,11 @@ class ClassifyTask(Task):
 
 def predict(engine, texts: list[str], batch_size: int = 64) -> np.ndarray:
     """Probabilities (N, n_classes) through ``engine.classify``, batched by similar length."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    from tinyllm.runtime.textbatch import length_batches
+
     n_classes = len(engine.labels)
     probs = np.zeros((len(texts), n_classes), dtype=np.float64)
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+    for idx in length_batches(texts, batch_size):
         probs[idx] = engine.classify([texts[i] for i in idx])
     return probs
 

@@ -23,7 +23,7 @@ from tinyllm.data.batching import EpochSampler
 from tinyllm.errors import UserError
 from tinyllm.models.lora import merge_lora, set_trainable
 from tinyllm.models.decoder import GPT
-from tinyllm.runtime.textbatch import encode_texts, pad_id_of, pad_ids
+from tinyllm.runtime.textbatch import encode_texts, length_batches, pad_id_of, pad_ids
 
 
 @dataclass
@@ -199,9 +199,7 @@ def score(model: GPT, rows: list[list[int]], y: np.ndarray, ctx: int, pad: int,
         return 0.0, 0.0
     device = next(model.parameters()).device
     loss_sum, correct = 0.0, 0
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # less padding
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+    for idx in length_batches(rows, batch_size):  # less padding
         ids, lengths, t = (x.to(device) for x in collate([rows[i] for i in idx], y[idx], ctx, pad))
         logits = model.classify(ids, lengths).float()
         loss_sum += F.cross_entropy(logits, t, reduction="sum").item()
