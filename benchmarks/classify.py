@@ -114,15 +114,10 @@ def main(argv: list[str] | None = None) -> dict:
                             "seconds": round(med, 3), "min_s": round(min(cold[backend]), 3),
                             "target_s": 0.5 if backend == "onnx" else None})
     info = modeldir.read_info(model)
-    result = {
-        "benchmark": "classify",
-        "setup": {"model": str(model.name), "params": info.model_config.num_params(),
-                  "messages": len(texts), "repeats": args.repeats, "statistic": "median",
-                  "cold_repeats": args.cold_repeats, "cpu_count": os.cpu_count()},
-        "reference": REFERENCE,
-        "rows": result_rows,
-    }
-    return emit(result, args.json, print_table)
+    setup = {"model": str(model.name), "params": info.model_config.num_params(),
+             "messages": len(texts), "repeats": args.repeats, "statistic": "median",
+             "cold_repeats": args.cold_repeats, "cpu_count": os.cpu_count()}
+    return emit("classify", setup, REFERENCE, result_rows, args.json, print_table)
 
 
 def print_table(result: dict) -> None:

@@ -40,7 +40,7 @@ from tinyllm.convert.gpt2 import from_hf_state_dict  # noqa: E402
 from tinyllm.models.decoder import GPT  # noqa: E402
 from tinyllm.runtime.session import default_threads  # noqa: E402
 from tinyllm.train.bench import machine  # noqa: E402
-from benchmarks._common import emit  # noqa: E402
+from benchmarks._common import emit, print_skipped  # noqa: E402
 
 REFERENCE = "transformers generate (fp32)"
 
@@ -235,20 +235,14 @@ def main(argv: list[str] | None = None) -> dict:
             "min_s": round(min(r.times), 4), "median_s": round(med, 4), "max_s": round(max(r.times), 4),
             "same_tokens": f"{same}/{args.new_tokens}",
         })
-    result = {
-        "benchmark": "decode",
-        "setup": {"preset": args.preset, "params": ours.config.num_params(), "batch": 1,
-                  "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
-                  "greedy": True, "repeats": args.repeats, "statistic": "median",
-                  "torch_threads": torch.get_num_threads(),
-                  "ort_threads": default_threads(),
-                  "torch": torch.__version__,
-                  "transformers": __import__("transformers").__version__, "cpu": f"{machine()['cpu']} x{os.cpu_count()}",
-                  "load_avg_1min": round(os.getloadavg()[0], 1)},  # other processes competing
-        "reference": REFERENCE,
-        "rows": result_rows,
-    }
-    return emit(result, args.json, print_table)
+    setup = {"preset": args.preset, "params": ours.config.num_params(), "batch": 1,
+             "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
+             "greedy": True, "repeats": args.repeats, "statistic": "median",
+             "torch_threads": torch.get_num_threads(), "ort_threads": default_threads(),
+             "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+             "cpu": f"{machine()['cpu']} x{os.cpu_count()}",
+             "load_avg_1min": round(os.getloadavg()[0], 1)}  # other processes competing
+    return emit("decode", setup, REFERENCE, result_rows, args.json, print_table)
 
 
 def print_table(result: dict) -> None:
@@ -258,8 +252,7 @@ def print_table(result: dict) -> None:
           f"{s['torch_threads']} torch / {s['ort_threads']} ORT threads; {s['cpu']}; load average {s['load_avg_1min']}")
     print(f"{'':32} {'tokens/s':>9} {'ms/token':>9} {'vs transformers':>16} {'same tokens':>12}")
     for r in result["rows"]:
-        if "skipped" in r:
-            print(f"{r['name']:32} skipped: {r['skipped']}")
+        if print_skipped(r, 32):
             continue
         print(f"{r['name']:32} {r['tokens_per_s']:9.1f} {r['ms_per_token']:9.2f} "
               f"{r['ratio']:15.2f}x {r['same_tokens']:>12}")

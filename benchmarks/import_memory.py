@@ -34,15 +34,18 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from benchmarks._common import emit  # noqa: E402
+
 PEAK = ("\nimport resource, json\n"
         "print(json.dumps({'peak_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n")
 IMPORTS = "import sys; sys.path.insert(0, %r)\nimport torch, tinyllm.convert.gpt2\n" % str(ROOT)
 
 BASE, HF_BASE = "baseline (imports only)", "baseline (+ import transformers)"
+OURS = "tinyllm import-gpt2 (safetensors)"   # the reference row
 # row name -> (setup code, not timed; measured code; the baseline row it is compared with)
 ROWS = {
     BASE: ("", "pass", BASE),
-    "tinyllm import-gpt2 (safetensors)":
+    OURS:
         ("", "tinyllm.convert.gpt2.import_gpt2(SRC / 'st', OUT / 'a', force=True)", BASE),
     "tinyllm import-gpt2 (.bin)":
         ("", "tinyllm.convert.gpt2.import_gpt2(SRC / 'bin', OUT / 'b', force=True)", BASE),
@@ -120,26 +123,27 @@ def main() -> None:
             r["above_base_mib"] = r["peak_mib"] - rows[ROWS[name][2]]["peak_mib"]
             r["peak_over_weights"] = r["peak_mib"] / weights_mib
             r["above_base_over_weights"] = r["above_base_mib"] / weights_mib
-    ours = rows["tinyllm import-gpt2 (safetensors)"]
+    ours = rows[OURS]
     for name, r in rows.items():
         if name in (BASE, HF_BASE):
             continue
         if "above_base_mib" in r and "above_base_mib" in ours and ours["above_base_mib"] > 0:
             r["vs_tinyllm"] = r["above_base_mib"] / ours["above_base_mib"]
-    result = {"benchmark": "import_memory",
-              "setup": {"preset": args.preset, "weights_mib": round(weights_mib, 1),
-                        "baseline_mib": round(base, 1), "statistic": "peak RSS of each process"},
-              "reference": "tinyllm import-gpt2 (safetensors)",
-              "rows": [{"name": name, **r} for name, r in rows.items()]}
-    if args.json:
-        print(json.dumps(result))  # one line: benchmarks/run_all.py reads the last stdout line
-        return
-    print(f"GPT-2 import peak memory ({args.preset}: {weights_mib:.0f} MiB of fp32 weights; "
-          f"baseline process {base:.0f} MiB)")
+    setup = {"preset": args.preset, "weights_mib": round(weights_mib, 1),
+             "baseline_mib": round(base, 1), "statistic": "peak RSS of each process"}
+    emit("import_memory", setup, OURS, [{"name": name, **r} for name, r in rows.items()], args.json,
+         print_table)
+
+
+def print_table(result: dict) -> None:
+    s = result["setup"]
+    print(f"GPT-2 import peak memory ({s['preset']}: {s['weights_mib']:.0f} MiB of fp32 weights; "
+          f"baseline process {s['baseline_mib']:.0f} MiB)")
     header = f"{'':38} {'peak MiB':>9} {'above base':>11} {'peak/weights':>13} " \
              f"{'above/weights':>14} {'x ours':>7} {'s':>6}"
     print(header)
-    for name, r in rows.items():
+    for r in result["rows"]:
+        name = r["name"]
         if "error" in r:
             print(f"{name:38} error: {r['error']}")
             continue
@@ -149,6 +153,7 @@ def main() -> None:
         print(f"{name:38} {r['peak_mib']:9.0f} {r['above_base_mib']:11.0f} "
               f"{r['peak_over_weights']:13.2f} {r['above_base_over_weights']:14.2f} "
               f"{vs(r):>7} {r['seconds']:6.1f}")
+    ours = next(r for r in result["rows"] if r["name"] == OURS)
     if "above_base_over_weights" in ours:
         print(f"tinyllm import-gpt2 needs {ours['above_base_over_weights']:.2f} x the weights' size "
               f"above the baseline process ({ours['peak_over_weights']:.2f} x counting the baseline)")

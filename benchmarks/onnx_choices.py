@@ -15,7 +15,6 @@ Rows are interleaved over the repeats, so machine noise hits them alike; medians
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks._common import emit  # noqa: E402
 from tinyllm import modeldir  # noqa: E402
 from tinyllm.export import QUANT_METHODS  # noqa: E402
 
@@ -169,26 +169,24 @@ def main(argv: list[str] | None = None) -> dict:
             rows += session_rows(gpt2, args, log)
     import onnxruntime
 
-    result = {"benchmark": "onnx_choices",
-              "setup": {"decode": f"gpt2 shape, batch 1, {args.prompt_tokens}-token prompt, "
-                                  f"{args.new_tokens} new tokens, greedy",
-                        "accuracy": "bundled shakespeare-char, whole validation split",
-                        "repeats": args.repeats, "statistic": "median",
-                        "load_average": round(os.getloadavg()[0], 1),
-                        "onnxruntime": onnxruntime.__version__},
-              "reference": "fp32 graph (quantization) / default options (session)",
-              "rows": rows}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for table in dict.fromkeys(r["table"] for r in rows):
-            print(f"\n{table}")
-            sub = [r for r in rows if r["table"] == table]
-            keys = [k for k in sub[0] if k not in ("table", "name")]
-            print(f"{'':38}" + "".join(f"{k:>20}" for k in keys))
-            for r in sub:
-                print(f"{r['name']:38}" + "".join(f"{str(r.get(k, '')):>20}" for k in keys))
-    return result
+    setup = {"decode": f"gpt2 shape, batch 1, {args.prompt_tokens}-token prompt, "
+                       f"{args.new_tokens} new tokens, greedy",
+             "accuracy": "bundled shakespeare-char, whole validation split",
+             "repeats": args.repeats, "statistic": "median",
+             "load_average": round(os.getloadavg()[0], 1), "onnxruntime": onnxruntime.__version__}
+    return emit("onnx_choices", setup, "fp32 graph (quantization) / default options (session)",
+                rows, args.json, print_table)
+
+
+def print_table(result: dict) -> None:
+    rows = result["rows"]
+    for table in dict.fromkeys(r["table"] for r in rows):
+        print(f"\n{table}")
+        sub = [r for r in rows if r["table"] == table]
+        keys = [k for k in sub[0] if k not in ("table", "name")]
+        print(f"{'':38}" + "".join(f"{k:>20}" for k in keys))
+        for r in sub:
+            print(f"{r['name']:38}" + "".join(f"{str(r.get(k, '')):>20}" for k in keys))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import torch.nn.functional as F  # noqa: E402
 from tinyllm.config import ModelConfig, TrainConfig  # noqa: E402
 from tinyllm.models.decoder import GPT  # noqa: E402
 from tinyllm.train.bench import LoopStepper, machine, peak_flops, summarize  # noqa: E402
-from benchmarks._common import emit  # noqa: E402
+from benchmarks._common import emit, print_skipped  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data" / "tinyshakespeare.txt"
 REFERENCE = "transformers fp32"
@@ -240,8 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
              "best_ratio": best["ratio"] if best else None,
              "seconds": round(time.time() - t_start)}
     out_rows += [{"name": name, "skipped": why} for name, why in skipped.items()]
-    result = {"benchmark": "train", "setup": setup, "reference": REFERENCE, "rows": out_rows}
-    return emit(result, args.json, print_table)
+    return emit("train", setup, REFERENCE, out_rows, args.json, print_table)
 
 
 def _hf_version() -> str:
@@ -259,8 +258,7 @@ def print_table(result: dict) -> None:
     print(f"{'':42} {'ms/step':>9} {'tokens/s':>9} {'GFLOP/s':>8} {'MFU':>6} {'1st step s':>10} "
           f"{'vs transformers fp32':>21}")
     for r in result["rows"]:
-        if "skipped" in r:
-            print(f"{r['name']:42} skipped: {r['skipped']}")
+        if print_skipped(r, 42):
             continue
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "?"
         print(f"{r['name']:42} {r['ms_per_step']:9.0f} {r['tokens_per_s']:9.0f} {r['gflops']:8.1f} "

@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from benchmarks._common import emit  # noqa: E402
+from tinyllm.units import human_bytes  # noqa: E402
+
 VOCAB = 65             # tiny Shakespeare's char vocabulary
 MODEL = dict(n_layer=2, n_head=2, n_embd=64, context_length=64)
 
@@ -87,13 +90,6 @@ def child(path: str, steps: int, threads: int) -> dict:
             "seconds": round(time.time() - t0, 1)}
 
 
-def human(n_bytes: int) -> str:
-    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n_bytes >= size:
-            return f"{n_bytes / size:g} {unit}"
-    return f"{n_bytes} B"
-
-
 def main(argv: list[str] | None = None) -> dict | None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--small", default="10MB", help="size of the small token file (default 10MB)")
@@ -118,33 +114,32 @@ def main(argv: list[str] | None = None) -> dict | None:
             path = Path(tmp) / f"tokens-{size}.tok"
             t0 = time.time()
             write_token_file(path, size)
-            log(f"wrote {human(size)} token file in {time.time() - t0:.1f} s; training {args.steps} steps")
+            log(f"wrote {human_bytes(size)} token file in {time.time() - t0:.1f} s; training {args.steps} steps")
             r = subprocess.run([sys.executable, __file__, "--child", str(path), "--steps", str(args.steps),
                                 "--threads", str(args.threads)], capture_output=True, text=True)
             if r.returncode != 0:
-                sys.exit(f"error: the run on {human(size)} failed:\n{r.stderr[-3000:]}")
+                sys.exit(f"error: the run on {human_bytes(size)} failed:\n{r.stderr[-3000:]}")
             res = json.loads(r.stdout.strip().splitlines()[-1])
-            log(f"{human(size)}: peak RSS {res['peak_rss_mb']} MB ({res['seconds']} s)")
-            rows.append({"name": f"{human(size)} token file", "file_mb": round(size / (1 << 20), 1),
+            log(f"{human_bytes(size)}: peak RSS {res['peak_rss_mb']} MiB ({res['seconds']} s)")
+            rows.append({"name": f"{human_bytes(size)} token file", "file_mb": round(size / (1 << 20), 1),
                          **res})
             path.unlink()
     base = rows[0]["peak_rss_mb"]
     for row in rows:
         row["ratio"] = round(row["peak_rss_mb"] / base, 3)
-    result = {"benchmark": "train_memory",
-              "setup": {"model": "2 layers x 64 wide, context 64", "batch": 16, "steps": args.steps,
-                        "vocab": VOCAB, "dtype": "uint16", "threads": args.threads, "target_ratio": 1.2},
-              "reference": rows[0]["name"], "rows": rows}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"peak RSS of {args.steps} training steps (2x64 GPT, batch 16 x 64) by token-file size")
-        for row in rows:
-            print(f"{row['name']:>18}: {row['tokens']:>12,} tokens  peak RSS {row['peak_rss_mb']:8.1f} MB  "
-                  f"{row['ratio']:.3f}x")
-        verdict = "within" if rows[-1]["ratio"] <= 1.2 else "OVER"
-        print(f"large/small = {rows[-1]['ratio']:.3f} ({verdict} the 1.2x target)")
-    return result
+    setup = {"model": "2 layers x 64 wide, context 64", "batch": 16, "steps": args.steps,
+             "vocab": VOCAB, "dtype": "uint16", "threads": args.threads, "target_ratio": 1.2}
+    return emit("train_memory", setup, rows[0]["name"], rows, args.json, print_table)
+
+
+def print_table(result: dict) -> None:
+    rows, s = result["rows"], result["setup"]
+    print(f"peak RSS of {s['steps']} training steps (2x64 GPT, batch 16 x 64) by token-file size")
+    for row in rows:
+        print(f"{row['name']:>18}: {row['tokens']:>12,} tokens  peak RSS {row['peak_rss_mb']:8.1f} MiB  "
+              f"{row['ratio']:.3f}x")
+    verdict = "within" if rows[-1]["ratio"] <= s["target_ratio"] else "OVER"
+    print(f"large/small = {rows[-1]['ratio']:.3f} ({verdict} the {s['target_ratio']}x target)")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import json
 import os
 import pty
 import select
@@ -30,6 +29,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import emit  # noqa: E402
+
 BARE_APP = '''
 from textual.app import App
 from textual.widgets import Footer, Header, Static
@@ -138,17 +141,16 @@ def main() -> None:
     t = med(torch_import)
     out_rows.append({"name": "python -c 'import torch' (for scale)", "first paint s": round(t, 3),
                      "ratio": round(t / ref, 2)})
-    result = {"benchmark": "tui_startup", "reference": "bare Textual app (peer)",
-              "setup": {"terminal": "120x40 pty", "repeats": args.repeats,
-                        "load average": round(os.getloadavg()[0], 2)},
-              "rows": out_rows}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"load average {os.getloadavg()[0]:.2f}")
-        for r in out_rows:
-            cpu = f"  CPU {r['CPU s']:6.3f} s  x{r['CPU ratio']:.2f}" if "CPU s" in r else ""
-            print(f"{r['name']:<45} {r['first paint s']:7.3f} s  x{r['ratio']:.2f}{cpu}")
+    setup = {"terminal": "120x40 pty", "repeats": args.repeats,
+             "load average": round(os.getloadavg()[0], 2)}
+    emit("tui_startup", setup, "bare Textual app (peer)", out_rows, args.json, print_table)
+
+
+def print_table(result: dict) -> None:
+    print(f"load average {result['setup']['load average']:.2f}")
+    for r in result["rows"]:
+        cpu = f"  CPU {r['CPU s']:6.3f} s  x{r['CPU ratio']:.2f}" if "CPU s" in r else ""
+        print(f"{r['name']:<45} {r['first paint s']:7.3f} s  x{r['ratio']:.2f}{cpu}")
 
 
 if __name__ == "__main__":

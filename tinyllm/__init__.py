@@ -20,12 +20,19 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+def lazy_attributes(module: str, names: dict[str, str]):
+    """A module ``__getattr__`` that imports ``names[attr]`` (a module path) when ``attr`` is first
+    used, so importing the package stays light."""
+    def __getattr__(name: str):
+        if name in names:
+            import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'tinyllm' has no attribute {name!r}")
+            return getattr(importlib.import_module(names[name]), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    return __getattr__
+
+
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["__version__", *_LAZY]

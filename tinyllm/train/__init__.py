@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+from tinyllm import lazy_attributes
+
 _LAZY = {
     "Trainer": "tinyllm.train.trainer",
     "lr_at": "tinyllm.train.schedule",
@@ -14,12 +16,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'tinyllm.train' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)
