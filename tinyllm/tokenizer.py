@@ -48,6 +48,14 @@ class Tokenizer:
     def save(self, directory: str | Path) -> None:
         """Write the files the spec refers to (none for gpt2)."""
 
+    def saved_files(self) -> dict[str, bytes]:
+        """What :meth:`save` writes, by file name in name order (to hash or send a tokenizer)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            self.save(d)
+            return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir())}
+
 
 # ---- gpt2 -------------------------------------------------------------------------------------
 _GPT2_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""

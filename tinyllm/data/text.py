@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -107,11 +106,9 @@ def token_dtype(vocab_size: int) -> np.dtype:
 def tokenizer_fingerprint(tok: Tokenizer) -> str:
     """A hash of the tokenizer's spec and saved files: a token file is only reused with the same one."""
     h = hashlib.sha256(json.dumps(tok.spec(), sort_keys=True).encode())
-    with tempfile.TemporaryDirectory() as d:
-        tok.save(d)
-        for p in sorted(Path(d).iterdir()):
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
+    for name, data in tok.saved_files().items():
+        h.update(name.encode())
+        h.update(data)
     return h.hexdigest()[:16]
 
 

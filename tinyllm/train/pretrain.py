@@ -76,9 +76,7 @@ def build_tokenizer(cfg: TrainConfig, quiet: bool = False) -> Tokenizer:
 
 
 def _tokenizer_bytes(tok: Tokenizer) -> bytes:
-    with tempfile.TemporaryDirectory() as d:
-        tok.save(d)
-        files = {p.name: p.read_text(encoding="utf-8") for p in Path(d).iterdir()}
+    files = {name: data.decode("utf-8") for name, data in tok.saved_files().items()}
     return json.dumps({"spec": tok.spec(), "files": files}).encode()
 
 
