@@ -125,6 +125,7 @@ class TrainConfig:
     num_threads: int = 0           # torch intra-op threads (0 = torch's default)
     ddp_backend: str = "auto"      # under torchrun: auto (nccl on CUDA, gloo on CPU) | gloo | nccl
     fsdp: bool = False             # under torchrun: shard the model with FSDP2 instead of DDP
+    deterministic: bool = False    # deterministic kernels (slower on GPUs; bitwise-exact resume there)
     seed: int = 1337               # seeds init, window sampling and dropout
     out: str | None = None         # output model directory; None = $TINYLLM_HOME/models/<run name>
 
@@ -156,6 +157,8 @@ class TrainConfig:
             raise ConfigError(f"train.max_time_minutes must be >= 0, not {self.max_time_minutes!r}")
         if not self.lr > 0 or self.min_lr < 0:
             raise ConfigError("train.lr must be > 0 and train.min_lr >= 0")
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"train.deterministic must be true or false, not {self.deterministic!r}")
         if not isinstance(self.fsdp, bool):
             raise ConfigError(f"train.fsdp must be true or false, not {self.fsdp!r}")
 

@@ -71,12 +71,40 @@ def cpu_cores() -> int:
     return max(1, logical // max(1, per_core))
 
 
-def peak_flops(device: torch.device | str = "cpu", threads: int | None = None) -> Peak:
-    """FP32 peak FLOP/s of the CPU cores used (``threads`` of them, at most the cores there are).
+# Dense matrix peaks of GPUs by the vendors' datasheets, TFLOP/s (bf16/fp16 tensor cores; fp32 is
+# TF32-free). Matched against torch.cuda.get_device_name(); $TINYLLM_PEAK_TFLOPS overrides.
+GPU_PEAK_TFLOPS = {  # name fragment: (bf16/fp16, fp32)
+    "H200": (989.4, 66.9), "H100": (989.4, 66.9), "A100": (312.0, 19.5), "L40S": (362.1, 91.6),
+    "A10G": (70.0, 31.2), "L4": (121.0, 30.3), "RTX 4090": (165.2, 82.6), "V100": (125.0, 15.7),
+}
 
-    Unknown for GPUs and for CPUs whose flags or clock this cannot read.
+
+def gpu_peak(device: torch.device, precision: str) -> Peak:
+    """Dense peak FLOP/s of one GPU at ``precision`` from :data:`GPU_PEAK_TFLOPS` (or the env)."""
+    import os
+
+    env = os.environ.get("TINYLLM_PEAK_TFLOPS")
+    if env:
+        return Peak(float(env) * 1e12, f"$TINYLLM_PEAK_TFLOPS = {env}")
+    name = torch.cuda.get_device_name(device)
+    for fragment, (half, fp32) in GPU_PEAK_TFLOPS.items():
+        if fragment in name:
+            tflops = fp32 if precision == "fp32" else half
+            return Peak(tflops * 1e12, f"{name}: {tflops} TFLOP/s dense {precision} (datasheet)")
+    return Peak(None, f"unknown for {name} (set $TINYLLM_PEAK_TFLOPS)")
+
+
+def peak_flops(device: torch.device | str = "cpu", threads: int | None = None,
+               precision: str = "fp32") -> Peak:
+    """Peak FLOP/s of the device: for a CPU, FP32 of the cores used (``threads`` of them, at most
+    the cores there are); for a GPU, its datasheet dense peak at ``precision`` (times the GPUs of
+    the run is for the caller).
+
+    Unknown for CPUs whose flags or clock this cannot read and for GPUs not in the table.
     """
     device = torch.device(device)
+    if device.type == "cuda":
+        return gpu_peak(device, precision)
     if device.type != "cpu":
         return Peak(None, f"unknown for {device.type} devices")
     info = _cpuinfo()
@@ -187,7 +215,9 @@ def bench_run(run, steps: int = 10, warmup: int = 2, quiet: bool = False,
         finally:
             stepper.close()
     fpt = model_cfg.flops_per_token(seq_len)
-    peak = peak_flops(device)
+    peak = peak_flops(device, precision=precision)
+    if peak.flops and device.type == "cuda" and dist.world_size > 1:
+        peak = Peak(peak.flops * dist.world_size, f"{peak.how} x {dist.world_size} GPUs")
     return {
         "model": {k: getattr(model_cfg, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size")},
         "params": model.num_params(), "seq_len": seq_len, "batch_size": cfg.batch_size,

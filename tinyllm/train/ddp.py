@@ -18,6 +18,7 @@ class DistInfo:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    launched: bool = False  # started by torchrun (even with one process: DDP/FSDP then run as asked)
 
     @property
     def is_main(self) -> bool:
@@ -25,13 +26,15 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.launched or self.world_size > 1
 
 
 def info() -> DistInfo:
-    """This process's place in the job (rank 0 of 1 outside torchrun)."""
-    return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
-                    int(os.environ.get("WORLD_SIZE", 1)))
+    """This process's place in the job (rank 0 of 1, not launched, outside torchrun)."""
+    env = os.environ
+    return DistInfo(int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)),
+                    int(env.get("WORLD_SIZE", 1)),
+                    launched="TORCHELASTIC_RUN_ID" in env and "WORLD_SIZE" in env)
 
 
 def setup(backend: str = "auto", device_type: str = "cpu") -> tuple[DistInfo, bool]:

@@ -46,7 +46,10 @@ class _LossModule(nn.Module):
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
+    """Tensors of ``batch`` on ``device``; to a GPU through pinned memory, without waiting."""
     if isinstance(batch, torch.Tensor):
+        if device.type == "cuda" and batch.device.type == "cpu":
+            return batch.pin_memory().to(device, non_blocking=True)
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
@@ -82,6 +85,8 @@ class Trainer:
         self.train_info = dict(train_info or {})
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
 
         self.dist = ddp.info()
         self.device = resolve_device(cfg.device, self.dist.local_rank)
@@ -98,7 +103,8 @@ class Trainer:
             self._skeleton = fsdp.meta_copy(self.model) if self.is_main else None
             fsdp.shard(self.model)  # before the optimizer: it must hold the shards
         self.optimizer, self.fused = make_optimizer(self.model, cfg, self.device.type)
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        # fp16 needs loss scaling (bf16 has fp32's range and does not)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
         # progress, restored on resume
         self.step = 0
@@ -148,6 +154,7 @@ class Trainer:
         self._emit(event("start", self.step, max_steps=cfg.max_steps, resumed=self.resumed,
                          out=str(self.out_dir), world_size=self.dist.world_size,
                          device=str(self.device), precision=self.precision, compile=cfg.compile,
+                         parallel="fsdp" if self.fsdp else "ddp" if self.ddp_module is not None else "none",
                          fused=self.fused, params=sum(p.numel() for p in self.model.parameters()),
                          tokens_per_step=self._tokens_per_step(), train=to_dict(cfg),
                          model=to_dict(self.model.config) if hasattr(self.model, "config") else None))
