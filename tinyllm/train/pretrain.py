@@ -134,12 +134,13 @@ def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok:
 
 
 # ---- the run ------------------------------------------------------------------------------------
-def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log = no_log) -> bool:
-    """Check the output directory; returns whether there is a state to resume from."""
+def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log | None = None) -> bool:
+    """Check the output directory; returns whether there is a state to resume from (a resume with
+    nothing to resume from is a note to ``log``)."""
     has_state = state_path(out).is_file()
     if resume:
         if not has_state:
-            log(f"note: {out} has no train state yet; starting a new run")
+            (log or no_log)(f"note: {out} has no train state yet; starting a new run")
         return has_state
     if has_state and not overwrite:
         raise UserError(f"{out}: already holds a training run; use --resume to continue it or "
