@@ -111,7 +111,7 @@ class ClassifyTask(Task):
                  batch_size=None, lr=None, split=(0.7, 0.1, 0.2), seed=123, preset=None,
                  resume=False, train_left_out=False, class_weight="none", dropout=None,
                  extra_train: list[Example] | None = None, vocab_size: int = 4096,
-                 model_overrides: dict | None = None, save_dtype=None, callbacks=(),
+                 model_overrides: dict | None = None, save_dtype=None, callbacks=(), log=None,
                  **_: Any) -> dict[str, Any]:
         """Fine-tune (or train from scratch) and report the test split's metrics.
 
@@ -150,7 +150,8 @@ class ClassifyTask(Task):
             epochs=epochs, batch_size=batch_size or 16, lr=lr, seed=seed,
             preset=preset or self.default_preset, vocab_size=vocab_size,
             model_overrides=model_overrides or {}, save_dtype=save_dtype, resume=resume,
-            callbacks=list(callbacks), info=info, class_weight=class_weight, dropout=dropout)
+            callbacks=list(callbacks), log=log, info=info, class_weight=class_weight,
+            dropout=dropout)
         done = run.fit()
         test_file, test_cols = self.write_test(Path(out), test, text_col, label_col)
         report = self.evaluate(out, test_file, backend="torch", **test_cols)

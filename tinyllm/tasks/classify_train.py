@@ -50,6 +50,7 @@ class Run:
     class_weight: str | None = None   # "balanced": weight the loss by inverse label frequency
     dropout: float | None = None      # training dropout (None: the base model's; 0.1 from scratch)
     callbacks: list = field(default_factory=list)   # Trainer event callbacks (a progress bar)
+    log: Any = None                   # log(line): notes for people (None: silent)
     info: dict = field(default_factory=dict)        # provenance for config.yaml `train:`
     param_counts: dict = field(default_factory=dict)  # filled by build(): trainable/total/lora_modules
 
@@ -158,7 +159,8 @@ class Run:
         trainer = Trainer(model, cfg, batches, loss_fn, self.out, eval_fn=eval_fn,
                           save_fn=save_fn, callbacks=self.callbacks, resume=self.resume,
                           count_tokens=lambda b: int(b[1].sum()),
-                          train_info={"base": self.base, "params": self.param_counts})
+                          train_info={"base": self.base, "params": self.param_counts},
+                          log=self.log)
         return trainer.fit()
 
 
