@@ -24,7 +24,7 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 models: install
-	$(BIN)/python -m tinyllm.bundled.build
+	$(BIN)/python -m tinyllm.cli.build_models
 
 run: install
 	$(BIN)/tinyllm-tui

@@ -34,10 +34,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from tinyllm.config import ModelConfig, TrainConfig  # noqa: E402
 from tinyllm.models.decoder import GPT  # noqa: E402
+from tinyllm.models.loss import lm_loss  # noqa: E402
 from tinyllm.train.bench import LoopStepper, machine, peak_flops, summarize  # noqa: E402
 from benchmarks._common import emit, print_skipped  # noqa: E402
 
@@ -93,8 +93,7 @@ class HFStepper:
         t0 = time.perf_counter()
         x, y = self.batches(self.n, 0)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model(input_ids=x).logits
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.view(-1))
+            loss = lm_loss(lambda ids: self.model(input_ids=ids).logits, (x, y))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()

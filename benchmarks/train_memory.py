@@ -65,7 +65,8 @@ def child(path: str, steps: int, threads: int) -> dict:
     from tinyllm.models.decoder import GPT
     from tinyllm.tokenizer import CharTokenizer
     from tinyllm.train.bench import random_batches
-    from tinyllm.train.pretrain import lm_loss, make_lm_eval
+    from tinyllm.models.loss import lm_loss
+    from tinyllm.train.pretrain import make_lm_eval
     from tinyllm.train.trainer import Trainer
 
     t0 = time.time()

@@ -103,3 +103,36 @@ def test_the_map_names_every_folder():
                if p.is_dir() and (p / "__init__.py").is_file()]
     missing = [f for f in folders if f"`{f}/`" not in text and f"tinyllm/{f}/" not in text]
     assert not missing, f"docs/architecture.md does not describe: {missing}"
+
+
+def test_tasks_never_import_click():
+    """Tasks declare options as tinyllm.tasks.Option values; only cli/ builds click commands."""
+    bad = [f"{p.relative_to(ROOT)}:{line}: imports {name}"
+           for p in sorted((ROOT / "tinyllm" / "tasks").rglob("*.py"))
+           for line, name in imports(p) if name.split(".")[0] == "click"]
+    assert not bad, "\n".join(bad)
+
+
+def writes_for_people(path: Path) -> list[tuple[int, str]]:
+    """(line, what) for every print() call, sys.stdout/sys.stderr use and err=/stderr=True keyword."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            out.append((node.lineno, "print()"))
+        elif isinstance(node, ast.Attribute) and node.attr in ("stderr", "stdout") \
+                and isinstance(node.value, ast.Name) and node.value.id == "sys":
+            out.append((node.lineno, f"sys.{node.attr}"))
+        elif isinstance(node, ast.keyword) and node.arg in ("err", "stderr") \
+                and isinstance(node.value, ast.Constant) and node.value.value is True:
+            out.append((node.value.lineno, f"{node.arg}=True"))
+    return out
+
+
+def test_only_the_cli_prints():
+    """Library code returns, raises, or reports through log=/progress=/callbacks; printing for
+    people is cli/'s (and the TUI's)."""
+    cli = ROOT / "tinyllm" / "cli"
+    bad = [f"{p.relative_to(ROOT)}:{line}: {what}"
+           for p in sorted((ROOT / "tinyllm").rglob("*.py")) if cli not in p.parents
+           for line, what in writes_for_people(p)]
+    assert not bad, "library code that prints:\n" + "\n".join(bad)

@@ -44,7 +44,7 @@ def test_finetune_from_scratch_lowers_loss_and_reports(tmp_path):
     data = toy_data(tmp_path / "toy.tsv")
     out = tmp_path / "clf"
     report = ClassifyTask().finetune(data, out, epochs=8, batch_size=8, vocab_size=300,
-                                     model_overrides=SMALL, lr=3e-3, quiet=True)
+                                     model_overrides=SMALL, lr=3e-3)
     steps = losses(out)
     assert len(steps) == report["train"]["steps"] == 8 * 5  # 34 train examples / 8 per batch
     assert sum(steps[-5:]) / 5 < 0.5 * sum(steps[:5]) / 5
@@ -67,7 +67,7 @@ def test_finetune_from_a_model_with_frozen_layers_and_lora(tmp_path, tiny_gpt2_d
     out = tmp_path / "lora"
     base = load_model(tiny_gpt2_dir)
     report = ClassifyTask().finetune(data, out, model=str(tiny_gpt2_dir), train_layers="last-1",
-                                     lora_rank=2, epochs=1, batch_size=8, lr=1e-2, quiet=True)
+                                     lora_rank=2, epochs=1, batch_size=8, lr=1e-2)
     assert report["train"]["params"]["lora_modules"] == 4  # qkv, proj, fc, mlp.proj of block 1
     tuned = load_model(out)  # merged: a plain GPT, no LoRA tensors in the file
     assert tuned.meta["labels"] == ["neg", "pos"] and tuned.meta["tokenizer"]["type"] == "gpt2"
@@ -121,10 +121,10 @@ def test_bad_data_is_a_user_error(tmp_path):
     one = tmp_path / "one.tsv"
     one.write_text("ham\thello\nham\tthere\n")
     with pytest.raises(DataError, match="at least two labels"):
-        ClassifyTask().finetune(one, tmp_path / "o", quiet=True)
+        ClassifyTask().finetune(one, tmp_path / "o")
     data = toy_data(tmp_path / "toy.tsv", n=8)
     with pytest.raises(DataError, match=r"toy.tsv:1: missing column 'body'"):
-        ClassifyTask().finetune(data, tmp_path / "o", text_col="body", quiet=True)
+        ClassifyTask().finetune(data, tmp_path / "o", text_col="body")
 
 
 def test_evaluate_rejects_unknown_labels(tmp_path):
@@ -147,7 +147,7 @@ def test_evaluate_rejects_unknown_labels(tmp_path):
 def test_resume_continues_the_run_and_refuses_to_overwrite(tmp_path):
     data = toy_data(tmp_path / "toy.tsv", n=24)
     out = tmp_path / "run"
-    kw = dict(batch_size=8, vocab_size=300, model_overrides=SMALL, quiet=True)
+    kw = dict(batch_size=8, vocab_size=300, model_overrides=SMALL)
     first = ClassifyTask().finetune(data, out, epochs=1, **kw)
     tok = (out / "tokenizer.json").read_text()
     with pytest.raises(UserError, match="holds a training run; --resume"):

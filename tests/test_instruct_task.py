@@ -108,6 +108,32 @@ def test_eval_writes_responses_beside_the_entries(trained, tmp_path):
     assert "val_loss" not in text  # the validation split is known only for the training file
 
 
+def test_eval_answers_through_the_chosen_backend(trained, tmp_path):
+    """--backend onnx answers through ONNX Runtime; the loss is the torch model's either way."""
+    import shutil
+
+    from tinyllm.export.onnx import export_model
+
+    d, _ = trained
+    model = tmp_path / "ft"
+    shutil.copytree(d / "ft", model)
+    export_model(model, force_torchscript=True)
+    reports = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / f"{backend}.json"
+        reports[backend] = json.loads(run("eval", model, "--data", d / "data.json", "--backend",
+                                          backend, "--responses", out, "--json").stdout)
+        assert reports[backend]["backend"] == backend
+    assert reports["onnx"]["metrics"] == reports["torch"]["metrics"]
+    answers = [[r["model_response"] for r in json.loads((tmp_path / f"{b}.json").read_text())]
+               for b in ("torch", "onnx")]
+    assert answers[0] == answers[1] and sum(a in ("With input.", "No input.") for a in answers[1]) >= 7
+    # without --backend the exported graph is used, as `tinyllm classify` does
+    auto = json.loads(run("eval", model, "--data", d / "data.json", "--responses",
+                          tmp_path / "auto.json", "--json").stdout)
+    assert auto["backend"] == "onnx"
+
+
 class FakeJudge(BaseHTTPRequestHandler):
     requests: list[dict] = []
 
@@ -219,8 +245,10 @@ def test_default_responses_path_avoids_bundled_models(tmp_path, monkeypatch, cap
 
     own = SimpleNamespace(path=tmp_path / "mine", source="path")
     own.path.mkdir()
-    assert default_responses_path(own) == own.path / "responses.json"
+    notes = []
+    assert default_responses_path(own, notes.append) == own.path / "responses.json"
     monkeypatch.chdir(tmp_path)
     bundled = SimpleNamespace(path=tmp_path / "pkg" / "shakespeare-char", source="bundled")
-    assert default_responses_path(bundled) == Path("shakespeare-char-responses.json")
-    assert "read-only" in capsys.readouterr().err
+    assert default_responses_path(bundled, notes.append) == Path("shakespeare-char-responses.json")
+    assert len(notes) == 1 and "read-only" in notes[0]
+    assert capsys.readouterr().err == ""  # said through log=, never printed

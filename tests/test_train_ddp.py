@@ -36,7 +36,7 @@ def test_two_process_ddp_equals_one_process(tmp_path):
 
     run = load_run(data=str(data), out=str(single_out), max_steps=4, eval_every=2,
                    sets=[*COMMON, "batch_size=4"])
-    train_lm(run, quiet=True)
+    train_lm(run)
 
     a = torch.load(ddp_out / "train_state" / "state.pt", weights_only=True)
     b = torch.load(single_out / "train_state" / "state.pt", weights_only=True)

@@ -30,7 +30,7 @@ def corpus(tmp_path_factory):
 def run(corpus, out, max_steps, *sets, resume=False, on_trainer=None, callbacks=()):
     r = load_run(data=str(corpus), out=str(out), max_steps=max_steps, sets=[*TINY, *sets],
                  resume=resume)
-    return train_lm(r, resume=resume, quiet=True, on_trainer=on_trainer, callbacks=callbacks)
+    return train_lm(r, resume=resume, on_trainer=on_trainer, callbacks=callbacks)
 
 
 def events(out):

@@ -1,8 +1,9 @@
-"""Train the bundled models from scratch, with fixed seeds (what `make models` runs).
+"""The recipes of the bundled models: trained from scratch, with fixed seeds. `make models` runs
+them through their command (:mod:`tinyllm.cli.build_models`):
 
-    python -m tinyllm.bundled.build                        # every bundled model
-    python -m tinyllm.bundled.build shakespeare-char       # just this one
-    python -m tinyllm.bundled.build --max-steps 50 --out /tmp/models   # a quick trial elsewhere
+    python -m tinyllm.cli.build_models                        # every bundled model
+    python -m tinyllm.cli.build_models shakespeare-char       # just this one
+    python -m tinyllm.cli.build_models --max-steps 50 --out /tmp/models   # a quick trial elsewhere
 
 - ``shakespeare-char``: the default language model, a character-level GPT trained on
   ``bundled/data/tinyshakespeare.txt`` with the training loop of ``tinyllm train`` (the recipe is
@@ -11,19 +12,19 @@
   by :func:`tinyllm.bundled.sms_spam.build`.
 
 Each model is built in a staging folder and swapped in only when complete, so an interrupted build
-leaves the previous model in place. All bundled models together must stay under 10 MB.
+leaves the previous model in place. All bundled models together must stay under 10 MB. Progress
+and notes go to the ``callbacks``, ``progress`` and ``log`` the caller passes (silent by default).
 """
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from tinyllm import modeldir
+from tinyllm.runtime.engine import Log
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -41,12 +42,9 @@ SHAKESPEARE_SETS = ("max_time_minutes=0", "sample_tokens=0", "seed=1337", "preci
 SHAKESPEARE_DTYPE = "float16"   # storage dtype of the shipped weights (half of float32; loads as float32)
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def build_shakespeare(out_dir: Path, max_steps: int | None = None, threads: int = 0,
-                      quiet: bool = False) -> dict[str, Any]:
+                      callbacks=(), progress: Callable | None = None, log: Log | None = None
+                      ) -> dict[str, Any]:
     """Train the char-level Shakespeare LM; writes a plain model directory at ``out_dir``."""
     import torch
 
@@ -63,7 +61,7 @@ def build_shakespeare(out_dir: Path, max_steps: int | None = None, threads: int 
             sets.append(f"eval_every={min(1000, max_steps)}")
         run = load_run(preset=SHAKESPEARE_PRESET, data=str(DATA / "tinyshakespeare.txt"),
                        out=str(Path(tmp) / "run"), sets=sets)
-        done = train_lm(run, overwrite=True, quiet=quiet)
+        done = train_lm(run, overwrite=True, callbacks=callbacks, progress=progress, log=log)
         best = Path(run.out)                      # the top-level run dir holds the best checkpoint
         model = load_model(best)
         info = dict(model.meta.get("train") or {})
@@ -79,16 +77,17 @@ def build_shakespeare(out_dir: Path, max_steps: int | None = None, threads: int 
 
 
 def build_sms_spam(out_dir: Path, max_steps: int | None = None, threads: int = 0,
-                   quiet: bool = False) -> dict[str, Any]:
+                   callbacks=(), progress: Callable | None = None, log: Log | None = None
+                   ) -> dict[str, Any]:
     """The SMS spam classifier (recipe and fixed seed: :mod:`tinyllm.bundled.sms_spam`).
 
     ``threads`` 0 means the recipe's own count (:data:`tinyllm.bundled.sms_spam.THREADS`)."""
     from tinyllm.bundled import sms_spam
 
-    return sms_spam.build(out_dir, quiet=quiet, threads=threads or sms_spam.THREADS)
+    return sms_spam.build(out_dir, callbacks=callbacks, threads=threads or sms_spam.THREADS)
 
 
-def export_int8(model_dir: Path, quiet: bool = False) -> dict[str, Any]:
+def export_int8(model_dir: Path, log: Log | None = None) -> dict[str, Any]:
     """Ship the int8 ONNX graph (only; the float graph would not fit the size budget) beside the
     weights, so `tinyllm classify` and `tinyllm generate` run on ONNX Runtime without importing
     torch (see the README's onnx section). ``--quant auto``: a language model gets the fastest
@@ -96,8 +95,7 @@ def export_int8(model_dir: Path, quiet: bool = False) -> dict[str, Any]:
     from tinyllm.export import INT8_FILE
     from tinyllm.export.onnx import export_model
 
-    res = export_model(model_dir, int8=True, keep_fp32=False, quant="auto",
-                       log=None if quiet else log)
+    res = export_model(model_dir, int8=True, keep_fp32=False, quant="auto", log=log)
     return {"onnx_exporter": res.exporter, "onnx_quant": res.quant_method,
             "onnx_quant_check": res.quant_check, "onnx_int8_bytes": res.sizes.get(INT8_FILE)}
 
@@ -120,49 +118,3 @@ def swap_in(staging: Path, final: Path) -> None:
 
 def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tinyllm.bundled.build",
-                                 description="Train the bundled models with fixed seeds.")
-    ap.add_argument("names", nargs="*", metavar="NAME", help=f"models to build (default: all: "
-                                                             f"{', '.join(BUILDERS)})")
-    ap.add_argument("--out", type=Path, default=MODELS, help="where the model folders go "
-                                                              "(default: the package's bundled/models)")
-    ap.add_argument("--max-steps", type=int, default=None,
-                    help="override the LM's step count (for a quick trial; not for shipping)")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch threads (0: torch's default; 1 is faster on a busy machine)")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    ap.add_argument("--no-onnx", action="store_true",
-                    help="do not ship model.int8.onnx beside the weights")
-    args = ap.parse_args(argv)
-
-    names = args.names or list(BUILDERS)
-    unknown = [n for n in names if n not in BUILDERS]
-    if unknown:
-        ap.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(BUILDERS)}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        log(f"== building {name} in {args.out}")
-        staging = args.out / f".{name}.new"
-        shutil.rmtree(staging, ignore_errors=True)
-        kwargs = {"threads": args.threads, "quiet": args.quiet}
-        if name == "shakespeare-char":
-            kwargs["max_steps"] = args.max_steps
-        report = BUILDERS[name](staging, **kwargs)
-        if not args.no_onnx:
-            report.update(export_int8(staging, args.quiet))
-        swap_in(staging, args.out / name)
-        log(f"{name}: {report}")
-        log(f"{name}: {dir_bytes(args.out / name) / 1e6:.2f} MB")
-    total = sum(dir_bytes(d) for d in args.out.iterdir() if d.is_dir() and not d.name.startswith("."))
-    log(f"all bundled models: {total / 1e6:.2f} MB (limit {MAX_BYTES / 1e6:.0f} MB)")
-    if total > MAX_BYTES:
-        log("error: the bundled models are over the size limit; store float16 or shrink a model")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

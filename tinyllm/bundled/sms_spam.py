@@ -30,10 +30,10 @@ THREADS = 1
 FILES = (modeldir.CONFIG, modeldir.WEIGHTS, "tokenizer.json", "test.jsonl")
 
 
-def build(out_dir: str | Path, quiet: bool = False, data: str | Path = DATA,
+def build(out_dir: str | Path, callbacks=(), data: str | Path = DATA,
           threads: int = THREADS) -> dict[str, Any]:
     """Train and write the model directory ``out_dir`` (float16 weights, its test split beside)
-    with ``threads`` torch threads.
+    with ``threads`` torch threads; ``callbacks`` get the Trainer's events (a progress bar).
 
     Returns the test report (``report["metrics"]["accuracy"]``, ``report["seconds"]``, ...).
     """
@@ -48,8 +48,8 @@ def build(out_dir: str | Path, quiet: bool = False, data: str | Path = DATA,
     try:
         with tempfile.TemporaryDirectory(prefix="tinyllm-sms-") as tmp:
             run = Path(tmp) / "run"
-            report = ClassifyTask().finetune(data, run, save_dtype=torch.float16, quiet=quiet,
-                                             **RECIPE)
+            report = ClassifyTask().finetune(data, run, save_dtype=torch.float16,
+                                             callbacks=callbacks, **RECIPE)
             out_dir.mkdir(parents=True, exist_ok=True)
             for name in FILES:  # the model, not the run's checkpoints and optimizer state
                 shutil.copy2(run / name, out_dir / name)
@@ -62,11 +62,3 @@ def build(out_dir: str | Path, quiet: bool = False, data: str | Path = DATA,
     report.update(model=str(out_dir), data=DATA_NAME, seconds=round(time.perf_counter() - t0, 1))
     return report
 
-
-if __name__ == "__main__":
-    import sys
-
-    from tinyllm.tasks.registry import get
-
-    r = build(sys.argv[1] if len(sys.argv) > 1 else modeldir.BUNDLED_MODELS / "sms-spam")
-    print(get("classify").format_report(r))

@@ -51,8 +51,12 @@ def bench_train(config, preset, data, steps, warmup, sets, quiet, as_json):
     from tinyllm.train import ddp
     from tinyllm.train.bench import bench_run
 
-    log = None if quiet or not ddp.info().is_main else (lambda s: click.echo(s, err=True))
-    r = bench_run(run, steps=steps, warmup=warmup, quiet=quiet, log=log)
+    from tinyllm.cli.notes import say
+    from tinyllm.cli.progress import progress_bar
+
+    log = None if quiet or not ddp.info().is_main else say
+    r = bench_run(run, steps=steps, warmup=warmup, log=log,
+                  progress=None if quiet else progress_bar)
     if not ddp.info().is_main:
         return
     if as_json:

@@ -32,3 +32,9 @@ def warn(message: str) -> None:
         return
     _SAID.add(message)
     click.echo(message if message.startswith("warning:") else f"warning: {message}", err=True)
+
+
+def say(message: str) -> None:
+    """A line for people on stderr, every time, terminal or not: the ``log=`` of commands that
+    always report (training and evaluation progress notes)."""
+    click.echo(message, err=True)

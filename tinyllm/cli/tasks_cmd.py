@@ -6,30 +6,92 @@ points in group ``tinyllm.tasks``), so an installed plugin task works like a bui
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from click.core import ParameterSource
 
 from tinyllm import modeldir
+from tinyllm.cli.notes import say, warn
+from tinyllm.cli.task_options import click_option
 from tinyllm.errors import UserError
 from tinyllm.tasks import registry
-from tinyllm.tasks.base import emit_report
+from tinyllm.tasks.base import Task
+
+
+def entries() -> dict[str, registry.TaskEntry]:
+    """Every declared task; the registry's warnings (a broken plugin, a duplicate name) are printed
+    once per process."""
+    found = registry.entries()
+    for message in registry.warnings():
+        warn(message)
+    return found
+
+
+def loaded_tasks() -> dict[str, Task]:
+    entries()
+    return registry.tasks()
+
+
+def get_task(name: str) -> Task:
+    entries()
+    return registry.get(name)
+
+
+def emit_report(task: Task, report: dict[str, Any], as_json: bool) -> None:
+    """Print a report to stdout: JSON with ``as_json``, else the task's human form."""
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+    else:
+        click.echo(task.format_report(report))
+
+
+def for_people() -> dict[str, Any]:
+    """What a task's finetune/evaluate gets to show its work: a progress bar for long reads, lines
+    on stderr for notes and warnings (see Task.finetune)."""
+    from tinyllm.cli.progress import progress_bar
+
+    return {"progress": progress_bar, "log": say}
+
+
+def finetune_command(task: Task) -> click.Command:
+    """`tinyllm finetune NAME`: --data, --model, --out, --json plus the task's ``finetune_options``."""
+
+    def run(data, model, out, as_json, **options):
+        from tinyllm.cli.progress import TrainProgress
+
+        report = task.finetune(data=data, out=out, model=model, callbacks=[TrainProgress()],
+                               **for_people(), **options)
+        emit_report(task, report, as_json)
+
+    params = [
+        click.Option(["--data"], required=True, type=click.Path(dir_okay=False),
+                     help="Training data file."),
+        click.Option(["--model"], default=None,
+                     help="Model to start from (path or name); see the task for the default."),
+        click.Option(["--out"], required=True, type=click.Path(file_okay=False),
+                     help="Output model directory."),
+        *(click_option(o) for o in task.finetune_options),
+        click.Option(["--json", "as_json"], is_flag=True, help="Print the final report as JSON."),
+    ]
+    return click.Command(task.name, callback=run, params=params,
+                         help=task.description or None, short_help=task.description or None)
 
 
 class FinetuneGroup(click.Group):
-    """Subcommands = the installed tasks (each task builds its own command)."""
+    """Subcommands = the installed tasks (a command built from each task's options)."""
 
     def list_commands(self, ctx):
-        return sorted(registry.tasks())
+        return sorted(loaded_tasks())
 
     def get_command(self, ctx, name):
-        task = registry.tasks().get(name)
-        return task.finetune_command() if task is not None else None
+        task = loaded_tasks().get(name)
+        return finetune_command(task) if task is not None else None
 
     def resolve_command(self, ctx, args):
         name = args[0] if args else None
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            registry.get(name)  # raises UnknownTask naming the installed tasks (exit 2)
+            get_task(name)  # raises UnknownTask naming the installed tasks (exit 2)
         return super().resolve_command(ctx, args)
 
 
@@ -55,11 +117,11 @@ class EvalCommand(click.Command):
         if not getattr(self, "_task_params", False):
             self._task_params = True
             seen = {p.name for p in self.params}
-            for task in registry.tasks().values():
+            for task in loaded_tasks().values():
                 for opt in task.eval_options:
                     if opt.name not in seen:
                         seen.add(opt.name)
-                        self.params.append(opt)
+                        self.params.append(click_option(opt))
         return super().get_params(ctx)
 
 
@@ -75,7 +137,7 @@ def _eval(model, data, as_json, **options):
     ctx = click.get_current_context()
     info = modeldir.find(model)
     try:
-        task = registry.get(info.task)
+        task = get_task(info.task)
     except registry.UnknownTask as e:
         raise UserError(f"{info.path}: the model's task {info.task!r} is not available ({e})") from None
     own = {o.name for o in task.eval_options}
@@ -84,8 +146,8 @@ def _eval(model, data, as_json, **options):
                                                                   ParameterSource.ENVIRONMENT):
             opt = next(p for p in ctx.command.params if p.name == name)
             raise UserError(f"{opt.opts[-1]} does not apply to {info.task} models "
-                            f"(their options: {', '.join(o.opts[-1] for o in task.eval_options) or 'none'})")
-    report = task.evaluate(model_dir=info.path, data=data,
+                            f"(their options: {', '.join(o.flag for o in task.eval_options) or 'none'})")
+    report = task.evaluate(model_dir=info.path, data=data, **for_people(),
                            **{k: v for k, v in options.items() if k in own})
     emit_report(task, report, as_json)
 
@@ -106,7 +168,7 @@ eval_cmd = EvalCommand(
 def tasks(as_json):
     """List every fine-tuning task with the package it came from (built-ins and plugins)."""
     rows = []
-    for name, e in registry.entries().items():
+    for name, e in entries().items():
         d = e.task.describe() if e.task else {"name": name}
         rows.append({**d, "package": e.package, "version": e.version, "entry_point": e.value,
                      "status": "ok" if e.task else f"failed: {e.error}"})

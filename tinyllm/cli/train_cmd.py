@@ -61,7 +61,12 @@ def train(config, preset, data, tokenizer, out, max_steps, eval_every, save_ever
     from tinyllm.train import ddp
     from tinyllm.train.pretrain import train_lm
 
-    done = train_lm(run, resume=resume, overwrite=overwrite, quiet=quiet)
+    from tinyllm.cli.notes import say
+    from tinyllm.cli.progress import TrainProgress, progress_bar
+
+    done = train_lm(run, resume=resume, overwrite=overwrite, log=say,
+                    callbacks=[] if quiet else [TrainProgress()],
+                    progress=None if quiet else progress_bar)
     if ddp.info().is_main:
         click.echo(json.dumps(done) if as_json else done["out"])
     if run.train.fsdp and ddp.info().enabled:

@@ -177,9 +177,10 @@ def default_cache_dir() -> Path:
     return tinyllm_home() / "cache" / "tokens"
 
 
-def no_progress(total: int, description: str, start: int = 0):
-    """The default ``progress=`` of long reads: a context manager yielding ``advance(n_bytes)``
-    that shows nothing (the CLI passes one that draws a bar)."""
+def no_progress(total: int, description: str, start: int = 0, unit: str = "bytes"):
+    """The default ``progress=`` of long work: a context manager yielding ``advance(n)`` that shows
+    nothing (the CLI passes one that draws a bar). ``unit`` says what ``total`` counts: "bytes"
+    (reading files), or a plural noun such as "entries"."""
     return contextlib.nullcontext(lambda n: None)
 
 

@@ -2,7 +2,7 @@
 
 Numpy + onnxruntime only. Used by the tests (the bundled model's int8 graph must agree with its
 float graph on >= 97% of next-token predictions and lose <= 2% in validation loss), by
-``python -m tinyllm.bundled.build`` (which ships the fastest quantization that passes) and by
+``python -m tinyllm.cli.build_models`` (which ships the fastest quantization that passes) and by
 ``benchmarks/onnx_choices.py``, which compares the quantization methods.
 """
 from __future__ import annotations

@@ -5,8 +5,8 @@ beyond 2 GB). Works on ``onnx.ModelProto`` / files only; no torch here.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
-import sys
 import warnings
 from pathlib import Path
 
@@ -107,8 +107,9 @@ def optimize_graph(proto, n_head: int, n_embd: int):
 @contextlib.contextmanager
 def quiet(names: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()):
     """Hush the loggers ``names`` (and every logger whose name starts with one of ``prefixes``) to
-    errors, silence warnings and send stray prints to stderr: the exporters and ONNX Runtime's
-    Python tools log every node and print progress, but stdout is for data."""
+    errors, silence warnings and swallow stray prints: the exporters and ONNX Runtime's Python
+    tools log every node and print progress, but stdout is for data (and this library never
+    prints)."""
     names = tuple(names) + tuple(n for n in list(logging.root.manager.loggerDict)
                                  if prefixes and n.startswith(prefixes))
     loggers = [logging.getLogger(n) for n in names]
@@ -116,7 +117,7 @@ def quiet(names: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()):
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:

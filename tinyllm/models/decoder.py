@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tinyllm.config import ModelConfig
+from tinyllm.models.loss import lm_loss
 
 
 class KVCache:
@@ -209,7 +210,5 @@ class GPT(nn.Module):
         return h[torch.arange(B, device=h.device), (lengths - 1).clamp(min=0)]  # (B, C)
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean next-token cross-entropy; targets of -100 are ignored."""
-        logits = self(idx)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1),
-                               ignore_index=-100)
+        """Mean next-token cross-entropy; targets of -100 are ignored (:func:`.loss.lm_loss`)."""
+        return lm_loss(self, (idx, targets))

@@ -4,19 +4,70 @@ A task says how to read its data, which head the model needs, its loss, its metr
 outputs become answers, and what the CLI and TUI show for it. ``tinyllm finetune NAME``,
 ``tinyllm eval DIR`` and ``tinyllm tasks`` work for every registered task the same way.
 
+A task holds no CLI code: its extra options are plain :class:`Option` values that ``tinyllm.cli``
+turns into flags, and it never prints (progress and notes leave through the ``log=``,
+``progress=`` and ``callbacks=`` arguments the CLI passes; by default nothing is shown).
+
 This module imports no torch (``tinyllm tasks`` lists tasks without loading it); tasks import torch
 inside the methods that train or run models.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import click
+from typing import Any, Callable
 
 from tinyllm.errors import DataError
 
+OPTION_TYPES = (str, int, float, "file")
+# keyword arguments the commands pass themselves: no option may be called one of these
+RESERVED_NAMES = frozenset({"data", "model", "out", "as_json", "model_dir", "log", "progress",
+                            "callbacks"})
 
+
+@dataclass(frozen=True)
+class Option:
+    """One extra option of ``tinyllm finetune NAME`` or ``tinyllm eval DIR``, as plain data.
+
+    The CLI makes it a flag; the task receives the value as the keyword argument :attr:`name`
+    (``--max-steps`` -> ``max_steps``). A bad value on the command line is a usage error (exit 2)
+    before the task runs.
+    """
+
+    flag: str                         # the flag, e.g. "--max-steps"
+    type: Any = str                   # str, int, float, or "file" (a path that is not a directory)
+    default: Any = None               # the value when the flag is not given
+    help: str = ""                    # one sentence for --help
+    choices: tuple[str, ...] = ()     # the only values allowed (shown as [a|b] in --help)
+    min: float | None = None          # smallest number allowed (int and float options)
+    max: float | None = None          # largest number allowed
+    min_open: bool = False            # min itself is not allowed (x > min)
+    max_open: bool = False            # max itself is not allowed (x < max)
+    is_flag: bool = False             # a switch without a value: True when given, else False
+    metavar: str | None = None        # the value's name in --help (default: from the type)
+    show_default: bool = False        # say the default in --help
+    parse: Callable[[str], Any] | None = None  # text -> value; raises ValueError("why") if bad
+
+    def __post_init__(self):
+        if not self.flag.startswith("--") or len(self.flag) < 3:
+            raise ValueError(f"option flag {self.flag!r}: expected a long flag like '--max-steps'")
+        if self.type not in OPTION_TYPES:
+            raise ValueError(f"option {self.flag}: type {self.type!r} is not one of str, int, "
+                             "float, 'file'")
+        if self.name in RESERVED_NAMES:
+            raise ValueError(f"option {self.flag}: the name {self.name!r} is the command's own")
+        if (self.min is not None or self.max is not None) and self.type not in (int, float):
+            raise ValueError(f"option {self.flag}: min/max need type int or float")
+        if self.is_flag and self.default not in (None, False):
+            raise ValueError(f"option {self.flag}: a flag is False unless given (no default)")
+        object.__setattr__(self, "choices", tuple(self.choices))
+        if self.is_flag:
+            object.__setattr__(self, "default", False)
+
+    @property
+    def name(self) -> str:
+        """The keyword argument the task receives: ``--max-new-tokens`` -> ``max_new_tokens``."""
+        return self.flag.lstrip("-").replace("-", "_").lower()
 
 
 class Task:
@@ -31,8 +82,8 @@ class Task:
     head: str = "lm"                        # head the model needs: "lm" (next-token) or "classify" (n_classes)
     data_formats: tuple[str, ...] = ()      # file kinds read_data accepts: "tsv", "csv", "jsonl", "json", "txt"
     metric_names: tuple[str, ...] = ()      # keys of the report's "metrics", in display order
-    finetune_options: tuple[click.Option, ...] = ()  # extra options of `tinyllm finetune NAME`
-    eval_options: tuple[click.Option, ...] = ()      # extra options of `tinyllm eval DIR` for its models
+    finetune_options: tuple[Option, ...] = ()  # extra options of `tinyllm finetune NAME`
+    eval_options: tuple[Option, ...] = ()      # extra options of `tinyllm eval DIR` for its models
 
     # ---- data ---------------------------------------------------------------------------------
     def read_data(self, path: str | Path, **options: Any) -> list[Any]:
@@ -48,13 +99,20 @@ class Task:
                  **options: Any) -> dict[str, Any]:
         """Train on ``data`` (starting from ``model``), save a model directory at ``out``.
 
-        Returns a report like :meth:`evaluate`'s (metrics of the held-out split) plus training facts.
+        ``options`` are the ``finetune_options`` values plus what the CLI passes for people:
+        ``callbacks`` (Trainer event callbacks: the progress bar), ``progress`` (a bar for long
+        reads, as :func:`tinyllm.data.text.prepare_tokens` takes) and ``log`` (notes and warnings,
+        one line each). Returns a report like :meth:`evaluate`'s (metrics of the held-out split)
+        plus training facts.
         """
         raise NotImplementedError(f"task {self.name!r} cannot be fine-tuned")
 
     # ---- evaluation and answers ---------------------------------------------------------------
     def evaluate(self, model_dir: str | Path, data: str | Path, **options: Any) -> dict[str, Any]:
-        """Score a model directory on ``data``: ``{"task", "model", "data", "n", "metrics": {...}}``."""
+        """Score a model directory on ``data``: ``{"task", "model", "data", "n", "metrics": {...}}``.
+
+        ``options`` are the ``eval_options`` values plus ``progress`` and ``log`` (as for
+        :meth:`finetune`)."""
         raise NotImplementedError(f"task {self.name!r} cannot evaluate")
 
     def metrics(self, predictions: list[Any], targets: list[Any]) -> dict[str, Any]:
@@ -82,43 +140,10 @@ class Task:
         return {
             "name": self.name, "description": self.description, "head": self.head,
             "data_formats": list(self.data_formats), "metrics": list(self.metric_names),
-            "finetune_options": [o.opts[-1] for o in self.finetune_options],
-            "eval_options": [o.opts[-1] for o in self.eval_options],
+            "finetune_options": [o.flag for o in self.finetune_options],
+            "eval_options": [o.flag for o in self.eval_options],
         }
-
-    def finetune_command(self) -> click.Command:
-        """`tinyllm finetune NAME`: --data, --model, --out, --json plus ``finetune_options``.
-
-        Override to give the task a hand-written click command instead.
-        """
-        task = self
-
-        def run(data, model, out, as_json, **options):
-            report = task.finetune(data=data, out=out, model=model, **options)
-            emit_report(task, report, as_json)
-
-        params = [
-            click.Option(["--data"], required=True, type=click.Path(dir_okay=False),
-                         help="Training data file."),
-            click.Option(["--model"], default=None,
-                         help="Model to start from (path or name); see the task for the default."),
-            click.Option(["--out"], required=True, type=click.Path(file_okay=False),
-                         help="Output model directory."),
-            *self.finetune_options,
-            click.Option(["--json", "as_json"], is_flag=True, help="Print the final report as JSON."),
-        ]
-        return click.Command(self.name, callback=run, params=params,
-                             help=self.description or None, short_help=self.description or None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
-
-def emit_report(task: Task, report: dict[str, Any], as_json: bool) -> None:
-    """Print a report to stdout: JSON with ``as_json``, else the task's human form."""
-    import json
-
-    if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False))
-    else:
-        click.echo(task.format_report(report))

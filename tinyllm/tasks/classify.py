@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 
 from tinyllm import modeldir
@@ -22,28 +21,28 @@ from tinyllm.config import read_yaml, write_yaml
 from tinyllm.data import classification as cdata
 from tinyllm.data.classification import Example
 from tinyllm.errors import UserError
-from tinyllm.tasks.base import DataError, Task
+from tinyllm.tasks.base import DataError, Option, Task
 from tinyllm.tasks.classification_metrics import classification_metrics, format_classification
 
 _COLUMNS = (
-    click.Option(["--text-col"], default=None,
-                 help="Text column: header name or 1-based number (default: text; a headerless "
-                      "two-column file is label<TAB>text)."),
-    click.Option(["--label-col"], default=None, help="Label column: header name or 1-based number "
-                                                     "(default: label)."),
+    Option("--text-col", help="Text column: header name or 1-based number (default: text; a "
+                              "headerless two-column file is label<TAB>text)."),
+    Option("--label-col", help="Label column: header name or 1-based number (default: label)."),
 )
-_BATCH = click.Option(["--batch-size"], type=click.IntRange(1), default=None,
-                      help="Examples per batch (finetune: 16; eval: 64).")
+_BATCH = Option("--batch-size", int, None, "Examples per batch (finetune: 16; eval: 64).", min=1)
+BACKEND = Option("--backend", choices=("torch", "onnx"),
+                 help="Run the model on torch or ONNX Runtime (default: onnx if exported).")
 
 
-def _split_option(ctx, param, value):
+def parse_split(value: str) -> tuple[float, float, float]:
+    """``--split``: "0.7,0.1,0.2" -> (0.7, 0.1, 0.2)."""
     try:
         parts = tuple(float(x) for x in value.split(","))
-        if len(parts) != 3:
-            raise ValueError
-        return parts
     except ValueError:
-        raise click.BadParameter("expected three fractions like 0.7,0.1,0.2") from None
+        parts = ()
+    if len(parts) != 3:
+        raise ValueError("expected three fractions like 0.7,0.1,0.2")
+    return parts
 
 
 class ClassifyTask(Task):
@@ -57,38 +56,33 @@ class ClassifyTask(Task):
 
     finetune_options = (
         *_COLUMNS,
-        click.Option(["--balance"], type=click.Choice(["none", "undersample"]), default="none",
-                     help="undersample: keep as many examples of every label as the rarest has."),
-        click.Option(["--train-left-out"], is_flag=True,
-                     help="With --balance undersample: add the examples it leaves out to the "
-                          "training split only (validation and test stay balanced)."),
-        click.Option(["--class-weight"], type=click.Choice(["none", "balanced"]), default="none",
-                     help="balanced: weight the loss by inverse label frequency in training."),
-        click.Option(["--train-layers"], default="all", show_default=True,
-                     help="Which transformer blocks train: all, or last-N (plus final norm and head)."),
-        click.Option(["--lora-rank"], type=click.IntRange(0), default=0,
-                     help="LoRA adapters of this rank on the trained blocks (0 = off); merged on save."),
-        click.Option(["--lora-alpha"], type=float, default=None, help="LoRA alpha (default: the rank)."),
-        click.Option(["--pooling"], type=click.Choice(["last", "mean"]), default="last",
-                     show_default=True, help="Head input: the last real token, or the mean of all."),
-        click.Option(["--epochs"], type=click.IntRange(1), default=5, show_default=True),
-        click.Option(["--dropout"], type=click.FloatRange(0, 1, max_open=True), default=None,
-                     help="Dropout while training (default: the model's; 0.1 from scratch)."),
+        Option("--balance", choices=("none", "undersample"), default="none",
+               help="undersample: keep as many examples of every label as the rarest has."),
+        Option("--train-left-out", is_flag=True,
+               help="With --balance undersample: add the examples it leaves out to the training "
+                    "split only (validation and test stay balanced)."),
+        Option("--class-weight", choices=("none", "balanced"), default="none",
+               help="balanced: weight the loss by inverse label frequency in training."),
+        Option("--train-layers", str, "all", "Which transformer blocks train: all, or last-N (plus "
+                                             "final norm and head).", show_default=True),
+        Option("--lora-rank", int, 0, "LoRA adapters of this rank on the trained blocks (0 = off); "
+                                      "merged on save.", min=0),
+        Option("--lora-alpha", float, None, "LoRA alpha (default: the rank)."),
+        Option("--pooling", choices=("last", "mean"), default="last", show_default=True,
+               help="Head input: the last real token, or the mean of all."),
+        Option("--epochs", int, 5, min=1, show_default=True),
+        Option("--dropout", float, None, "Dropout while training (default: the model's; 0.1 from "
+                                         "scratch).", min=0, max=1, max_open=True),
         _BATCH,
-        click.Option(["--lr"], type=float, default=None,
-                     help="Peak learning rate (default: 5e-5 from a model, 1e-3 from scratch)."),
-        click.Option(["--split"], default="0.7,0.1,0.2", show_default=True, callback=_split_option,
-                     help="Train/validation/test fractions (stratified by label)."),
-        click.Option(["--seed"], type=int, default=123, show_default=True),
-        click.Option(["--preset"], default=None,
-                     help="Model shape when training from scratch (no --model); default tiny."),
-        click.Option(["--resume"], is_flag=True, help="Continue an interrupted run in --out."),
+        Option("--lr", float, None, "Peak learning rate (default: 5e-5 from a model, 1e-3 from "
+                                    "scratch)."),
+        Option("--split", str, "0.7,0.1,0.2", "Train/validation/test fractions (stratified by "
+                                              "label).", show_default=True, parse=parse_split),
+        Option("--seed", int, 123, show_default=True),
+        Option("--preset", help="Model shape when training from scratch (no --model); default tiny."),
+        Option("--resume", is_flag=True, help="Continue an interrupted run in --out."),
     )
-    eval_options = (
-        *_COLUMNS, _BATCH,
-        click.Option(["--backend"], type=click.Choice(["torch", "onnx"]), default=None,
-                     help="Run the model on torch or ONNX Runtime (default: onnx if exported)."),
-    )
+    eval_options = (*_COLUMNS, _BATCH, BACKEND)
 
     # ---- data ---------------------------------------------------------------------------------
     def read_data(self, path, text_col=None, label_col=None, **_: Any) -> list[Example]:
@@ -117,7 +111,7 @@ class ClassifyTask(Task):
                  batch_size=None, lr=None, split=(0.7, 0.1, 0.2), seed=123, preset=None,
                  resume=False, train_left_out=False, class_weight="none", dropout=None,
                  extra_train: list[Example] | None = None, vocab_size: int = 4096,
-                 model_overrides: dict | None = None, save_dtype=None, quiet: bool = False,
+                 model_overrides: dict | None = None, save_dtype=None, callbacks=(), log=None,
                  **_: Any) -> dict[str, Any]:
         """Fine-tune (or train from scratch) and report the test split's metrics.
 
@@ -156,7 +150,8 @@ class ClassifyTask(Task):
             epochs=epochs, batch_size=batch_size or 16, lr=lr, seed=seed,
             preset=preset or self.default_preset, vocab_size=vocab_size,
             model_overrides=model_overrides or {}, save_dtype=save_dtype, resume=resume,
-            quiet=quiet, info=info, class_weight=class_weight, dropout=dropout)
+            callbacks=list(callbacks), log=log, info=info, class_weight=class_weight,
+            dropout=dropout)
         done = run.fit()
         test_file, test_cols = self.write_test(Path(out), test, text_col, label_col)
         report = self.evaluate(out, test_file, backend="torch", **test_cols)

@@ -49,7 +49,8 @@ class Run:
     resume: bool = False              # continue from out/train_state
     class_weight: str | None = None   # "balanced": weight the loss by inverse label frequency
     dropout: float | None = None      # training dropout (None: the base model's; 0.1 from scratch)
-    quiet: bool = False               # no progress bar
+    callbacks: list = field(default_factory=list)   # Trainer event callbacks (a progress bar)
+    log: Any = None                   # log(line): notes for people (None: silent)
     info: dict = field(default_factory=dict)        # provenance for config.yaml `train:`
     param_counts: dict = field(default_factory=dict)  # filled by build(): trainable/total/lora_modules
 
@@ -106,9 +107,6 @@ class Run:
         from tinyllm.train import ddp
         from tinyllm.train.trainer import Trainer
 
-        from tinyllm.train.progress import TrainProgress
-
-        callbacks = [TrainProgress(quiet=self.quiet)]
         model, tok = self.build()
         self.param_counts = set_trainable(model, self.train_layers, self.lora_rank, self.lora_alpha)
         ctx = model.config.context_length
@@ -159,9 +157,10 @@ class Run:
                 "train": {**self.info, **info}})
 
         trainer = Trainer(model, cfg, batches, loss_fn, self.out, eval_fn=eval_fn,
-                          save_fn=save_fn, callbacks=callbacks, resume=self.resume,
+                          save_fn=save_fn, callbacks=self.callbacks, resume=self.resume,
                           count_tokens=lambda b: int(b[1].sum()),
-                          train_info={"base": self.base, "params": self.param_counts})
+                          train_info={"base": self.base, "params": self.param_counts},
+                          log=self.log)
         return trainer.fit()
 
 

@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import click
-
+from tinyllm.data.text import no_progress
 from tinyllm.errors import UserError
-from tinyllm.tasks.base import Task
+from tinyllm.runtime.engine import no_log
+from tinyllm.tasks.base import Option, Task
+from tinyllm.tasks.classify import BACKEND
 
 SPLIT_CHOICES = ("auto", "test", "val", "all")
 
@@ -70,43 +71,38 @@ class InstructTask(Task):
     data_formats = ("json", "jsonl")
     metric_names = ("loss", "val_loss", "judge_score", "judged")
     finetune_options = (
-        click.Option(["--template"], default=None, metavar="NAME|FILE",
-                     help="Prompt template: alpaca (default), phi3, or a YAML file."),
-        click.Option(["--mask-prompt"], is_flag=True,
-                     help="Learn only the response: targets inside the prompt are ignored."),
-        click.Option(["--epochs"], type=click.FloatRange(0, min_open=True), default=2.0, show_default=True,
-                     help="Passes over the training split (ignored with --max-steps)."),
-        click.Option(["--max-steps"], type=click.IntRange(1), default=None,
-                     help="Optimizer steps in total."),
-        click.Option(["--batch-size"], type=click.IntRange(1), default=8, show_default=True),
-        click.Option(["--lr"], type=float, default=None,
-                     help="Peak learning rate [5e-5 from a trained model, 1e-3 from a preset]."),
-        click.Option(["--eval-every"], type=click.IntRange(1), default=None,
-                     help="Evaluate (and keep the best model) every N steps [half an epoch]."),
-        click.Option(["--seed"], type=int, default=123, show_default=True,
-                     help="Seeds the split, the batch order and dropout."),
-        click.Option(["--preset"], default=None,
-                     help="Start from random weights of this shape (tiny, small, ...) with the "
-                          "GPT-2 tokenizer, instead of --model."),
-        click.Option(["--resume"], is_flag=True, help="Continue an interrupted run in --out."),
-        click.Option(["--overwrite"], is_flag=True, help="Start over in an --out that holds a run."),
+        Option("--template", metavar="NAME|FILE",
+               help="Prompt template: alpaca (default), phi3, or a YAML file."),
+        Option("--mask-prompt", is_flag=True,
+               help="Learn only the response: targets inside the prompt are ignored."),
+        Option("--epochs", float, 2.0, "Passes over the training split (ignored with --max-steps).",
+               min=0, min_open=True, show_default=True),
+        Option("--max-steps", int, None, "Optimizer steps in total.", min=1),
+        Option("--batch-size", int, 8, min=1, show_default=True),
+        Option("--lr", float, None,
+               "Peak learning rate [5e-5 from a trained model, 1e-3 from a preset]."),
+        Option("--eval-every", int, None,
+               "Evaluate (and keep the best model) every N steps [half an epoch].", min=1),
+        Option("--seed", int, 123, "Seeds the split, the batch order and dropout.", show_default=True),
+        Option("--preset", help="Start from random weights of this shape (tiny, small, ...) with the "
+                                "GPT-2 tokenizer, instead of --model."),
+        Option("--resume", is_flag=True, help="Continue an interrupted run in --out."),
+        Option("--overwrite", is_flag=True, help="Start over in an --out that holds a run."),
     )
     eval_options = (
-        click.Option(["--responses"], type=click.Path(dir_okay=False), default=None,
-                     help="instruct: JSON file for the entries with the model's responses "
-                          "[DIR/responses.json; ./NAME-responses.json for a bundled or read-only "
-                          "model]."),
-        click.Option(["--split"], type=click.Choice(SPLIT_CHOICES), default="auto",
-                     show_default=True,
-                     help="instruct: entries to answer: auto = the test split when --data is the model's "
-                          "training file, else all."),
-        click.Option(["--max-new-tokens"], type=click.IntRange(1), default=256, show_default=True,
-                     help="instruct: longest response (greedy decoding)."),
-        click.Option(["--judge-url"], default=None,
-                     help="instruct: an OpenAI-compatible endpoint that scores each response 0-100, e.g. "
-                          "http://localhost:11434/v1 (Ollama)."),
-        click.Option(["--judge-model"], default="llama3", show_default=True,
-                     help="instruct: the model name the judge server knows."),
+        Option("--responses", "file", None,
+               "instruct: JSON file for the entries with the model's responses [DIR/responses.json; "
+               "./NAME-responses.json for a bundled or read-only model]."),
+        Option("--split", choices=SPLIT_CHOICES, default="auto", show_default=True,
+               help="instruct: entries to answer: auto = the test split when --data is the model's "
+                    "training file, else all."),
+        Option("--max-new-tokens", int, 256, "instruct: longest response (greedy decoding).", min=1,
+               show_default=True),
+        Option("--judge-url", help="instruct: an OpenAI-compatible endpoint that scores each response "
+                                   "0-100, e.g. http://localhost:11434/v1 (Ollama)."),
+        Option("--judge-model", str, "llama3", "instruct: the model name the judge server knows.",
+               show_default=True),
+        BACKEND,
     )
 
     # ---- data -------------------------------------------------------------------------------
@@ -116,13 +112,14 @@ class InstructTask(Task):
         return read_instructions(path, need_output=need_output)
 
     def loss(self, model, batch):
-        inputs, targets = batch
-        return model.loss(inputs, targets)
+        from tinyllm.models.loss import lm_loss
+
+        return lm_loss(model, batch)
 
     # ---- fine-tuning ------------------------------------------------------------------------
     def finetune(self, data, out, model=None, template=None, mask_prompt=False, epochs=2.0,
                  max_steps=None, batch_size=8, lr=None, eval_every=None, seed=123, preset=None,
-                 resume=False, overwrite=False, callbacks=None, quiet=False, **_: Any
+                 resume=False, overwrite=False, callbacks=(), log=None, **_: Any
                  ) -> dict[str, Any]:
         """Split ``data`` 85/10/5, fine-tune ``model`` (or a fresh ``preset``) on the train split
         with the template, keep the checkpoint with the best validation loss in ``out``."""
@@ -131,24 +128,25 @@ class InstructTask(Task):
         from tinyllm.data import instruction as ins
         from tinyllm.data.batching import EpochSampler, StepBatches
         from tinyllm.data.templates import load_template
-        from tinyllm.train import Trainer, TrainProgress
+        from tinyllm.train import Trainer
         from tinyllm.train.pretrain import prepare_out
 
+        log = log or no_log
         out = Path(out)
         entries = self.read_data(data)
         train, test, val = ins.split_entries(entries, seed)
         if not train or not val:
             raise UserError(f"{data}: {len(entries)} entries are too few for an 85/10/5 split "
                             "(need at least 20)")
-        resuming = prepare_out(out, resume, overwrite)
+        resuming = prepare_out(out, resume, overwrite, log)
         gpt, tok, base = base_model(model, preset)
         tmpl = load_template(template or getattr(gpt, "meta", {}).get("template") or "alpaca")
         pad_id, max_len = ins.pad_id_for(tok), gpt.config.context_length
         train_ex, dropped = ins.trainable(ins.encode_entries(train, tok, tmpl), max_len, mask_prompt)
         val_ex, _ = ins.trainable(ins.encode_entries(val, tok, tmpl), max_len, mask_prompt)
         if dropped:
-            click.echo(f"warning: {dropped} training entries skipped: their prompt fills the "
-                       f"{max_len}-token context", err=True)
+            log(f"warning: {dropped} training entries skipped: their prompt fills the "
+                f"{max_len}-token context")
         if not train_ex or not val_ex:
             raise UserError(f"{data}: every prompt is longer than the model's {max_len}-token "
                             "context; use a shorter template or a model with a longer context")
@@ -186,8 +184,7 @@ class InstructTask(Task):
         write_entries(out / "test.json", [e.to_dict() for e in test])
         started = time.time()
         done = Trainer(gpt, cfg, batches, self.loss, out, eval_fn=eval_fn, save_fn=save_fn,
-                       callbacks=[TrainProgress(quiet=quiet)] if callbacks is None else callbacks,
-                       resume=resuming, train_info=provenance).fit()
+                       callbacks=callbacks, resume=resuming, train_info=provenance, log=log).fit()
         return {
             "task": self.name, "model": str(out), "base_model": base, "data": str(data),
             "n": len(val_ex), "template": tmpl.name, "mask_prompt": mask_prompt,
@@ -217,18 +214,22 @@ class InstructTask(Task):
 
     # ---- evaluation -------------------------------------------------------------------------
     def evaluate(self, model_dir, data, responses=None, split="auto", max_new_tokens=256,
-                 judge_url=None, judge_model="llama3", **options) -> dict[str, Any]:
-        import torch
-
+                 judge_url=None, judge_model="llama3", backend=None, progress=None, log=None,
+                 **_: Any) -> dict[str, Any]:
+        """The loss (and validation loss) of the entries, scored on torch like ``lm``'s; the
+        responses come from the engine of ``backend`` (default: onnx when exported)."""
+        from tinyllm import modeldir
+        from tinyllm.checkpoint import load_model, load_tokenizer
         from tinyllm.data import instruction as ins
         from tinyllm.engines import open_engine
         from tinyllm.runtime.sampling import SamplingConfig
         from tinyllm.tasks.judge import Judge
 
-        engine = open_engine(model_dir, backend="torch")
-        if engine.task != self.name:
-            raise UserError(f"{engine.info.path}: task is {engine.task!r}, not instruct")
-        prov = engine.meta.get("train") or {}
+        log, progress = log or no_log, progress or no_progress
+        info = modeldir.find(model_dir)
+        if info.task != self.name:
+            raise UserError(f"{info.path}: task is {info.task!r}, not instruct")
+        prov = info.meta.get("train") or {}
         entries = self.read_data(data)
         same = prov.get("data_sha256") == file_sha256(data)
         if split == "auto":
@@ -240,20 +241,22 @@ class InstructTask(Task):
         if same:
             _, test, val = ins.split_entries(entries, prov.get("split_seed", 123))
             entries = {"test": test, "val": val, "all": entries}[split]
-        click.echo(f"answering {len(entries)} entries ({split}) of {data}", err=True)
+        log(f"answering {len(entries)} entries ({split}) of {data}")
 
-        model, tok, tmpl = engine.model, engine.tokenizer, engine.template
+        # the loss first, then the engine: one copy of the weights in memory at a time
+        model, tok, tmpl = load_model(info.path), load_tokenizer(info.path), info.meta.get("template")
         pad_id, max_len = ins.pad_id_for(tok), model.config.context_length
         mask = bool(prov.get("mask_prompt", False))
-        with torch.no_grad():
-            loss = mean_loss(model, ins.encode_entries(entries, tok, tmpl), pad_id, max_len, mask)
-            val_loss = mean_loss(model, ins.encode_entries(val, tok, tmpl), pad_id, max_len, mask) \
-                if val else None
+        loss = mean_loss(model, ins.encode_entries(entries, tok, tmpl), pad_id, max_len, mask)
+        val_loss = mean_loss(model, ins.encode_entries(val, tok, tmpl), pad_id, max_len, mask) \
+            if val else None
+        del model
 
+        engine = open_engine(info.path, backend)
         cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
         rows = [{**e.to_dict(), "model_response": answer_text(engine, e.instruction, e.input, cfg)}
-                for e in progress(entries, "generating")]
-        out = Path(responses) if responses else default_responses_path(engine.info)
+                for e in tracked(entries, "generating", progress)]
+        out = Path(responses) if responses else default_responses_path(info, log)
         write_entries(out, rows)
 
         metrics: dict[str, Any] = {"loss": loss, "val_loss": val_loss}
@@ -261,15 +264,16 @@ class InstructTask(Task):
             from tinyllm.data.templates import format_prompt
 
             judge = Judge(judge_url, judge_model)
-            for row in progress(rows, "judging"):
+            for row in tracked(rows, "judging", progress):
                 row["score"] = judge.score(format_prompt(tmpl, row["instruction"], row["input"]),
                                            row["output"], row["model_response"])
             write_entries(out, rows)
             scores = [r["score"] for r in rows if r["score"] is not None]
             metrics["judge_score"] = sum(scores) / len(scores) if scores else None
             metrics["judged"] = len(scores)
-        return {"task": self.name, "model": str(engine.info.path), "data": str(data),
-                "split": split, "n": len(rows), "responses": str(out), "metrics": metrics}
+        return {"task": self.name, "model": str(info.path), "data": str(data), "split": split,
+                "n": len(rows), "backend": engine.backend, "responses": str(out),
+                "metrics": metrics}
 
     def answer(self, engine, inputs: list[str]) -> list[str]:
         """The response text (only) to each instruction."""
@@ -290,21 +294,12 @@ class InstructTask(Task):
 # ---- helpers shared by finetune and evaluate ------------------------------------------------
 def mean_loss(model, examples, pad_id: int, max_len: int, mask_prompt: bool,
               batch_size: int = 8) -> float:
-    """Cross-entropy per target token over ``examples`` (token-weighted, not batch-weighted)."""
-    import torch
-    import torch.nn.functional as F
-
+    """The LM loss per target token over encoded ``examples`` (token-weighted; the prompt's
+    targets left out with ``mask_prompt``)."""
     from tinyllm.data.instruction import batches
+    from tinyllm.models.loss import mean_lm_loss
 
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for x, y in batches(examples, batch_size, pad_id, max_len, mask_prompt):
-        x, y = x.to(device), y.to(device)
-        logits = model(x)  # (B, T, vocab)
-        total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100,
-                                 reduction="sum").item()
-        count += int((y != -100).sum())
-    return total / count if count else float("nan")
+    return mean_lm_loss(model, batches(examples, batch_size, pad_id, max_len, mask_prompt))
 
 
 def respond(model, tokenizer, template, entry, max_new_tokens: int = 256) -> str:
@@ -333,25 +328,20 @@ def write_entries(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
 
 
-def progress(items: list, label: str):
-    """Iterate with a Rich progress bar on stderr when it is a terminal (silent otherwise)."""
-    from tinyllm.train.progress import stderr_is_terminal
-
-    if not stderr_is_terminal():
-        yield from items
-        return
-    from rich.console import Console
-    from rich.progress import track
-
-    yield from track(items, description=label, console=Console(stderr=True), transient=True)
+def tracked(items: list, description: str, progress):
+    """Iterate over ``items``, advancing a ``progress`` bar (see Task.finetune) by one each."""
+    with progress(len(items), description, unit="entries") as advance:
+        for item in items:
+            yield item
+            advance(1)
 
 
-def default_responses_path(info) -> Path:
+def default_responses_path(info, log=no_log) -> Path:
     """``DIR/responses.json``, or ``./NAME-responses.json`` when the model directory is bundled
-    with the package or not writable (said on stderr)."""
+    with the package or not writable (said through ``log``)."""
     model_dir = Path(info.path)
     if info.source != "bundled" and os.access(model_dir, os.W_OK):
         return model_dir / "responses.json"
     out = Path(f"{model_dir.name}-responses.json")
-    click.echo(f"{model_dir} is read-only: responses go to {out}", err=True)
+    log(f"{model_dir} is read-only: responses go to {out}")
     return out

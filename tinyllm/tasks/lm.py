@@ -6,14 +6,11 @@ loss and perplexity over the whole text file in context-length windows.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import click
-
 from tinyllm.errors import UserError
-from tinyllm.tasks.base import Task
+from tinyllm.tasks.base import Option, Task
 
 
 class LMTask(Task):
@@ -23,22 +20,19 @@ class LMTask(Task):
     data_formats = ("txt",)
     metric_names = ("loss", "perplexity")
     finetune_options = (
-        click.Option(["--max-steps"], type=click.IntRange(1), default=500, show_default=True,
-                     help="Optimizer steps."),
-        click.Option(["--lr"], type=float, default=3e-4, show_default=True, help="Peak learning rate."),
-        click.Option(["--batch-size"], type=click.IntRange(1), default=None,
-                     help="Sequences per batch (default 16)."),
-        click.Option(["--seq-len"], type=click.IntRange(0), default=0,
-                     help="Tokens per window (0: the model's context length)."),
-        click.Option(["--resume"], is_flag=True, help="Continue an interrupted run in --out."),
+        Option("--max-steps", int, 500, "Optimizer steps.", min=1, show_default=True),
+        Option("--lr", float, 3e-4, "Peak learning rate.", show_default=True),
+        Option("--batch-size", int, None, "Sequences per batch (default 16).", min=1),
+        Option("--seq-len", int, 0, "Tokens per window (0: the model's context length).", min=0),
+        Option("--resume", is_flag=True, help="Continue an interrupted run in --out."),
     )
     eval_options = (
-        click.Option(["--max-windows"], type=click.IntRange(1), default=None,
-                     help="lm: score at most this many windows, spread over the file."),
+        Option("--max-windows", int, None, "lm: score at most this many windows, spread over the file.",
+               min=1),
     )
 
     def finetune(self, data, out, model=None, max_steps=500, lr=3e-4, batch_size=None, seq_len=0,
-                 resume=False, quiet=False, **_: Any) -> dict[str, Any]:
+                 resume=False, callbacks=(), progress=None, log=None, **_: Any) -> dict[str, Any]:
         from tinyllm.config import TrainConfig
         from tinyllm.train.pretrain import train_lm
         from tinyllm.train.runconfig import RunConfig
@@ -49,7 +43,7 @@ class LMTask(Task):
                           lr=lr, min_lr=lr / 10, batch_size=batch_size or 16, seq_len=seq_len,
                           eval_every=min(200, max_steps))
         train_lm(RunConfig(name=Path(out).name, model={}, train=cfg, source="tinyllm finetune lm"),
-                 resume=resume, quiet=quiet)
+                 resume=resume, callbacks=callbacks, progress=progress, log=log)
         report = self.evaluate(out, data)
         report["split"] = "whole file (train + validation)"
         return report
@@ -57,11 +51,10 @@ class LMTask(Task):
     def evaluate(self, model_dir, data, max_windows=None, batch_size: int = 8,
                  **_: Any) -> dict[str, Any]:
         import numpy as np
-        import torch
-        import torch.nn.functional as F
 
         from tinyllm.checkpoint import load_model, load_tokenizer
         from tinyllm.data.text import SlidingWindowDataset, prepare_tokens
+        from tinyllm.models.loss import mean_lm_loss, perplexity
 
         model = load_model(model_dir)
         tok = load_tokenizer(model_dir)
@@ -70,18 +63,11 @@ class LMTask(Task):
         ds = SlidingWindowDataset(tokens, T, name=str(data))
         idx = np.arange(len(ds)) if not max_windows or max_windows >= len(ds) \
             else ds.eval_indices(max_windows)
-        total, count = 0.0, 0
-        with torch.inference_mode():
-            for s in range(0, len(idx), batch_size):
-                x, y = ds.batch(idx[s:s + batch_size])
-                logits = model(x).float()
-                total += F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1),
-                                         reduction="sum").item()
-                count += y.numel()
-        loss = total / count
+        loss = mean_lm_loss(model, (ds.batch(idx[s:s + batch_size])
+                                    for s in range(0, len(idx), batch_size)))
         return {"task": self.name, "model": str(Path(model_dir)), "data": str(data),
-                "n": int(len(idx)), "tokens": count,
-                "metrics": {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}}
+                "n": int(len(idx)), "tokens": int(len(idx)) * T,
+                "metrics": {"loss": loss, "perplexity": perplexity(loss)}}
 
     def answer(self, engine, inputs: list[str]) -> list[str]:
         return ["".join(engine.generate(prompt)) for prompt in inputs]

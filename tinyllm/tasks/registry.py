@@ -1,12 +1,11 @@
 """The task registry: every entry point in group ``tinyllm.tasks``, built-in tasks included.
 
-A plugin that fails to import is reported once on stderr and skipped; the rest keeps working.
-Only entry points are loaded (never files from arbitrary paths).
+A plugin that fails to import is skipped, with a warning recorded on its entry (the CLI shows it
+once); the rest keeps working. Only entry points are loaded (never files from arbitrary paths).
 """
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import distributions
 
 from tinyllm.errors import UserError
@@ -27,16 +26,15 @@ class TaskEntry:
     version: str              # that distribution's version
     task: Task | None = None  # the loaded task, or None when loading failed
     error: str | None = None  # why loading failed
+    warnings: list[str] = field(default_factory=list)  # for people: a failed load, a duplicate name
 
 
 _ENTRIES: dict[str, TaskEntry] | None = None
-_REPORTED: set[str] = set()
 
 
-def _report(key: str, message: str) -> None:
-    if key not in _REPORTED:
-        _REPORTED.add(key)
-        print(f"warning: {message}", file=sys.stderr)
+def warnings() -> list[str]:
+    """Every warning of the loaded entries, in name order (the CLI prints them once)."""
+    return [w for e in entries().values() for w in e.warnings]
 
 
 def _load(ep) -> TaskEntry:
@@ -52,8 +50,8 @@ def _load(ep) -> TaskEntry:
         entry.task = task
     except Exception as e:  # a broken plugin must not take the tool down
         entry.error = f"{type(e).__name__}: {e}"
-        _report(ep.name, f"task plugin {ep.name!r} from {entry.package} failed to load "
-                         f"({entry.error}); other tasks still work")
+        entry.warnings.append(f"task plugin {ep.name!r} from {entry.package} failed to load "
+                              f"({entry.error}); other tasks still work")
     return entry
 
 
@@ -75,11 +73,11 @@ def entries(reload: bool = False) -> dict[str, TaskEntry]:
         found: dict[str, TaskEntry] = {}
         for ep in _group_entry_points():
             if ep.name in found:
-                if found[ep.name].value != ep.value:
+                first = found[ep.name]
+                if first.value != ep.value:
                     other = getattr(ep, "dist", None)
-                    _report(f"dup:{ep.name}", f"task {ep.name!r} is declared by both "
-                                              f"{found[ep.name].package} and "
-                                              f"{other.name if other else '?'}; using the first")
+                    first.warnings.append(f"task {ep.name!r} is declared by both {first.package} "
+                                          f"and {other.name if other else '?'}; using the first")
                 continue
             found[ep.name] = _load(ep)
         _ENTRIES = found

@@ -12,7 +12,6 @@ _LAZY = {
     "train_lm": "tinyllm.train.pretrain",
     "load_run": "tinyllm.train.runconfig",
     "RunConfig": "tinyllm.train.runconfig",
-    "TrainProgress": "tinyllm.train.progress",
 }
 
 

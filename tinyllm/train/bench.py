@@ -134,7 +134,7 @@ class LoopStepper:
 
     def __init__(self, model, cfg, batches: Callable, out_dir: str | Path,
                  loss_fn: Callable | None = None):
-        from tinyllm.train.pretrain import lm_loss
+        from tinyllm.models.loss import lm_loss
         from tinyllm.train.trainer import Trainer
 
         self.trainer = Trainer(model, cfg, batches, loss_fn or lm_loss, out_dir)
@@ -173,24 +173,23 @@ def random_batches(span, cfg, seq_len: int, name: str = "corpus"):
                        dist.rank, dist.world_size)
 
 
-def bench_run(run, steps: int = 10, warmup: int = 2, quiet: bool = False,
-              log: Callable[[str], None] | None = None) -> dict:
+def bench_run(run, steps: int = 10, warmup: int = 2, log: Callable[[str], None] | None = None,
+              progress: Callable | None = None) -> dict:
     """Time ``steps`` optimizer steps (after ``warmup`` untimed ones) of ``run`` (a RunConfig).
 
     Uses the run's data for real batches (tokenised once, cached) but writes nothing to ``run.out``:
-    the Trainer's files go to a temporary directory.
+    the Trainer's files go to a temporary directory. ``log`` gets a line per step, ``progress``
+    shows reading the corpus (both silent by default).
     """
     from tinyllm.data.text import prepare_tokens, split_tokens
     from tinyllm.models.decoder import GPT
     from tinyllm.train import ddp
     from tinyllm.train.pretrain import build_tokenizer
-    from tinyllm.train.progress import bytes_progress
 
     cfg = run.train
     log = log or (lambda s: None)
-    tok = build_tokenizer(cfg, quiet=quiet)
-    tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir,
-                            progress=None if quiet else bytes_progress)
+    tok = build_tokenizer(cfg, progress)
+    tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir, progress=progress)
     torch.manual_seed(cfg.seed)
     model_cfg = run.model_config(vocab_size=max(int(run.model.get("vocab_size") or 0), tok.vocab_size))
     model = GPT(model_cfg)

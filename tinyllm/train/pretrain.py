@@ -7,24 +7,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 
 from tinyllm.config import TrainConfig, write_yaml
 from tinyllm.data.batching import EpochSampler, RandomSampler, StepBatches
 from tinyllm.data.text import (DataError, SlidingWindowDataset, default_cache_dir, iter_text_chunks,
-                               prepare_tokens, split_tokens)
+                               no_progress, prepare_tokens, split_tokens)
 from tinyllm.errors import UserError
+from tinyllm.models.loss import lm_loss, perplexity
+from tinyllm.runtime.engine import Log, no_log
 from tinyllm.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, from_spec, get_gpt2
 from tinyllm.train import ddp
-from tinyllm.train.progress import TrainProgress, bytes_progress
 from tinyllm.train.runconfig import RUN_FILE, RunConfig
 from tinyllm.train.state import state_path
 from tinyllm.train.trainer import LAST_DIR, Trainer
@@ -36,8 +34,10 @@ def _source_key(path: Path) -> str:
     return hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
-def build_tokenizer(cfg: TrainConfig, quiet: bool = False) -> Tokenizer:
-    """gpt2 by name; char/bpe trained on the corpus (cached by file + settings in the cache dir)."""
+def build_tokenizer(cfg: TrainConfig, progress: Callable | None = None) -> Tokenizer:
+    """gpt2 by name; char/bpe trained on the corpus (cached by file + settings in the cache dir).
+
+    ``progress`` shows the reading (as :func:`tinyllm.data.text.prepare_tokens` takes it)."""
     if cfg.tokenizer == "gpt2":
         return get_gpt2()
     path = Path(cfg.data)
@@ -54,7 +54,7 @@ def build_tokenizer(cfg: TrainConfig, quiet: bool = False) -> Tokenizer:
     size = path.stat().st_size
 
     def texts() -> Iterable[str]:
-        with bytes_progress(size, f"reading {path.name}", quiet=quiet) as advance:
+        with (progress or no_progress)(size, f"reading {path.name}") as advance:
             done = 0
             for end, text in iter_text_chunks(path):
                 advance(end - done)
@@ -88,18 +88,7 @@ def _tokenizer_from_bytes(data: bytes) -> Tokenizer:
         return from_spec(obj["spec"], d)
 
 
-# ---- loss, eval ---------------------------------------------------------------------------------
-def lm_loss(model, batch) -> torch.Tensor:
-    """Mean next-token cross-entropy of a batch ``(x, y)`` of shape (B, T) each."""
-    x, y = batch
-    logits = model(x)  # (B, T, vocab)
-    return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.view(-1))
-
-
-def perplexity(loss: float) -> float:
-    return math.exp(min(loss, 700.0))
-
-
+# ---- eval ---------------------------------------------------------------------------------------
 def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok: Tokenizer,
                  device_of: Callable[[], torch.device]) -> Callable:
     """eval_fn(model) -> {"<split>_loss", "<split>_ppl", "sample", "sample_prompt"}.
@@ -143,12 +132,13 @@ def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok:
 
 
 # ---- the run ------------------------------------------------------------------------------------
-def prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
-    """Check the output directory; returns whether there is a state to resume from."""
+def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log | None = None) -> bool:
+    """Check the output directory; returns whether there is a state to resume from (a resume with
+    nothing to resume from is a note to ``log``)."""
     has_state = state_path(out).is_file()
     if resume:
         if not has_state:
-            print(f"note: {out} has no train state yet; starting a new run", file=sys.stderr)
+            (log or no_log)(f"note: {out} has no train state yet; starting a new run")
         return has_state
     if has_state and not overwrite:
         raise UserError(f"{out}: already holds a training run; use --resume to continue it or "
@@ -159,15 +149,21 @@ def prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
     return False
 
 
-def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-             callbacks: Iterable[Callable[[dict], None]] = (),
-             on_trainer: Callable[[Trainer], None] | None = None) -> dict:
-    """Pretrain (or continue training) a GPT on ``run.train.data``; returns the ``done`` event."""
+def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False,
+             callbacks: Iterable[Callable[[dict], None]] = (), progress: Callable | None = None,
+             log: Log | None = None, on_trainer: Callable[[Trainer], None] | None = None) -> dict:
+    """Pretrain (or continue training) a GPT on ``run.train.data``; returns the ``done`` event.
+
+    What people see comes in from the caller and is silent by default: ``callbacks`` get the
+    Trainer's events (a progress bar), ``progress`` shows reading and tokenising the corpus (on
+    rank 0), ``log`` gets notes.
+    """
     cfg = run.train
     out = run.out
     dist = ddp.info()
-    quiet_rank = quiet or not dist.is_main
-    resuming = prepare_out(out, resume, overwrite) if dist.is_main else resume
+    log = log or no_log
+    progress = progress if dist.is_main else None
+    resuming = prepare_out(out, resume, overwrite, log) if dist.is_main else resume
     joined = False
     try:
         from tinyllm.train.device import resolve_device
@@ -185,15 +181,14 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False, quie
 
             tok = load_tokenizer(cfg.init_from)
         elif dist.enabled:
-            data = _tokenizer_bytes(build_tokenizer(cfg, quiet_rank)) if dist.is_main else None
+            data = _tokenizer_bytes(build_tokenizer(cfg, progress)) if dist.is_main else None
             tok = _tokenizer_from_bytes(ddp.broadcast_bytes(data, device))
         else:
-            tok = build_tokenizer(cfg, quiet_rank)
+            tok = build_tokenizer(cfg, progress)
 
         # token file: tokenised once per machine (local rank 0), then opened by the others
         if dist.local_rank == 0:
-            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir,
-                                    progress=None if quiet_rank else bytes_progress)
+            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir, progress=progress)
         ddp.barrier()
         if dist.local_rank != 0:
             tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir)
@@ -254,8 +249,7 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False, quie
         holder: list[Trainer] = []
         eval_fn = make_lm_eval(splits, cfg, tok, lambda: holder[0].device)
         trainer = Trainer(model, cfg, batches, lm_loss, out, eval_fn=eval_fn, save_fn=save_fn,
-                          callbacks=[TrainProgress(quiet=quiet_rank), *callbacks],
-                          resume=resuming, train_info=provenance)
+                          callbacks=callbacks, resume=resuming, train_info=provenance, log=log)
         holder.append(trainer)
         if on_trainer is not None:
             on_trainer(trainer)
@@ -273,4 +267,4 @@ def _model_dict(model_cfg) -> dict:
     return to_dict(model_cfg)
 
 
-__all__ = ["train_lm", "lm_loss", "make_lm_eval", "build_tokenizer", "perplexity"]
+__all__ = ["train_lm", "make_lm_eval", "build_tokenizer", "prepare_out"]

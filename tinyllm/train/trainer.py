@@ -4,15 +4,14 @@ Per optimizer step: set the learning rate (warmup + decay), run ``grad_accum`` m
 (forward under autocast, loss / grad_accum, backward; DDP or FSDP syncs only on the last), clip the
 gradient norm, step AdamW. Every ``eval_every`` steps: evaluate, keep the best checkpoint; every
 ``save_every`` steps: write ``last/`` and ``train_state/state.pt`` atomically. Everything that happens
-is an event (a flat dict) written to ``metrics.jsonl`` and given to the callbacks. Ctrl-C saves the
-last completed step and re-raises. See docs/training-internals.md for the contract.
+is an event (a flat dict) written to ``metrics.jsonl`` and given to the callbacks (a note for people
+goes to ``log``; nothing here prints). Ctrl-C saves the last completed step and re-raises. See docs/training-internals.md for the contract.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from tinyllm.config import TrainConfig, to_dict
+from tinyllm.runtime.engine import Log, no_log
 from tinyllm.train import ddp, fsdp
 from tinyllm.train.device import autocast, resolve_device, resolve_precision
 from tinyllm.train.events import METRICS_FILE, MetricsWriter, event
@@ -76,7 +76,7 @@ class Trainer:
                  save_fn: Callable[[nn.Module, Path, dict], Any] | None = None,
                  callbacks: Iterable[Callable[[dict], None]] = (),
                  count_tokens: Callable[[Batch], int] | None = None, resume: bool = False,
-                 train_info: dict | None = None):
+                 train_info: dict | None = None, log: Log | None = None):
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.batches, self.loss_fn, self.eval_fn, self.save_fn = batches, loss_fn, eval_fn, save_fn
@@ -96,8 +96,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.fsdp = cfg.fsdp and self.dist.enabled
         if cfg.fsdp and not self.dist.enabled:
-            print("note: train.fsdp needs a distributed launch (torchrun --nproc_per_node=N); "
-                  "training unsharded in one process", file=sys.stderr)
+            (log or no_log)("note: train.fsdp needs a distributed launch (torchrun "
+                            "--nproc_per_node=N); training unsharded in one process")
         self._skeleton = None  # FSDP: an empty copy of the model that save_fn gets, with full weights
         if self.fsdp:
             self._skeleton = fsdp.meta_copy(self.model) if self.is_main else None

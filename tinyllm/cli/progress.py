@@ -1,7 +1,9 @@
-"""Progress on stderr: a Rich bar when stderr is a terminal, nothing (bars) or plain lines (logs) otherwise.
+"""Progress on stderr for people: a Rich bar when stderr is a terminal, nothing (bars) or plain
+lines (logs) otherwise.
 
-``bytes_progress`` is for reading/tokenising files; ``TrainProgress`` is a Trainer callback that shows
-step, loss, tokens/s and ETA, and prints one line per evaluation and checkpoint.
+:func:`progress_bar` is the ``progress=`` the CLI gives library code for long work (reading and
+tokenising files, answering entries); :class:`TrainProgress` is a Trainer callback that shows step,
+loss, tokens/s and ETA, and prints one line per evaluation and checkpoint.
 """
 from __future__ import annotations
 
@@ -24,18 +26,22 @@ def _console():
 
 
 @contextlib.contextmanager
-def bytes_progress(total: int, description: str, quiet: bool = False, start: int = 0
-                   ) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n_bytes)``; draws a transfer-style bar only on a terminal."""
-    if quiet or not stderr_is_terminal():
+def progress_bar(total: int, description: str, start: int = 0, unit: str = "bytes"
+                 ) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; draws a bar only on a terminal: transfer-style for ``unit`` "bytes",
+    else a count with the time left."""
+    if not stderr_is_terminal():
         yield lambda n: None
         return
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), console=_console(),
-                  transient=True) as bar:
+    if unit == "bytes":
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), TimeRemainingColumn())
+    else:
+        columns = Progress.get_default_columns()
+    with Progress(*columns, console=_console(), transient=True) as bar:
         task = bar.add_task(description, total=total, completed=start)
         yield lambda n: bar.advance(task, n)
 
