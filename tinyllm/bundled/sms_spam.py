@@ -43,7 +43,7 @@ def build(out_dir: str | Path, callbacks=(), data: str | Path = DATA,
 
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    threads = torch.get_num_threads()
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with tempfile.TemporaryDirectory(prefix="tinyllm-sms-") as tmp:
@@ -54,7 +54,7 @@ def build(out_dir: str | Path, callbacks=(), data: str | Path = DATA,
             for name in FILES:  # the model, not the run's checkpoints and optimizer state
                 shutil.copy2(run / name, out_dir / name)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
     meta = read_yaml(out_dir / modeldir.CONFIG)
     meta["train"].update(data=DATA_NAME, recipe="tinyllm.bundled.sms_spam.RECIPE",
                          train_seconds=round(time.perf_counter() - t0, 1))
