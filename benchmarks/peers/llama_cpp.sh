@@ -10,6 +10,7 @@ PIN="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"          # the version docs/notes meas
 TINYLLM_HOME="${TINYLLM_HOME:-$HOME/.local/share/tinyllm}"
 PEERS="$TINYLLM_HOME/cache/peers"
 JOBS="${JOBS:-2}"
+AMX="${LLAMA_CPP_AMX:-off}"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then PYTHON="$REPO_ROOT/.venv/bin/python"; else PYTHON=python3; fi
@@ -22,7 +23,7 @@ usage: llama_cpp.sh COMMAND [ARGS]
 
   build                      download the llama-cpp-python sdist (pinned $PIN, else the newest),
                              build llama-bench + llama-quantize from its vendor/llama.cpp
-                             (skipped when already built)
+                             (skipped when already built with the same flags)
   path                       print the directory holding the built binaries (exit 1 if not built)
   version                    print the llama-cpp-python version and llama.cpp commit of the build
   convert HF_DIR OUT_PREFIX [TYPE...]
@@ -34,8 +35,14 @@ usage: llama_cpp.sh COMMAND [ARGS]
 
 environment:
   TINYLLM_HOME               cache root (default ~/.local/share/tinyllm); builds go to
-                             \$TINYLLM_HOME/cache/peers/llama.cpp-<version>/
+                             \$TINYLLM_HOME/cache/peers/llama.cpp-<version>[-amx-<mode>]/
   LLAMA_CPP_PYTHON_VERSION   sdist version to build (default $PIN)
+  LLAMA_CPP_AMX              only matters where -march=native turns on Intel AMX:
+                               off (default)  build with -mno-amx-*: ggml's AMX matmul at this
+                                              commit crashes (SIGILL) when built with GCC 12
+                               patch          keep AMX, fix the crash (tile config made static,
+                                              as upstream PR ggml-org/llama.cpp#26954 does)
+                               native         keep AMX as -march=native gives, unpatched
   JOBS                       parallel compile jobs (default 2); run under \`nice -n 19\` on a shared box
   PYTHON                     interpreter for pip and the converter (default: the repo's .venv)
 EOF
@@ -44,14 +51,22 @@ EOF
 log() { echo "llama_cpp.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# The build directory for a version holds: the sdist, src/ (unpacked), build/ (cmake), BUILD_INFO.
+case "$AMX" in
+    off) SUFFIX="" ;;
+    patch|native) SUFFIX="-amx-$AMX" ;;
+    *) log "error: LLAMA_CPP_AMX=$AMX (want off, patch or native)"; exit 2 ;;
+esac
+
+# A build directory, llama.cpp-<version><suffix>/, holds src/ (the unpacked sdist), build/ (cmake)
+# and BUILD_INFO. The sdists are kept in sdist/ so a rebuild works offline.
 built() { [[ -x "$1/build/bin/llama-bench" && -x "$1/build/bin/llama-quantize" ]]; }
 
-# Find a finished build: the pinned version first, else the newest one present.
+# Find a finished build of this AMX mode: the pinned version first, else the newest one present.
 find_build() {
-    if built "$PEERS/llama.cpp-$PIN"; then echo "$PEERS/llama.cpp-$PIN"; return 0; fi
+    if built "$PEERS/llama.cpp-$PIN$SUFFIX"; then echo "$PEERS/llama.cpp-$PIN$SUFFIX"; return 0; fi
     local d
     for d in $(ls -d "$PEERS"/llama.cpp-* 2>/dev/null | sort -rV); do
+        [[ "${d##*/}" =~ ^llama\.cpp-[0-9][0-9A-Za-z.+]*${SUFFIX}$ ]] || continue
         if built "$d"; then echo "$d"; return 0; fi
     done
     return 1
@@ -63,51 +78,82 @@ require_build() { find_build || die "llama.cpp is not built; run: $0 build"; }
 pick_generator() {
     local venv_bin; venv_bin="$(dirname "$PYTHON")"
     if command -v ninja >/dev/null 2>&1; then echo "Ninja"; return; fi
-    if [[ -x "$venv_bin/ninja" ]]; then export PATH="$venv_bin:$PATH"; echo "Ninja"; return; fi
-    if "$PYTHON" -m pip install -q ninja >&2 && [[ -x "$venv_bin/ninja" ]]; then
-        export PATH="$venv_bin:$PATH"; echo "Ninja"; return
-    fi
+    if [[ -x "$venv_bin/ninja" ]]; then echo "Ninja"; return; fi
+    if "$PYTHON" -m pip install -q ninja >&2 && [[ -x "$venv_bin/ninja" ]]; then echo "Ninja"; return; fi
     log "ninja not available; using make"
     echo "Unix Makefiles"
 }
 
-cmd_build() {
-    mkdir -p "$PEERS"
-    local dir="$PEERS/llama.cpp-$PIN" version="$PIN" sdist
-    if built "$dir"; then log "already built: $dir/build/bin"; echo "$dir/build/bin"; return 0; fi
+# Does the compiler's -march=native turn on AMX here? (Intel Sapphire Rapids and later.)
+native_has_amx() {
+    local defs; defs="$("${CC:-cc}" -march=native -dM -E - </dev/null 2>/dev/null || true)"
+    [[ "$defs" == *__AMX_INT8__* ]]
+}
 
-    # 1. the sdist (kept in the cache so a rebuild works offline)
-    sdist="$(ls "$dir"/llama_cpp_python-*.tar.gz 2>/dev/null | head -1 || true)"
-    if [[ -z "$sdist" ]]; then
+# ggml's AMX path keeps the tile config on the stack and loads it with _tile_loadconfig; GCC 12
+# drops the stores to it (the intrinsic's asm claims to read 8 bytes), the config is invalid and
+# the first tileloadd raises SIGILL (llama-bench dies on any q8_0/q4_0 model).
+patch_amx() {
+    local f="$1/ggml/src/ggml-cpu/amx/mmq.cpp"
+    grep -q 'alignas(64) static thread_local tile_config_t tc' "$f" && return 0
+    sed -i 's/alignas(64) tile_config_t tc = {};/alignas(64) static thread_local tile_config_t tc = {};/' "$f"
+    grep -q 'alignas(64) static thread_local tile_config_t tc' "$f" || die "could not patch $f"
+    log "patched $f: AMX tile config is static thread_local"
+}
+
+cmd_build() {
+    mkdir -p "$PEERS/sdist"
+    local version="$PIN" sdist
+    # 1. the sdist: the pinned version, else the newest (pip says which)
+    sdist="$PEERS/sdist/llama_cpp_python-$PIN.tar.gz"
+    if [[ ! -f "$sdist" ]] && ! built "$PEERS/llama.cpp-$PIN$SUFFIX"; then
         local tmp; tmp="$(mktemp -d "$PEERS/.download.XXXXXX")"
-        if "$PYTHON" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$PIN" -d "$tmp" >&2; then
-            :
-        else
+        if ! "$PYTHON" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$PIN" -d "$tmp" >&2; then
             log "llama-cpp-python==$PIN is not available; trying the newest"
             "$PYTHON" -m pip download -q --no-deps --no-binary :all: llama-cpp-python -d "$tmp" >&2 \
                 || { rm -rf "$tmp"; die "pip download of the llama-cpp-python sdist failed"; }
         fi
-        sdist="$(ls "$tmp"/llama_cpp_python-*.tar.gz | head -1)"
-        version="$(basename "$sdist" .tar.gz)"; version="${version#llama_cpp_python-}"
-        dir="$PEERS/llama.cpp-$version"
-        if built "$dir"; then rm -rf "$tmp"; log "already built: $dir/build/bin"; echo "$dir/build/bin"; return 0; fi
-        mkdir -p "$dir"; mv "$sdist" "$dir/"; rm -rf "$tmp"
-        sdist="$dir/$(basename "$sdist")"
+        local got; got="$(ls "$tmp"/llama_cpp_python-*.tar.gz | head -1)"
+        version="$(basename "$got" .tar.gz)"; version="${version#llama_cpp_python-}"
+        [[ "$version" == "$PIN" ]] || log "using llama-cpp-python $version (not the pinned $PIN)"
+        sdist="$PEERS/sdist/$(basename "$got")"
+        mv "$got" "$sdist"; rm -rf "$tmp"
     fi
-    log "llama-cpp-python $version (sdist $(basename "$sdist"))"
+    local dir="$PEERS/llama.cpp-$version$SUFFIX"
+    log "llama-cpp-python $version, AMX mode $AMX -> $dir"
 
-    # 2. unpack (the sdist carries a .git, so llama.cpp's build info gets the real commit)
+    # 2. the flags; an existing build with the same flags is kept
+    local flags=(-DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF
+                 -DLLAMA_BUILD_SERVER=OFF -DCMAKE_BUILD_TYPE=Release)
+    local amx_note="none (-march=native has no AMX here)"
+    if native_has_amx; then
+        case "$AMX" in
+            off)
+                local off="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+                flags+=("-DCMAKE_C_FLAGS=${CFLAGS:+$CFLAGS }$off" "-DCMAKE_CXX_FLAGS=${CXXFLAGS:+$CXXFLAGS }$off")
+                amx_note="off ($off)" ;;
+            patch) amx_note="on, tile-config patch" ;;
+            native) amx_note="on, unpatched" ;;
+        esac
+    fi
+    if built "$dir" && grep -qxF "cmake_flags=${flags[*]}" "$dir/BUILD_INFO" 2>/dev/null; then
+        log "already built: $dir/build/bin"; echo "$dir/build/bin"; return 0
+    fi
+    [[ -f "$sdist" ]] || die "no sdist for $dir (remove the folder and run build again)"
+
+    # 3. unpack (the sdist carries a .git, so llama.cpp's build info gets the real commit)
     if [[ ! -f "$dir/src/vendor/llama.cpp/CMakeLists.txt" ]]; then
         rm -rf "$dir/src"; mkdir -p "$dir/src"
         tar xzf "$sdist" -C "$dir/src" --strip-components=1
     fi
     local srcdir="$dir/src/vendor/llama.cpp"
     [[ -f "$srcdir/CMakeLists.txt" ]] || die "no vendor/llama.cpp in $sdist"
+    [[ "$AMX" == patch ]] && patch_amx "$srcdir"
 
-    # 3. configure and build just the two tools
+    # 4. configure and build just the two tools
     local gen; gen="$(pick_generator)"
-    local flags=(-DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF
-                 -DLLAMA_BUILD_SERVER=OFF -DCMAKE_BUILD_TYPE=Release)
+    local venv_bin; venv_bin="$(dirname "$PYTHON")"
+    [[ -x "$venv_bin/ninja" ]] && export PATH="$PATH:$venv_bin"
     local t0; t0="$(date +%s)"
     cmake -S "$srcdir" -B "$dir/build" -G "$gen" "${flags[@]}" >&2
     cmake --build "$dir/build" -j"$JOBS" --target llama-bench llama-quantize >&2
@@ -124,10 +170,11 @@ built_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 build_seconds=$secs
 jobs=$JOBS
 generator=$gen
+amx=$amx_note
 cmake_flags=${flags[*]}
 compiler=$(${CC:-cc} --version | head -1)
 EOF
-    log "built llama.cpp ${commit:-unknown} (llama-cpp-python $version) in ${secs}s"
+    log "built llama.cpp ${commit:-unknown} (llama-cpp-python $version, AMX $amx_note) in ${secs}s"
     echo "$dir/build/bin"
 }
 
@@ -139,10 +186,11 @@ cmd_path() {
 cmd_version() {
     local d; d="$(require_build)"
     if [[ -f "$d/BUILD_INFO" ]]; then
-        local v c
+        local v c a
         v="$(sed -n 's/^llama_cpp_python=//p' "$d/BUILD_INFO")"
         c="$(sed -n 's/^llama_cpp_commit=//p' "$d/BUILD_INFO")"
-        echo "llama-cpp-python $v llama.cpp $c"
+        a="$(sed -n 's/^amx=//p' "$d/BUILD_INFO")"
+        echo "llama-cpp-python $v llama.cpp $c (AMX: ${a:-unknown})"
     else
         echo "llama-cpp-python ${d##*/llama.cpp-} llama.cpp unknown"
     fi
@@ -173,7 +221,7 @@ cfg.setdefault("n_ctx", cfg.get("n_positions", 1024))
 json.dump(cfg, open(sys.argv[2], "w"), indent=2)
 EOF
 
-    # The vendored gguf-py matches the converter; PyPI's gguf would do when it is recent enough.
+    # The vendored gguf-py matches the converter (PyPI's gguf may lag behind it).
     local conv=(env PYTHONPATH="$src/gguf-py${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" "$src/convert_hf_to_gguf.py")
     local need_f32=0
     for t in "${types[@]}"; do [[ $t == f32 || $t == q8_0 || $t == q4_0 ]] && need_f32=1; done

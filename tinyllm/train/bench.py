@@ -157,7 +157,7 @@ def summarize(times: list[float], tokens_per_step: int, flops_per_token: int, pe
     tps = tokens_per_step / med
     achieved = tps * flops_per_token
     return {"ms_per_step": round(med * 1000, 3), "ms_per_step_min": round(min(times) * 1000, 3),
-            "tokens_per_s": round(tps, 1), "gflops": round(achieved / 1e9, 2),
+            "tokens_per_s": round(tps, 1), "gflops": round(achieved / 1e9, 4),
             "mfu": round(achieved / peak.flops, 6) if peak.flops else None}
 
 
