@@ -3,14 +3,18 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
+# Where pip looks for torch (passed as --index-url when set). Empty: pip's own configuration, which
+# finds a pre-seeded CPU wheel; elsewhere `make install TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu`
+# gets the CPU build (PyPI's Linux torch is the multi-GB CUDA one).
+TORCH_INDEX_URL ?=
 
 .PHONY: install test bench models run clean
 
 $(BIN)/tinyllm: pyproject.toml $(PLUGINS)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# the CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build
-	$(BIN)/pip install -q torch==2.13.0
+	# torch first, from TORCH_INDEX_URL when set: a bare `torch` requirement would pull a CUDA build
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/pip install -q -e '.[dev]'
 	for p in $(dir $(PLUGINS)); do $(BIN)/pip install -q -e $$p || exit 1; done
 	touch $(BIN)/tinyllm
