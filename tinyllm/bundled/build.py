@@ -90,7 +90,7 @@ def build_sms_spam(out_dir: Path, max_steps: int | None = None, threads: int = 0
 def export_int8(model_dir: Path, log: Log | None = None) -> dict[str, Any]:
     """Ship the int8 ONNX graph (only; the float graph would not fit the size budget) beside the
     weights, so `tinyllm classify` and `tinyllm generate` run on ONNX Runtime without importing
-    torch (see the README's onnx section). ``--quant auto``: a language model gets the fastest
+    torch (see docs/onnx.md). ``--quant auto``: a language model gets the fastest
     8-bit method that stays close to float on its validation text."""
     from tinyllm.export import INT8_FILE
     from tinyllm.export.onnx import export_model

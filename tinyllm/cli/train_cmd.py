@@ -9,7 +9,7 @@ import click
 
 # OpenMP threads that spin while waiting turn a busy machine into a 10x slowdown (measured on the
 # 2-core reference machine under load: 2 threads 3-5 s/step active vs 0.45 s passive; see
-# README, "Training at scale and speed"). Set before torch is imported; an explicit setting wins.
+# docs/performance.md, training speed). Set before torch is imported; an explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

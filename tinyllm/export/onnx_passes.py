@@ -137,7 +137,7 @@ def quantize(src: Path, dst: Path, method: str = QUANT_METHODS[0], external: boo
     matrix, activations quantized to uint8 on each call (DynamicQuantizeLinear + MatMulInteger).
     ``nbits8``: ``MatMulNBits`` with 8-bit symmetric weights, one scale per block of 128 inputs,
     int8 compute with the activations quantized per block too (accuracy_level 4): slower on this
-    CPU, closer to float. ``nbits4``: the same with 4-bit weights in blocks of 32. The README's
+    CPU, closer to float. ``nbits4``: the same with 4-bit weights in blocks of 32. docs/performance.md's
     onnx section has the speed and accuracy of each. Embedding lookups stay float32 (they read one
     row per token, not the whole table).
     """

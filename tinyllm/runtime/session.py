@@ -1,6 +1,6 @@
 """ONNX Runtime sessions with the options this project measured as fastest on a CPU.
 
-See the README's onnx section for the measurements behind the defaults: every graph optimisation
+See docs/performance.md (ONNX session options) for the measurements behind the defaults: every graph optimisation
 (ORT_ENABLE_ALL), sequential execution, one intra-op thread per core, and worker threads that
 sleep instead of spinning while they wait for work. Spinning gains 4-9 % on an idle machine, but
 when other jobs hold the cores, spinning threads fight them and batch-1 decoding ran 1.8x slower.

@@ -1,7 +1,7 @@
 """Device and precision choices: ``device: auto`` and ``precision: auto`` resolved by measurement.
 
 On this project's reference CPU (AMD EPYC, AVX2 only: no AVX-512 BF16, no AMX) bf16 autocast
-measured slower than fp32 (README, "Training at scale and speed"), so ``auto`` picks bf16 on a CPU
+measured slower than fp32 (docs/performance.md, training speed), so ``auto`` picks bf16 on a CPU
 only when it has AMX or AVX-512 BF16 instructions, bf16 on CUDA GPUs that support it, fp16 with a grad scaler on older GPUs.
 """
 from __future__ import annotations

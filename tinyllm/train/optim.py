@@ -8,7 +8,7 @@ import torch
 from tinyllm.config import TrainConfig
 
 # Fused AdamW on this project's reference CPU (2-core AMD EPYC, AVX2) measured slower or equal to the
-# default foreach implementation for the small models trained here (README, "Training at scale and
+# default foreach implementation for the small models trained here (docs/performance.md, "Training
 # speed"), so on CPU `fused: null` means off; on CUDA it means on.
 FUSED_DEFAULT = {"cuda": True, "cpu": False}
 
