@@ -6,7 +6,6 @@ import os
 import select
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -133,12 +132,13 @@ def test_not_a_classifier_exits_2(tiny_lm_dir):
 
 def test_read_batches_takes_what_is_ready(tmp_path):
     r, w = os.pipe()
+    os.set_blocking(r, False)  # a read with nothing in the pipe raises instead of waiting
     os.write(w, b"a\nb\nc")
     gen = read_batches(r, 2)
     assert next(gen) == [b"a", b"b"]
-    os.write(w, b"d\n")
-    time.sleep(0.05)
-    assert next(gen) == [b"cd"]           # no waiting for a full batch
+    os.write(w, b"d\n")                   # in the pipe once write returns
+    assert next(gen) == [b"cd"]           # no waiting for a full batch (no read of an empty pipe)
+    os.set_blocking(r, True)
     os.close(w)
     assert list(gen) == []
     os.close(r)
