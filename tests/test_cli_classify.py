@@ -101,13 +101,13 @@ def test_streams_each_batch_without_waiting_for_eof(clf_dir):
         for msg in (b"first message\n", b"second message\n"):
             p.stdin.write(msg)
             p.stdin.flush()
-            ready, _, _ = select.select([p.stdout], [], [], 60)  # answered while stdin is still open
+            ready, _, _ = select.select([p.stdout], [], [], 300)  # answered while stdin is open
             assert ready, "no output line before end of input"
             got.append(p.stdout.readline().decode())
         assert got[0].endswith("\tfirst message\n") and got[1].endswith("\tsecond message\n")
     finally:
         p.stdin.close()
-        p.wait(timeout=60)
+        p.wait(timeout=300)
     assert p.returncode == 0
 
 
@@ -147,7 +147,7 @@ def test_read_batches_takes_what_is_ready(tmp_path):
 def test_classify_module_does_not_import_torch():
     code = ("import sys, tinyllm.cli.classify_cmd, tinyllm.runtime.textbatch, tinyllm.tasks.classify; "
             "print('torch' in sys.modules)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert p.stdout.strip() == "False", p.stderr
 
 

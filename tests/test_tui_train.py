@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -97,12 +98,20 @@ def test_real_tiny_training_run_lands_points_on_the_loss_plot():
 
 
 def test_stop_then_resume_continues_the_curve():
+    # each run starts writing once the screen has started it; the first holds at step 10 until
+    # stopped, the resumed one goes on from there
+    runs = []
+
+    def factory(spec):
+        runs.append(FakeRun(spec, 60, hold_at=10, go=threading.Event()))
+        return runs[-1]
+
     async def scenario():
-        # the first run holds at step 10 until stopped; the resumed one starts after it
-        app = TinyLLMApp(screen="train", trainer_factory=lambda spec: FakeRun(spec, 60, hold_at=10))
+        app = TinyLLMApp(screen="train", trainer_factory=factory)
         async with app.run_test(size=SIZE) as pilot:
             fill_form(app, steps=60)
             await pilot.press("ctrl+s")
+            runs[0].go.set()
             screen = app.screen
             await wait_for(pilot, lambda: screen.state.step == 10)
             screen.query_one("#train-data").focus()             # Ctrl+X works from a form field too
@@ -110,6 +119,7 @@ def test_stop_then_resume_continues_the_curve():
             await wait_for(pilot, lambda: screen.state.done is not None)
             assert screen.state.done["reason"] == "interrupted" and screen.state.step == 10
             await pilot.press("ctrl+r")
+            runs[1].go.set()
             await wait_for(pilot, lambda: screen.state.done is not None and
                            screen.state.done["reason"] == "finished")
             steps = [p[0] for p in screen.state.train]

@@ -63,10 +63,13 @@ class FakeRun:
 
     ``hold_at``: after writing that step, wait until the run is stopped (as a long run would still
     be going when the user presses Stop); without it the run writes every step at once.
+    ``go``: write nothing until this event is set (as a real run takes a while to start).
     """
 
-    def __init__(self, spec, steps: int = 40, hold_at: int | None = None):
+    def __init__(self, spec, steps: int = 40, hold_at: int | None = None,
+                 go: threading.Event | None = None):
         self.spec, self.out, self.steps, self.hold_at = spec, Path(spec.out), steps, hold_at
+        self.go = go
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.code: int | None = None
@@ -77,6 +80,8 @@ class FakeRun:
         self._thread.start()
 
     def _run(self) -> None:
+        if self.go is not None and not self.go.wait(HANG_SECONDS):
+            raise RuntimeError("the test never let the run start")
         path = self.out / "metrics.jsonl"
         start = 0
         if self.spec.resume and path.exists():
