@@ -83,7 +83,7 @@ def make_run(tmp_path, class_weight):
     train = [Example(text, label, line) for line, (text, label) in enumerate(texts, 1)]
     return classify_train.Run(task=ClassifyTask(), labels=list(counts), train=train, val=[],
                               out=tmp_path / class_weight, batch_size=len(train), epochs=1,
-                              vocab_size=300, model_overrides=SMALL, dropout=0.0, quiet=True,
+                              vocab_size=300, model_overrides=SMALL, dropout=0.0,
                               class_weight=class_weight)
 
 
@@ -137,7 +137,7 @@ def finetune_splits(data, out, monkeypatch, **kw):
         return real_fit(run)
     monkeypatch.setattr(classify_train.Run, "fit", recording_fit)
     report = ClassifyTask().finetune(data, out, balance="undersample", epochs=1, batch_size=16,
-                                     vocab_size=300, model_overrides=SMALL, quiet=True, **kw)
+                                     vocab_size=300, model_overrides=SMALL, **kw)
     monkeypatch.undo()
     test = [json.loads(x)["text"] for x in (out / "test.jsonl").read_text().splitlines()]
     return seen["train"], seen["val"], test, report
@@ -172,7 +172,7 @@ def test_left_out_examples_join_only_the_training_split(imbalanced, tmp_path, mo
 def test_train_left_out_needs_undersampling(imbalanced, tmp_path):
     data, _ = imbalanced
     with pytest.raises(UserError, match="--train-left-out needs --balance undersample"):
-        ClassifyTask().finetune(data, tmp_path / "o", train_left_out=True, quiet=True)
+        ClassifyTask().finetune(data, tmp_path / "o", train_left_out=True)
     from tinyllm.cli import main
 
     r = CliRunner().invoke(main, ["finetune", "classify", "--data", str(data), "--train-left-out",

@@ -40,7 +40,7 @@ def keep_sigint_handler():
 
 def run(corpus, out, max_steps, resume=False, on_trainer=None, callbacks=()):
     r = load_run(data=str(corpus), out=str(out), max_steps=max_steps, sets=TINY, resume=resume)
-    return train_lm(r, resume=resume, quiet=True, on_trainer=on_trainer, callbacks=callbacks)
+    return train_lm(r, resume=resume, on_trainer=on_trainer, callbacks=callbacks)
 
 
 def events(out):

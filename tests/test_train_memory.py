@@ -42,7 +42,7 @@ def test_training_reads_only_the_windows_it_uses(tmp_path, monkeypatch):
         "n_layer=1", "n_head=2", "n_embd=16", f"context_length={SEQ}", f"batch_size={BATCH}",
         f"eval_batches={EVAL_BATCHES}", "eval_every=0", "sample_tokens=0",
         f"cache_dir={tmp_path / 'cache'}"])
-    done = train_lm(run, quiet=True)
+    done = train_lm(run)
     assert done["reason"] == "finished" and done["step"] == STEPS and "val_loss" in done
 
     (tok_file,) = (tmp_path / "cache").glob("*.tok")
