@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -179,8 +180,9 @@ def test_schedule_warmup_then_cosine():
     assert lr_at(50, lin) == pytest.approx(0.5)
 
 
-def test_time_budget_stops_the_run_and_ends_the_decay(corpus, tmp_path):
-    """max_time_minutes (added by F): stop when the wall clock runs out; the cosine ends there too."""
+def test_time_budget_stops_the_run_and_ends_the_decay(corpus, tmp_path, monkeypatch):
+    """max_time_minutes: stop when the wall clock runs out; the cosine ends there too."""
+    from tinyllm.train import trainer as trainer_mod
     from tinyllm.train.schedule import lr_at
 
     cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=0, max_steps=1000, max_time_minutes=1.0)
@@ -189,16 +191,28 @@ def test_time_budget_stops_the_run_and_ends_the_decay(corpus, tmp_path):
     assert lr_at(500, cfg, wall=0.0) == pytest.approx(0.55)    # steps can still lead
     assert lr_at(0, cfg) == pytest.approx(1.0)                 # without a clock: steps only
 
+    # the trainer's clock: half a second passes during every step, none anywhere else
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(trainer_mod, "time", SimpleNamespace(time=lambda: clock["now"]))
+
+    def tick(ev):
+        if ev["event"] == "step":
+            clock["now"] += 0.5
+
     out = tmp_path / "run"
     done = run(corpus, out, 100000, "max_time_minutes=0.03", "eval_every=0", "sample_tokens=0",
-               "warmup_steps=1")
-    assert done["reason"] == "time" and 0 < done["step"] < 100000
-    assert done["wall"] >= 1.8 and "val_loss" in done           # ran its budget, evaluated at the stop
+               "warmup_steps=1", callbacks=[tick])
+    # a 1.8 s budget: steps 1-3 end at 0.5, 1.0, 1.5 s, step 4 at 2.0 s, past it
+    assert done["reason"] == "time" and done["step"] == 4
+    assert done["wall"] == pytest.approx(2.0) and "val_loss" in done   # evaluated at the stop
     evs = events(out)
-    steps = [e for e in evs if e["event"] == "step"]
-    assert steps[-1]["lr"] < 0.5 * 3e-3                          # decayed by the clock, not the steps
+    lrs = [e["lr"] for e in evs if e["event"] == "step"]
+    # each step's lr follows the clock (wall 0, 0.5, 1, 1.5 s of 1.8), not the 100000 steps
+    run_cfg = TrainConfig(**evs[0]["train"])
+    assert lrs == pytest.approx([lr_at(k, run_cfg, wall=0.5 * k) for k in range(4)])
+    assert lrs[-1] < 0.5 * 3e-3                                  # decayed by the clock
     assert (out / "model.safetensors").is_file()
-    assert torch.load(out / "train_state" / "state.pt", weights_only=True)["wall"] >= 1.8
+    assert torch.load(out / "train_state" / "state.pt", weights_only=True)["wall"] == pytest.approx(2.0)
 
 
 def test_adamw_decays_matrices_only():

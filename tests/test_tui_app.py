@@ -53,10 +53,21 @@ def test_command_palette_lists_screen_and_app_commands():
             await pilot.press("ctrl+p")
             await wait_for(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
             await pilot.press(*"go to models")
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: "Go to Models" in highlighted_command(app))
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.current_mode == "models")
     asyncio.run(scenario())
+
+
+def highlighted_command(app) -> str:
+    """The prompt of the command the palette has highlighted ("" while none is)."""
+    from textual.command import CommandList
+
+    found = app.screen.query(CommandList)
+    if not found or found.first().highlighted is None:
+        return ""
+    option = found.first().get_option_at_index(found.first().highlighted)
+    return str(option.prompt)
 
 
 def test_theme_toggle_and_default_from_terminal(monkeypatch):

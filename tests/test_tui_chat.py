@@ -32,8 +32,9 @@ def replies(app):
 
 
 def test_streamed_reply_arrives_piece_by_piece(monkeypatch):
-    engine = FakeEngine(delay=0.05)
-    full = "".join(engine.pieces)
+    engine = FakeEngine(gated=True)
+    pieces = engine.pieces
+    full = "".join(pieces)
     updates: list[int] = []          # length of the reply after each screen update
     original = MessageView.append
 
@@ -46,10 +47,17 @@ def test_streamed_reply_arrives_piece_by_piece(monkeypatch):
         app = chat_app(engine)
         async with app.run_test(size=SIZE) as pilot:
             await send(pilot, "Tell me a story")
-            await wait_for(pilot, lambda: not app.screen.generating and replies(app)
-                           and replies(app)[0].content == full)
-            # the text arrived in several updates while the worker streamed, not at once at the end
-            assert len(updates) >= 3 and updates[0] < len(full) and updates[-1] == len(full)
+            await wait_for(pilot, lambda: replies(app))
+            # each piece the worker receives reaches the screen while the reply is still streaming
+            for k in range(1, len(pieces)):
+                engine.release()
+                shown = "".join(pieces[:k])
+                await wait_for(pilot, lambda: replies(app)[0].content == shown)
+                assert app.screen.generating
+            engine.release()
+            await wait_for(pilot, lambda: not app.screen.generating)
+            assert replies(app)[0].content == full
+            assert updates == [len("".join(pieces[:k])) for k in range(1, len(pieces) + 1)]
             assert engine.prompts == ["Tell me a story"]
             cfg = engine.configs[0]
             assert (cfg.temperature, cfg.top_k, cfg.max_new_tokens) == (0.8, 200, 200)
@@ -64,23 +72,25 @@ def test_streamed_reply_arrives_piece_by_piece(monkeypatch):
 
 
 def test_escape_cancels_generation():
-    engine = FakeEngine(pieces=["word "] * 400, delay=0.02)
+    engine = FakeEngine(pieces=["word "] * 400, gated=True)
 
     async def scenario():
         app = chat_app(engine)
         async with app.run_test(size=SIZE) as pilot:
             await send(pilot, "go on")
-            await wait_for(pilot, lambda: len(replies(app)[0].content) >= 15)
+            engine.release(3)
+            await wait_for(pilot, lambda: replies(app) and replies(app)[0].content == "word " * 3)
             assert app.screen.generating
             await pilot.press("escape")
-            await wait_for(pilot, lambda: not app.screen.generating, timeout=3)
+            # the worker is waiting for its 4th piece: it sees the cancel when that one arrives
+            engine.release()
+            await wait_for(pilot, lambda: not app.screen.generating)
             reply = replies(app)[0]
-            assert reply.cancelled
-            assert 15 <= len(reply.content) < len("word ") * 400
-            assert engine.closed.wait(2)            # the generator was closed, not left running
-            assert "stopped after" in text_of(app.screen.query_one("#chat-status"))
+            assert reply.cancelled and reply.content == "word " * 3   # the 4th is dropped
+            assert engine.closed.is_set()           # the generator was closed, not left running
+            assert "stopped after 3 tokens" in text_of(app.screen.query_one("#chat-status"))
             # the UI still works: a second message goes through
-            engine.pieces = ["ok"]
+            engine.pieces, engine.gate = ["ok"], None
             await send(pilot, "again")
             await wait_for(pilot, lambda: len(replies(app)) == 2 and not app.screen.generating)
             assert replies(app)[1].content == "ok"
@@ -88,7 +98,7 @@ def test_escape_cancels_generation():
 
 
 def test_sampling_panel_values_reach_the_engine_and_bad_values_are_refused():
-    engine = FakeEngine(pieces=["x"], delay=0)
+    engine = FakeEngine(pieces=["x"])
 
     async def scenario():
         app = chat_app(engine)
@@ -104,7 +114,7 @@ def test_sampling_panel_values_reach_the_engine_and_bad_values_are_refused():
             assert (cfg.temperature, cfg.top_k, cfg.top_p, cfg.max_new_tokens) == (0, None, 0.9, 7)
             screen.query_one("#sampling-temperature").value = "hot"
             await send(pilot, "again")
-            await pilot.pause(0.1)
+            await app.workers.wait_for_complete()                 # a reply would run in a worker
             assert len(engine.configs) == 1                       # refused, not sent
             assert any("temperature" in n.message for n in app._notifications)
             assert screen.query_one("#prompt").value == "again"   # the prompt is kept
@@ -139,7 +149,7 @@ def test_model_that_fails_to_load_is_reported_not_a_crash():
             app.screen.query_one("#prompt").value = "hello"
             app.screen.query_one("#prompt").focus()
             await pilot.press("enter")
-            await pilot.pause(0.05)
+            await app.workers.wait_for_complete()
             assert not app.screen.query(".message")
             assert app.is_running
     asyncio.run(scenario())
@@ -162,7 +172,7 @@ def test_generation_error_is_shown_in_the_conversation():
 
 
 def test_conversation_export_markdown_and_reopen():
-    engine = FakeEngine(pieces=["To be", " or not"], delay=0)
+    engine = FakeEngine(pieces=["To be", " or not"])
 
     async def scenario():
         app = chat_app(engine)
@@ -174,17 +184,15 @@ def test_conversation_export_markdown_and_reopen():
             md = (conversations_dir() / f"{conv_id}.md").read_text()
             assert "**You:**\n\nHamlet says" in md and "To be or not" in md
             await pilot.press("ctrl+n")
-            await pilot.pause(0.05)
-            assert not app.screen.query(".message")
+            await wait_for(pilot, lambda: not app.screen.query(".message"))
             await pilot.press("ctrl+o")
             await wait_for(pilot, lambda: app.screen.query("#conversation-list"))
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.screen.id != "_default" and
                            hasattr(app.screen, "conversation") and
                            app.screen.conversation.id == conv_id)
-            await pilot.pause(0.05)
-            texts = [v.message.content for v in app.screen.query(".message")]
-            assert texts == ["Hamlet says", "To be or not"]
+            await wait_for(pilot, lambda: [v.message.content for v in app.screen.query(".message")]
+                           == ["Hamlet says", "To be or not"])
     asyncio.run(scenario())
 
 
@@ -213,11 +221,11 @@ def test_real_engine_on_a_tiny_model(tiny_lm_dir):
         app = TinyLLMApp(model=str(tiny_lm_dir))
         async with app.run_test(size=SIZE) as pilot:
             screen = app.screen
-            await wait_for(pilot, lambda: screen.engine is not None, timeout=60)
+            await wait_for(pilot, lambda: screen.engine is not None)
             assert screen.engine.backend == "torch"
             screen.query_one("#sampling-max_new_tokens").value = "20"
             await send(pilot, "ROMEO:")
-            await wait_for(pilot, lambda: not screen.generating and replies(app), timeout=30)
+            await wait_for(pilot, lambda: not screen.generating and replies(app))
             assert len(replies(app)[0].content) == 20          # 20 characters from a char model
             assert "tiny-lm · lm · torch" in text_of(screen.query_one("#chat-model-info"))
     asyncio.run(scenario())

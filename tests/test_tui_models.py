@@ -68,7 +68,7 @@ def test_bundled_models_cannot_be_deleted(tmp_path, monkeypatch):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: rows(app) == ["shipped"])
             await pilot.press("d")
-            await pilot.pause(0.1)
+            await pilot.pause()
             assert not app.screen.query(".dialog")
             assert any("cannot be deleted" in n.message for n in app._notifications)
             assert shipped.exists()

@@ -45,9 +45,15 @@ def fixed_world(monkeypatch, tmp_path):
     monkeypatch.setattr(Input, "cursor_blink", False)      # no blink phase in the pictures
 
 
+async def settled(pilot) -> None:
+    """Every worker done and every message handled: nothing left to change the picture."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 def chat_app(theme: str = "dark") -> TinyLLMApp:
     engine = FakeEngine(pieces=["Shall I compare thee", " to a summer's day?", "\nThou art more",
-                                " lovely and more temperate."], delay=0, name="fake-model")
+                                " lovely and more temperate."], name="fake-model")
     return TinyLLMApp(model="fake-model", theme=theme,
                       engine_factory=lambda model, backend: engine)
 
@@ -58,7 +64,7 @@ async def chat_once(pilot) -> None:
     screen.query_one("#prompt").value = "Sonnet 18:"
     await pilot.press("enter")
     await wait_for(pilot, lambda: not screen.generating and screen.query(".message.assistant"))
-    await pilot.pause(0.1)
+    await settled(pilot)
 
 
 def test_chat_screen(snap_compare):
@@ -84,7 +90,7 @@ def test_train_screen(snap_compare):
 
     async def follow(pilot):
         await wait_for(pilot, lambda: pilot.app.screen.state.step == 120)
-        await pilot.pause(0.1)
+        await settled(pilot)
     app = TinyLLMApp(screen="train", theme="dark", attach=str(run))
     assert snap_compare(app, terminal_size=(130, 40), run_before=follow)
 
@@ -92,9 +98,9 @@ def test_train_screen(snap_compare):
 def test_data_screen(snap_compare):
     async def loaded(pilot):
         screen = pilot.app.screen
-        await wait_for(pilot, lambda: screen.counts is not None, timeout=20)
+        await wait_for(pilot, lambda: screen.counts is not None)
         await wait_for(pilot, lambda: "tokens," in str(screen.query_one("#token-preview").content))
-        await pilot.pause(0.1)
+        await settled(pilot)
     app = TinyLLMApp(screen="data", theme="dark", data="tinyllm/bundled/data/SMSSpamCollection.tsv")
     assert snap_compare(app, terminal_size=(130, 40), run_before=loaded)
 
@@ -108,7 +114,7 @@ def test_models_screen(snap_compare):
 
     async def listed(pilot):
         await wait_for(pilot, lambda: pilot.app.screen.query_one("#models-table").row_count == 2)
-        await pilot.pause(0.1)
+        await settled(pilot)
     app = TinyLLMApp(screen="models", theme="dark")
     assert snap_compare(app, terminal_size=SIZE, run_before=listed)
 

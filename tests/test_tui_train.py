@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def test_real_tiny_training_run_lands_points_on_the_loss_plot():
             screen = app.screen
             await wait_for(pilot, lambda: screen.state.done is not None or
                            (screen.process and screen.process.poll() not in (None, 0)),
-                           timeout=120, step=0.2)
+                           step=0.2)
             assert screen.state.done["reason"] == "finished", screen.process.tail()
             assert [p[0] for p in screen.state.train] == list(range(1, 21))
             assert [p[0] for p in screen.state.val] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
@@ -97,19 +98,28 @@ def test_real_tiny_training_run_lands_points_on_the_loss_plot():
 
 
 def test_stop_then_resume_continues_the_curve():
+    # each run starts writing once the screen has started it; the first holds at step 10 until
+    # stopped, the resumed one goes on from there
+    runs = []
+
+    def factory(spec):
+        runs.append(FakeRun(spec, 60, hold_at=10, go=threading.Event()))
+        return runs[-1]
+
     async def scenario():
-        app = TinyLLMApp(screen="train", trainer_factory=lambda spec: FakeRun(spec, 60, 0.03))
+        app = TinyLLMApp(screen="train", trainer_factory=factory)
         async with app.run_test(size=SIZE) as pilot:
             fill_form(app, steps=60)
             await pilot.press("ctrl+s")
+            runs[0].go.set()
             screen = app.screen
-            await wait_for(pilot, lambda: screen.state.step >= 10)
+            await wait_for(pilot, lambda: screen.state.step == 10)
             screen.query_one("#train-data").focus()             # Ctrl+X works from a form field too
             await pilot.press("ctrl+x")
             await wait_for(pilot, lambda: screen.state.done is not None)
-            stopped = screen.state.step
-            assert screen.state.done["reason"] == "interrupted" and stopped < 60
+            assert screen.state.done["reason"] == "interrupted" and screen.state.step == 10
             await pilot.press("ctrl+r")
+            runs[1].go.set()
             await wait_for(pilot, lambda: screen.state.done is not None and
                            screen.state.done["reason"] == "finished")
             steps = [p[0] for p in screen.state.train]
@@ -139,21 +149,20 @@ def test_attach_to_a_run_started_elsewhere(tmp_path):
             assert "1:15" in text_of(screen.query_one("#stat-ETA"))
             assert braille_points(plot_text(app)) > 10
             await pilot.press("ctrl+x")                           # not ours to stop
-            await pilot.pause(0.05)
             assert any("Ctrl+C in its terminal" in n.message for n in app._notifications)
     asyncio.run(scenario())
 
 
 def test_png_export_of_the_loss_curves():
     async def scenario():
-        app = TinyLLMApp(screen="train", trainer_factory=lambda spec: FakeRun(spec, 30, 0))
+        app = TinyLLMApp(screen="train", trainer_factory=lambda spec: FakeRun(spec, 30))
         async with app.run_test(size=SIZE) as pilot:
             fill_form(app, steps=30, name="pngrun")
             await pilot.press("ctrl+s")
             await wait_for(pilot, lambda: app.screen.state.done is not None)
             await pilot.press("ctrl+g")
             png = modeldir.models_home() / "pngrun" / "loss.png"
-            await wait_for(pilot, lambda: png.exists(), timeout=30)
+            await wait_for(pilot, lambda: png.exists())
             data = png.read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     asyncio.run(scenario())
@@ -169,7 +178,6 @@ def test_bad_form_and_failed_run_are_reported(tmp_path):
             screen = app.screen
             fill_form(app, steps=10, data=tmp_path / "missing.txt")
             await pilot.press("ctrl+s")
-            await pilot.pause(0.05)
             assert screen.process is None
             assert any("missing.txt: no such data file" in n.message for n in app._notifications)
             # a config `tinyllm train` rejects: the child exits 2 and its message reaches the UI
@@ -177,7 +185,7 @@ def test_bad_form_and_failed_run_are_reported(tmp_path):
             screen.query_one("#train-data").value = ""
             await pilot.press("ctrl+s")
             await wait_for(pilot, lambda: any("training failed" in n.message
-                                              for n in app._notifications), timeout=60, step=0.1)
+                                              for n in app._notifications), step=0.1)
             assert any("no_such_key" in n.message for n in app._notifications)
     asyncio.run(scenario())
 
@@ -186,7 +194,7 @@ def test_quitting_stops_a_run_started_here():
     runs = []
 
     def factory(spec):
-        runs.append(FakeRun(spec, 100_000, 0.01))
+        runs.append(FakeRun(spec, 100_000, hold_at=4))   # still going when the app quits
         return runs[-1]
 
     async def scenario():
@@ -194,6 +202,6 @@ def test_quitting_stops_a_run_started_here():
         async with app.run_test(size=SIZE) as pilot:
             fill_form(app, steps=100_000)
             await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: app.screen.state.step > 3)
+            await wait_for(pilot, lambda: app.screen.state.step == 4)
     asyncio.run(scenario())
     assert not runs[0].running and runs[0].code == 130    # stopped with a checkpoint, not killed

@@ -1,4 +1,9 @@
-"""Shared pieces for the TUI tests: a scripted fake engine, a fake training run, and waiting."""
+"""Shared pieces for the TUI tests: a scripted fake engine, a fake training run, and waiting.
+
+Nothing here sleeps to pace a test: a gated FakeEngine yields a piece only when the test releases
+it, and a FakeRun holds at a chosen step until it is stopped, so what a test sees does not depend on
+how fast the machine is. ``HANG_SECONDS`` only keeps a broken test from hanging forever.
+"""
 from __future__ import annotations
 
 import json
@@ -11,27 +16,38 @@ import numpy as np
 
 from tinyllm.config import ModelConfig, to_dict, write_yaml
 
+HANG_SECONDS = 300.0   # hang protection for waits on a condition; never a speed limit
+
 
 class FakeEngine:
-    """The Engine surface (generate / classify / info / task / labels) with scripted output."""
+    """The Engine surface (generate / classify / info / task / labels) with scripted output.
+
+    ``gated=True``: ``generate`` yields each piece only after the test calls :meth:`release`.
+    """
 
     backend = "fake"
 
-    def __init__(self, pieces=("Once", " upon", " a", " time", ".") * 4, delay=0.01,
+    def __init__(self, pieces=("Once", " upon", " a", " time", ".") * 4, gated: bool = False,
                  labels=None, task="lm", name="fake-model"):
-        self.pieces, self.delay, self.labels, self.task = list(pieces), delay, labels, task
+        self.pieces, self.labels, self.task = list(pieces), labels, task
+        self.gate = threading.Semaphore(0) if gated else None
         self.info = SimpleNamespace(name=name, model_config=ModelConfig(
             vocab_size=65, context_length=64, n_layer=2, n_head=2, n_embd=32))
         self.prompts: list[str] = []
         self.configs: list = []
         self.closed = threading.Event()   # set when the consumer closed the stream early
 
+    def release(self, n: int = 1) -> None:
+        """Let ``n`` more pieces through the gate."""
+        self.gate.release(n)
+
     def generate(self, prompt, cfg):
         self.prompts.append(prompt)
         self.configs.append(cfg)
         try:
             for p in self.pieces:
-                time.sleep(self.delay)
+                if self.gate is not None and not self.gate.acquire(timeout=HANG_SECONDS):
+                    raise RuntimeError("the test never released the next piece")
                 yield p
         except GeneratorExit:
             self.closed.set()
@@ -43,10 +59,17 @@ class FakeEngine:
 
 
 class FakeRun:
-    """Stands in for TrainProcess: a thread that writes metrics.jsonl like `tinyllm train` does."""
+    """Stands in for TrainProcess: a thread that writes metrics.jsonl like `tinyllm train` does.
 
-    def __init__(self, spec, steps: int = 40, delay: float = 0.01):
-        self.spec, self.out, self.steps, self.delay = spec, Path(spec.out), steps, delay
+    ``hold_at``: after writing that step, wait until the run is stopped (as a long run would still
+    be going when the user presses Stop); without it the run writes every step at once.
+    ``go``: write nothing until this event is set (as a real run takes a while to start).
+    """
+
+    def __init__(self, spec, steps: int = 40, hold_at: int | None = None,
+                 go: threading.Event | None = None):
+        self.spec, self.out, self.steps, self.hold_at = spec, Path(spec.out), steps, hold_at
+        self.go = go
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.code: int | None = None
@@ -57,6 +80,8 @@ class FakeRun:
         self._thread.start()
 
     def _run(self) -> None:
+        if self.go is not None and not self.go.wait(HANG_SECONDS):
+            raise RuntimeError("the test never let the run start")
         path = self.out / "metrics.jsonl"
         start = 0
         if self.spec.resume and path.exists():
@@ -74,12 +99,13 @@ class FakeRun:
                     emit(event="done", step=step - 1, reason="interrupted", out=str(self.out))
                     self.code = 130
                     return
-                time.sleep(self.delay)
                 emit(event="step", step=step, loss=4.0 / step ** 0.3, lr=1e-3, tokens_per_s=5000.0,
                      elapsed=step * 0.01, eta=(self.steps - step) * 0.01)
                 if step % 10 == 0:
                     emit(event="eval", step=step, train_loss=4.0 / step ** 0.3,
                          val_loss=4.1 / step ** 0.3, sample=f"sample text at {step}")
+                if step == self.hold_at:
+                    self._stop.wait(HANG_SECONDS)
             (self.out / "train_state").mkdir(exist_ok=True)
             emit(event="done", step=step, reason="finished", out=str(self.out))
         self.code = 0
@@ -103,12 +129,16 @@ class FakeRun:
         return ""
 
 
-async def wait_for(pilot, condition, timeout: float = 10.0, step: float = 0.02) -> None:
-    """Let the app run until ``condition()`` is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def wait_for(pilot, condition, step: float = 0.02) -> None:
+    """Let the app run (its timers, workers and messages) until ``condition()`` is true.
+
+    For conditions that a worker thread or a timer makes true, which the app cannot signal to a
+    test; the ``HANG_SECONDS`` limit only stops a broken test from hanging, it is no speed limit.
+    """
+    deadline = time.monotonic() + HANG_SECONDS
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {condition}")
+            raise AssertionError(f"still waiting after {HANG_SECONDS:.0f} s for {condition}")
         await pilot.pause(step)
 
 
