@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tinyllm.bundled import build
-
-command = build   # the module with the build command's main() and the BUILDERS it runs
+from tinyllm.bundled import build  # noqa: F401  (the recipes' module)
+from tinyllm.cli import build_models as command  # the build command's main() and the BUILDERS it runs
 
 
 def sized_builder(n_bytes: int, calls: list):

@@ -168,7 +168,7 @@ class LengthGroupedSampler(EpochSampler):
     """Every item once per epoch, batched with items of similar length (less padding).
 
     Per epoch: shuffle (seeded by seed and epoch), sort each run of ``batch_size * group`` items by
-    length, cut into batches, shuffle the batches. Batches stay random; each is nearly pad-free.
+    length, cut into batches, shuffle the full batches (a short last one stays last). Batches stay random; each is nearly pad-free.
     """
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, group: int = 32):
@@ -184,8 +184,11 @@ class LengthGroupedSampler(EpochSampler):
             for s in range(0, self.n, span):
                 chunk = perm[s:s + span]
                 perm[s:s + span] = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            # shuffle the full batches; a short one stays last, so every batch keeps its group
             starts = np.arange(0, self.n, self.batch_size)
-            order = np.concatenate([perm[i:i + self.batch_size] for i in rng.permutation(starts)])
+            full = starts[:-1] if self.n % self.batch_size else starts
+            order = np.concatenate([perm[i:i + self.batch_size] for i in rng.permutation(full)]
+                                   + [perm[len(full) * self.batch_size:]])
             self._perm = (epoch, order)
         return self._perm[1]
 

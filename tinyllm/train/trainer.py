@@ -208,9 +208,11 @@ class Trainer:
                     reason = "time"
                     break
         except KeyboardInterrupt:
-            self._save_last()
-            self._emit(self._done("interrupted"))
-            self._close()
+            try:  # a second Ctrl-C during this save interrupts it, and still closes the run
+                self._save_last()
+                self._emit(self._done("interrupted"))
+            finally:
+                self._close()
             raise
         except BaseException:  # a failed run (non-finite loss, bad data, ...): leave no handler behind
             self._close()

@@ -188,10 +188,11 @@ class TrainScreen(TinyScreen):
             return
         self.process = proc
         self._exit_reported = False
-        self.follow(spec.out, keep_state=spec.resume)
         verb = "resuming" if spec.resume else "started"
         self.log_line(f"{verb} run {spec.out.name} → {pretty_path(spec.out)}")
+        # the status first: following may already see a run that has finished and say so
         self.set_status(f"{verb}; waiting for the first step (loading torch and the data)…")
+        self.follow(spec.out, keep_state=spec.resume)
 
     def action_stop(self) -> None:
         if self.process is not None and getattr(self.process, "running", False):
