@@ -127,7 +127,7 @@ class Scheduler:
         with self.cond:
             if self.closed:
                 raise Overloaded("the server is shutting down")
-            if len(self.waiting) >= self.max_queue:
+            if len(self.waiting) + len(self.active) >= self.max_batch + self.max_queue:
                 raise Overloaded(f"{len(self.active)} generations running and {len(self.waiting)} "
                                  "waiting; try again shortly")
             self.waiting.append(gen)
