@@ -86,7 +86,13 @@ class OnnxEngine(Engine):
         from tinyllm.runtime.onnx_decoder import BatchedOnnxDecoder, OnnxDecoder
 
         if BatchedOnnxDecoder.supports(self.session):
-            return BatchedOnnxDecoder(self.session, max_batch, self.context_length)
+            batch = BatchedOnnxDecoder(self.session, max_batch, self.context_length)
+            if batch.quant == "dynamic" and max_batch > 1:
+                self.log(f"note: {self.graph.name} quantizes each step's activations with one "
+                         "scale for the whole batch, so a batched reply can differ slightly from "
+                         f"the same request alone; `tinyllm export-onnx {self.info.path} --int8 "
+                         "--quant nbits8` keeps them identical")
+            return batch
         if max_batch > 1:
             self.log(f"note: {self.graph} decodes one sequence at a time; run `tinyllm export-onnx "
                      f"{self.info.path}` again to batch concurrent requests")
