@@ -183,7 +183,8 @@ class Scheduler:
         gen.finish(reason, error)
 
     def _round(self, admitted: list[tuple[int, Generation]]) -> None:
-        for slot, gen in admitted:
+        stepping: list[int] = []
+        for slot, gen in admitted:        # each new one's first token goes out after its prefill
             if gen.cancelled:
                 gen.finish(None)
                 continue
@@ -193,34 +194,11 @@ class Scheduler:
                 self._release(slot, "length")
                 continue
             gen.logits = self.batch.prefill(slot, gen.decoding.start())
-        stepping: list[int] = []
+            self._advance(slot, gen, stepping)
+        fresh = {slot for slot, _ in admitted}
         for slot, gen in sorted(self.active.items()):
-            if gen.cancelled:
-                self._release(slot, None)
-                continue
-            if gen.logits is None:
-                continue
-            logits, gen.logits = gen.logits, None
-            tok = gen.decoding.choose(logits)
-            if tok is None:                                  # end of text
-                gen.emit(gen.streamer.flush())
-                self._release(slot, gen.decoding.finish_reason)
-                continue
-            gen.completion_tokens += 1
-            gen.emit(gen.streamer.feed(tok))
-            if gen.streamer.stopped:                         # a stop string
-                self._release(slot, "stop")
-                continue
-            if gen.decoding.finished:                        # max_tokens
-                gen.emit(gen.streamer.flush())
-                self._release(slot, "length")
-                continue
-            feed = gen.decoding.next_feed()
-            if feed is None:
-                gen.token = tok
-                stepping.append(slot)
-            else:                                            # the window slides: a fresh cache
-                gen.logits = self.batch.prefill(slot, feed)
+            if slot not in fresh:
+                self._advance(slot, gen, stepping)
         if stepping:
             logits = self.batch.step(stepping, [self.active[s].token for s in stepping])
             for slot, row in zip(stepping, logits):
@@ -228,3 +206,33 @@ class Scheduler:
                 gen.token, gen.logits = None, row
             self.steps += 1
             self.rows += len(stepping)
+
+    def _advance(self, slot: int, gen: Generation, stepping: list[int]) -> None:
+        """Choose ``gen``'s next token from its fresh logits and send its text; then it either
+        ends, waits for the batched step (its slot goes on ``stepping``), or refills its cache."""
+        if gen.cancelled:
+            self._release(slot, None)
+            return
+        if gen.logits is None:
+            return
+        logits, gen.logits = gen.logits, None
+        tok = gen.decoding.choose(logits)
+        if tok is None:                                  # end of text
+            gen.emit(gen.streamer.flush())
+            self._release(slot, gen.decoding.finish_reason)
+            return
+        gen.completion_tokens += 1
+        gen.emit(gen.streamer.feed(tok))
+        if gen.streamer.stopped:                         # a stop string
+            self._release(slot, "stop")
+            return
+        if gen.decoding.finished:                        # max_tokens
+            gen.emit(gen.streamer.flush())
+            self._release(slot, "length")
+            return
+        feed = gen.decoding.next_feed()
+        if feed is None:
+            gen.token = tok
+            stepping.append(slot)
+        else:                                            # the window slides: a fresh cache
+            gen.logits = self.batch.prefill(slot, feed)
