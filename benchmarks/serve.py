@@ -69,8 +69,10 @@ def build_model(out: Path, log) -> Path:
 class Served:
     """`tinyllm serve` in a child process on a free port."""
 
-    def __init__(self, model: Path, max_batch: int, threads: int | None):
+    def __init__(self, model: Path, max_batch: int, threads: int | None, precision: str | None):
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if precision:
+            env["TINYLLM_ONNX_PRECISION"] = precision
         if threads:
             env["TINYLLM_ORT_THREADS"] = str(threads)
         self.proc = subprocess.Popen(
@@ -213,6 +215,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--soak", type=int, default=500, help="soak requests (0: no soak)")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads of the server")
+    ap.add_argument("--precision", choices=("int8", "fp32"), default=None,
+                    help="which graph of --model the server runs (default: int8 when present)")
     args = ap.parse_args(argv)
 
     def log(msg: str) -> None:
@@ -220,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="tinyllm-bench-serve-") as tmp:
         model = args.model or build_model(args.keep or Path(tmp) / "gpt2-124m-random", log)
-        srv = Served(model, max(LEVELS), args.threads)
+        srv = Served(model, max(LEVELS), args.threads, args.precision)
         try:
             stream(srv, "warm up", 8)
             log("one at a time")
@@ -252,6 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"benchmark": "serve", "reference": "one at a time",
               "setup": {"model": model.name if args.model else "GPT-2 124M shape, random, int8 "
                                                                  "nbits8 (ONNX Runtime)",
+                        "graph": args.precision or "int8 if present",
                         "requests": len(PROMPTS), "new tokens": args.new_tokens,
                         "RSS after warm-up MB": round(rss_before, 1),
                         "machine": f"{m['cpu']} x{m['nproc']}, load {m['load_avg_1m']}"},
