@@ -87,6 +87,7 @@ def test_export_cli_reports_exporter_fusions_and_files(lm):
     meta = props(d / "model.onnx")
     assert meta["tinyllm.kind"] == "lm" and meta["tinyllm.exporter"] == "dynamo"
     assert meta["tinyllm.kv_cache"] == "shared" and meta["tinyllm.context_length"] == "128"
+    assert meta["tinyllm.positions"] == "per_row"       # rows of a batch at their own positions
     assert meta["tinyllm.saved_at"] == str(modeldir.read_info(d).meta["saved_at"])
     assert modeldir.read_info(d).has_onnx and modeldir.read_info(d).has_int8
 

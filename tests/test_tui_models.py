@@ -149,3 +149,31 @@ def test_enter_opens_chat_with_the_selected_model():
                            and opened[-1] == "beta" and app.screen.engine is not None)
             assert "beta" in text_of(app.screen.query_one("#chat-model-info"))
     asyncio.run(scenario())
+
+
+def test_serve_the_selected_model_shows_its_url_and_stops(tiny_lm_dir):
+    import json
+    import shutil
+    import urllib.request
+
+    shutil.copytree(tiny_lm_dir, modeldir.models_home() / "servable")
+
+    async def scenario():
+        app = TinyLLMApp(screen="models")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: rows(app) == ["servable"])
+            await pilot.press("s")
+            screen = app.screen
+            await wait_for(pilot, lambda: "serving at http://127.0.0.1:"
+                           in text_of(screen.query_one("#model-info")), timeout=90)
+            server = screen.servers["servable"]
+            req = urllib.request.Request(server.url + "/completions", method="POST",
+                                         data=json.dumps({"model": "servable", "prompt": "Hi",
+                                                          "max_tokens": 3}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                assert json.load(r)["usage"]["completion_tokens"] <= 3
+            await pilot.press("s")
+            await wait_for(pilot, lambda: not server.running, timeout=30)
+            assert "serving at" not in text_of(screen.query_one("#model-info"))
+    asyncio.run(scenario())

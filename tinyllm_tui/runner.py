@@ -111,3 +111,61 @@ class TrainProcess:
         except FileNotFoundError:
             return ""
         return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class ServeProcess:
+    """``tinyllm serve`` for one model as a child, on a free 127.0.0.1 port.
+
+    Its stderr (the URL, then one line per request) is copied to a log file beside the runs' logs;
+    ``url`` is set from the first line, ``ready`` once the model has loaded, ``error`` if it could
+    not start. Stopping sends SIGINT (uvicorn's graceful shutdown), then kills after a wait.
+    """
+
+    def __init__(self, model: str, name: str, argv_extra: list[str] | None = None):
+        self.model = model
+        self.argv = [sys.executable, "-m", "tinyllm", "serve", "-m", model, "--port", "0",
+                     *(argv_extra or [])]
+        self.log = runs_dir() / f"serve-{name}.log"
+        self.proc: subprocess.Popen | None = None
+        self.url: str | None = None
+        self.ready = False
+        self.error: str | None = None
+
+    def start(self) -> None:
+        import threading
+
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=env, text=True,
+                                     start_new_session=True)
+        threading.Thread(target=self._follow, daemon=True, name="tinyllm-serve-log").start()
+
+    def _follow(self) -> None:
+        with open(self.log, "a", encoding="utf-8") as log:
+            log.write(f"\n$ {' '.join(self.argv)}\n")
+            for line in self.proc.stderr:
+                log.write(line)
+                log.flush()
+                if self.url is None and " on http://" in line:
+                    self.url = line.split(" on ", 1)[1].split()[0]
+                elif line.split(" ", 1)[-1].startswith("ready:"):
+                    self.ready = True
+                elif line.split(" ", 1)[-1].startswith("error:") and not self.ready:
+                    self.error = line.split("error:", 1)[1].strip()
+        if not self.ready and self.error is None:
+            self.error = f"tinyllm serve exited (code {self.proc.wait()}); see {self.log}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, wait: float = 5.0) -> None:
+        if not self.running:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "export-hf": "tinyllm.cli.gpt2_cmd:export_hf",
     "export-onnx": "tinyllm.cli.onnx_cmd:export_onnx",
     "bench-train": "tinyllm.cli.bench_cmd:bench_train",
+    "serve": "tinyllm.cli.serve_cmd:serve",
 }
 
 

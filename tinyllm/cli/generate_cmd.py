@@ -131,7 +131,10 @@ def chat(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, s
             pass
         click.echo(f"chatting with {engine.info.name} ({engine.task}, {engine.backend}); "
                    f"{CHAT_HELP}", err=True)
-    history, turn = "", 0
+    from tinyllm.data.templates import join_conversation
+
+    messages: list[dict[str, str]] = []
+    turn = 0
     while True:
         try:
             line = input("you> " if interactive else "")
@@ -143,7 +146,7 @@ def chat(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, s
         if cmd in ("/quit", "/exit"):
             return
         if cmd == "/reset":
-            history = ""
+            messages = []
             click.echo("(conversation cleared)", err=True)
             continue
         if cmd in ("/help", "/?"):
@@ -154,8 +157,8 @@ def chat(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, s
         if engine.task == "instruct":
             prompt = line  # the template makes each line a complete instruction
         else:
-            history += line + "\n"
-            prompt = history
+            messages.append({"role": "user", "content": line})
+            prompt = join_conversation(messages)
         if seed is not None:  # reproducible, but not the same random draws for every reply
             cfg.seed = seed + turn
         turn += 1
@@ -168,5 +171,5 @@ def chat(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, s
             click.echo(" [stopped]", err=True)
         text = "".join(reply)
         if engine.task != "instruct":
-            history += text.rstrip("\n") + "\n\n"
+            messages.append({"role": "assistant", "content": text})
         _write("\n" if text.endswith("\n") else "\n\n")

@@ -136,3 +136,15 @@ def extract_response(template: "Template | Mapping[str, Any] | str | None", text
             text = text[text.rindex(marker) + len(marker):]
     cut = min((text.find(s) for s in t.stop if s in text), default=len(text))
     return text[:cut].strip()
+
+
+def join_conversation(messages: list[Mapping[str, str]]) -> str:
+    """A conversation as plain text for a language model without a chat template, kept the way
+    ``tinyllm chat`` keeps it: system text and each reply followed by a blank line, each user
+    message by a newline, so the model continues after the last user message (and a blank line
+    ends its reply). ``messages`` are ``{"role", "content"}`` mappings, OpenAI-style."""
+    out = []
+    for m in messages:
+        text = m.get("content") or ""
+        out.append(text + "\n" if m.get("role") == "user" else text.rstrip("\n") + "\n\n")
+    return "".join(out)

@@ -105,6 +105,16 @@ class TorchEngine(Engine):
     def step(self, token: int) -> np.ndarray:
         return self.decoder.step(token)
 
+    def decode_batch(self, max_batch: int):
+        """One cached decoder per slot, stepped in turn: the torch KV cache keeps one length for
+        the whole batch, so rows of different lengths cannot share a pass (the ONNX backend
+        batches them)."""
+        from tinyllm.runtime.decode_batch import PerSlotBatch
+
+        if self.labels:
+            return super().decode_batch(max_batch)
+        return PerSlotBatch(lambda: TorchDecoder(self.model), max_batch)
+
     def classify(self, texts: list[str]) -> np.ndarray:
         """Class probabilities (N, n_classes); input encoding shared with ONNX (runtime.textbatch)."""
         from tinyllm.runtime.textbatch import encode_batch, softmax

@@ -64,7 +64,10 @@ def forward_with_past(model: GPT, input_ids: torch.Tensor, past, seqlens_k: torc
     C, nh, hs = cfg.n_embd, cfg.n_head, cfg.head_size
     start = (total - T).to(torch.long)            # == P; from an input, so shared buffers work too
     q_pos = torch.arange(T, device=input_ids.device) + start          # (T,) absolute positions
-    x = model.tok_emb(input_ids) + model.pos_emb(q_pos)               # (B, T, C)
+    if fused:  # each row at its own position: rows of a batch may hold caches of other lengths
+        x = model.tok_emb(input_ids) + model.pos_emb(row_positions(seqlens_k, total, T))
+    else:
+        x = model.tok_emb(input_ids) + model.pos_emb(q_pos)           # (B, T, C)
     mask = torch.arange(P + T, device=input_ids.device)[None, :] <= q_pos[:, None]  # (T, P+T)
     presents = []
     for i, blk in enumerate(model.blocks):
@@ -83,6 +86,20 @@ def forward_with_past(model: GPT, input_ids: torch.Tensor, past, seqlens_k: torc
         x = x + blk.attn.proj(y)
         x = x + blk.mlp(blk.ln2(x))
     return model.ln_f(x), presents
+
+
+def row_positions(seqlens_k: torch.Tensor, total: torch.Tensor, T: int) -> torch.Tensor:
+    """Absolute positions (B, T) of the new tokens of each row, as GroupQueryAttention places them.
+
+    A row's cache holds ``seqlens_k + 1 - T`` positions, so its new tokens sit right after them;
+    when ``total == T`` (a prompt from an empty cache) every row starts at 0, and right-padded rows
+    (``seqlens_k`` < T - 1) keep their real tokens at 0..len-1. Batched decoding relies on this:
+    one step feeds rows whose caches differ in length (see
+    :class:`tinyllm.runtime.onnx_decoder.BatchedOnnxDecoder`).
+    """
+    past = seqlens_k.to(torch.long) + 1 - T                            # (B,)
+    past = torch.where(total.to(torch.long) == T, torch.zeros_like(past), past)
+    return past[:, None] + torch.arange(T, device=seqlens_k.device)[None, :]   # (B, T)
 
 
 class LMWithPast(nn.Module):
@@ -422,6 +439,8 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
         meta = {"tinyllm.kind": kind, "tinyllm.exporter": exporter, "tinyllm.quant": "none",
                 # GroupQueryAttention updates a shared cache buffer in place
                 "tinyllm.kv_cache": "shared" if module.fused else "concat",
+                # rows of one batch may sit at different positions (batched decoding)
+                "tinyllm.positions": "per_row" if module.fused else "shared",
                 "tinyllm.context_length": str(cfg.context_length),
                 "tinyllm.saved_at": str(model.meta.get("saved_at"))}
         _set_metadata(proto, meta)

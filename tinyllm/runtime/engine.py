@@ -1,7 +1,8 @@
 """What a loaded model can do, whatever runs it: the :class:`Engine` base class.
 
 Every engine has ``info``, ``meta``, ``tokenizer``, ``backend``, ``labels``, ``task``,
-``generate(prompt, cfg) -> Iterator[str]`` and, for classifiers, ``classify(texts) -> probs``.
+``generate(prompt, cfg) -> Iterator[str]``, ``decode_batch(n)`` (many sequences at once, for the
+server) and, for classifiers, ``classify(texts) -> probs``.
 A backend only supplies ``prefill(ids)`` / ``step(token)`` (next-token logits as numpy); the
 sampling loop, instruct templates and UTF-8-safe streaming are shared here.
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from tinyllm import modeldir
 from tinyllm.errors import UserError
+from tinyllm.runtime.decode_batch import DecodeBatch
 from tinyllm.runtime.sampling import SamplingConfig, generate_ids, stream_text
 from tinyllm.tokenizer import Tokenizer
 
@@ -68,18 +70,30 @@ class Engine:
             stops += [s for s in templates.stop_strings(self.template) if s not in stops]
         return prompt, stops
 
-    def generate(self, prompt: str, cfg: SamplingConfig | None = None, input: str = ""
-                 ) -> Iterator[str]:
-        """Stream the continuation of ``prompt`` (for instruct models: only the response)."""
+    def prompt_ids(self, prompt: str, cfg: SamplingConfig, input: str = ""
+                   ) -> tuple[list[int], list[str]]:
+        """The token ids the model is fed for ``prompt`` and the stop strings (see
+        :meth:`prompt_and_stops`); an empty prompt starts from the end-of-text token."""
         if self.labels:
             raise UserError(f"{self.info.path}: a {self.task} model does not generate text; "
                             "use `tinyllm classify`")
-        cfg = cfg or SamplingConfig()
         text, stops = self.prompt_and_stops(prompt, cfg, input)
         tok = self.tokenizer
-        ids = tok.encode(text) or [tok.eot_id if tok.eot_id is not None else 0]
+        return tok.encode(text) or [tok.eot_id if tok.eot_id is not None else 0], stops
+
+    def generate(self, prompt: str, cfg: SamplingConfig | None = None, input: str = ""
+                 ) -> Iterator[str]:
+        """Stream the continuation of ``prompt`` (for instruct models: only the response)."""
+        cfg = cfg or SamplingConfig()
+        ids, stops = self.prompt_ids(prompt, cfg, input)
+        tok = self.tokenizer
         new_ids = generate_ids(self.prefill, self.step, ids, cfg, tok.eot_id, self.context_length)
         return stream_text(new_ids, tok.token_bytes, stops)
+
+    def decode_batch(self, max_batch: int) -> "DecodeBatch":
+        """Slots to decode up to ``max_batch`` sequences together (the server's scheduler; see
+        :mod:`tinyllm.runtime.decode_batch`). Backends that can batch override this."""
+        raise UserError(f"{self.info.path}: a {self.task} model does not generate text")
 
     def classify(self, texts: list[str]) -> np.ndarray:
         """Class probabilities (N, n_classes) for classifier models."""

@@ -95,3 +95,111 @@ class OnnxDecoder:
 
     def step(self, token: int) -> np.ndarray:
         return self.run(np.asarray([[token]], dtype=np.int64), reset=False)[0, -1]
+
+
+class BatchedOnnxDecoder:
+    """A decode batch (:mod:`tinyllm.runtime.decode_batch`) on ONNX Runtime: one slot per sequence
+    in a shared cache, and one run of the graph per step for all of them.
+
+    Each layer's keys and values live in one numpy buffer (rows, n_head, max_len, head_size),
+    bound to ONNX Runtime without a copy (as both past and present, so GroupQueryAttention writes
+    new positions in place). ``prefill(slot, ids)`` fills one slot from a prompt (batch 1 over that
+    row of the buffer); ``step(slots, tokens)`` appends one token to each given slot in one run,
+    every row at its own length (``seqlens_k`` per row; the graph places each row's token at its
+    own position, see :func:`tinyllm.export.onnx.row_positions`). A step runs rows 0..max(slots):
+    rows in that range that are not stepped (free, or waiting for a fresh prefill) ride along on a
+    dummy token written just past their end, where their own next token overwrites it; take
+    slots lowest first.
+
+    A row's numbers must not depend on its neighbours. Float graphs compute each row alike at any
+    batch size, but ONNX Runtime's int8 matmul (``MatMulNBits``) works through the rows in pairs
+    and rounds a lone last row differently (measured: rows of an odd-sized batch agree with each
+    other except the last), so quantized graphs always run an even number of rows: a lone
+    sequence gets a dummy neighbour, which costs little since a step is bound by reading the
+    weights. Graphs quantized with ``dynamic`` share one activation scale across the rows of a
+    step, so there a row's result can still move slightly with the company it keeps; ``nbits8``
+    has no such coupling.
+
+    Needs a graph exported with per-row positions (metadata ``tinyllm.positions = per_row``);
+    ``supports(session)`` says whether a graph is one.
+    """
+
+    batched = True
+
+    def __init__(self, session: ort.InferenceSession | str | Path, max_batch: int,
+                 max_len: int | None = None):
+        if not isinstance(session, ort.InferenceSession):
+            session = open_session(session)
+        if not self.supports(session):
+            raise ValueError("this graph cannot decode rows of different lengths together; "
+                             "export it again with `tinyllm export-onnx`")
+        self.one = OnnxDecoder(session, max_len)        # names, shapes and context of the graph
+        self.session, self.max_batch, self.max_len = session, max_batch, self.one.max_len
+        self.quant = session.get_modelmeta().custom_metadata_map.get("tinyllm.quant", "none")
+        self.even_rows = self.quant != "none"   # see the class docstring
+        rows = max_batch + (max_batch % 2 if self.even_rows else 0)
+        shape = (rows, self.one.n_head, self.max_len, self.one.head_size)
+        self.cache = [np.zeros(shape, dtype=np.float32) for _ in self.one.past_names]
+        self.lengths = np.zeros(rows, dtype=np.int64)   # positions held by each slot
+        self._rows: dict[tuple[int, int], list[ort.OrtValue]] = {}
+        self.io = session.io_binding()
+
+    @staticmethod
+    def supports(session: ort.InferenceSession) -> bool:
+        props = session.get_modelmeta().custom_metadata_map
+        return (props.get("tinyllm.kv_cache") == "shared"
+                and props.get("tinyllm.positions") == "per_row")
+
+    def _views(self, start: int, stop: int) -> list[ort.OrtValue]:
+        """OrtValues over rows start..stop-1 of every layer's buffer (the same memory, no copy)."""
+        key = (start, stop)
+        if key not in self._rows:
+            self._rows[key] = [ort.OrtValue.ortvalue_from_numpy(buf[start:stop])
+                               for buf in self.cache]
+        return self._rows[key]
+
+    def _run(self, ids: np.ndarray, seqlens: np.ndarray, total: int, rows: tuple[int, int]
+             ) -> np.ndarray:
+        io = self.io
+        io.clear_binding_inputs()
+        io.clear_binding_outputs()
+        io.bind_cpu_input("input_ids", ids)
+        io.bind_cpu_input("seqlens_k", seqlens.astype(np.int32))
+        io.bind_cpu_input("total_sequence_length", np.array(total, dtype=np.int32))
+        io.bind_output("logits", "cpu")
+        for p_name, o_name, buf in zip(self.one.past_names, self.one.present_names,
+                                       self._views(*rows)):
+            io.bind_ortvalue_input(p_name, buf)
+            io.bind_ortvalue_output(o_name, buf)
+        self.session.run_with_iobinding(io)
+        return io.get_outputs()[0].numpy()
+
+    def prefill(self, slot: int, ids: list[int]) -> np.ndarray:
+        """Fill ``slot`` with ``ids`` from an empty cache; the next-token logits (vocab,)."""
+        T = len(ids)
+        if not 0 < T <= self.max_len:
+            raise ValueError(f"{T} positions do not fit the cache of {self.max_len}")
+        logits = self._run(np.asarray([ids], dtype=np.int64), np.array([T - 1]), T,
+                           (slot, slot + 1))
+        self.lengths[slot] = T
+        return logits[0, -1]
+
+    def step(self, slots: list[int], tokens: list[int]) -> np.ndarray:
+        """Append ``tokens[i]`` to ``slots[i]`` for every i in one run; logits (len(slots), vocab)."""
+        idx = np.asarray(slots, dtype=np.int64)
+        if (self.lengths[idx] >= self.max_len).any():
+            raise ValueError(f"a sequence would exceed the cache of {self.max_len}")
+        n = int(idx.max()) + 1
+        n += n % 2 if self.even_rows else 0
+        ids = np.zeros((n, 1), dtype=np.int64)
+        ids[idx, 0] = tokens
+        # rows not stepped take a dummy token at their next position (free rows: at 0); a full
+        # row is always refilled before it steps again, so its last position may take it
+        seqlens = np.minimum(self.lengths[:n], self.max_len - 1)    # cache + 1 new - 1
+        seqlens[idx] = self.lengths[idx]
+        logits = self._run(ids, seqlens, int(seqlens.max()) + 1, (0, n))
+        self.lengths[idx] += 1
+        return logits[idx, -1]
+
+    def free(self, slot: int) -> None:
+        self.lengths[slot] = 0

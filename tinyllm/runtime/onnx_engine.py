@@ -77,6 +77,27 @@ class OnnxEngine(Engine):
     def step(self, token: int) -> np.ndarray:
         return self.decoder.step(token)
 
+    def decode_batch(self, max_batch: int):
+        """One batched pass per step when the graph places rows at their own positions (graphs
+        exported before that decode each sequence on its own)."""
+        if self.kind != "lm":
+            return super().decode_batch(max_batch)
+        from tinyllm.runtime.decode_batch import PerSlotBatch
+        from tinyllm.runtime.onnx_decoder import BatchedOnnxDecoder, OnnxDecoder
+
+        if BatchedOnnxDecoder.supports(self.session):
+            batch = BatchedOnnxDecoder(self.session, max_batch, self.context_length)
+            if batch.quant == "dynamic" and max_batch > 1:
+                self.log(f"note: {self.graph.name} quantizes each step's activations with one "
+                         "scale for the whole batch, so a batched reply can differ slightly from "
+                         f"the same request alone; `tinyllm export-onnx {self.info.path} --int8 "
+                         "--quant nbits8` keeps them identical")
+            return batch
+        if max_batch > 1:
+            self.log(f"note: {self.graph} decodes one sequence at a time; run `tinyllm export-onnx "
+                     f"{self.info.path}` again to batch concurrent requests")
+        return PerSlotBatch(lambda: OnnxDecoder(self.session, self.context_length), max_batch)
+
     def classify(self, texts: list[str]) -> np.ndarray:
         if self.kind != "classify" or not self.labels:
             return super().classify(texts)

@@ -77,6 +77,73 @@ class Sampler:
         return int(idx[self.rng.choice(len(idx), p=probs)])
 
 
+class Decoding:
+    """One sequence's decoding: what to feed the model next, and the choice of each new token.
+
+    Shared by :func:`generate_ids` (one sequence) and the server's scheduler (many sequences in
+    one batch), so both decode exactly alike::
+
+        logits = prefill(d.start())
+        while (tok := d.choose(logits)) is not None:   # None: end of text, or no tokens wanted
+            ...use tok...
+            if d.finished:                              # max_new_tokens reached
+                break
+            feed = d.next_feed()
+            logits = step(tok) if feed is None else prefill(feed)
+
+    When the context fills up, the window slides: ``next_feed`` returns the last half of the
+    context to prefill a fresh cache with.
+    """
+
+    def __init__(self, prompt_ids: list[int], cfg: SamplingConfig, eos_id: int | None = None,
+                 context_length: int | None = None):
+        if not prompt_ids:
+            raise ValueError("the prompt is empty (no tokens)")
+        self.cfg = cfg
+        self.eos_id = eos_id
+        self.window = context_length or 1 << 62
+        self.keep = max(1, self.window // 2)
+        self.sampler = Sampler(cfg)
+        self.context = list(prompt_ids)   # the prompt and every token chosen so far
+        self.count = 0                    # tokens chosen
+        self.used = 0                     # positions in the cache
+        self.finish_reason: str | None = None  # "stop" (end of text) or "length" once done
+
+    def start(self) -> list[int]:
+        """The ids to prefill a fresh cache with (the prompt's tail if it overflows the window)."""
+        ids = self.context[-self.keep:] if len(self.context) > self.window else self.context
+        self.used = len(ids)
+        return list(ids)
+
+    def choose(self, logits: np.ndarray) -> int | None:
+        """The next token from ``logits``, or None when decoding ends here."""
+        if self.count >= self.cfg.max_new_tokens:
+            self.finish_reason = "length"
+            return None
+        tok = self.sampler(logits, self.context)
+        if self.cfg.stop_at_eos and self.eos_id is not None and tok == self.eos_id:
+            self.finish_reason = "stop"
+            return None
+        self.count += 1
+        self.context.append(tok)
+        if self.count >= self.cfg.max_new_tokens:
+            self.finish_reason = "length"
+        return tok
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def next_feed(self) -> list[int] | None:
+        """After a token was chosen: None to append it with ``step``, or the ids to prefill a
+        fresh cache with (the window is full)."""
+        if self.used >= self.window:
+            self.used = self.keep
+            return self.context[-self.keep:]
+        self.used += 1
+        return None
+
+
 def generate_ids(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int], np.ndarray],
                  prompt_ids: list[int], cfg: SamplingConfig, eos_id: int | None = None,
                  context_length: int | None = None) -> Iterator[int]:
@@ -85,28 +152,16 @@ def generate_ids(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int
     ``prefill(ids)`` starts a fresh cache from ``ids``; ``step(tok)`` appends one token. When the
     context fills up, the window slides: the cache is rebuilt from the last half of the context.
     """
-    if not prompt_ids:
-        raise ValueError("the prompt is empty (no tokens)")
+    d = Decoding(prompt_ids, cfg, eos_id, context_length)
     if cfg.max_new_tokens <= 0:
         return
-    window = context_length or 1 << 62
-    keep = max(1, window // 2)
-    sampler = Sampler(cfg)
-    context = list(prompt_ids)
-    logits = prefill(context[-keep:] if len(context) > window else context)
-    used = min(len(context), window) if len(context) <= window else keep
-    for i in range(cfg.max_new_tokens):
-        tok = sampler(logits, context)
-        if cfg.stop_at_eos and eos_id is not None and tok == eos_id:
-            return
+    logits = prefill(d.start())
+    while (tok := d.choose(logits)) is not None:
         yield tok
-        context.append(tok)
-        if i + 1 == cfg.max_new_tokens:
+        if d.finished:
             return
-        if used >= window:
-            logits, used = prefill(context[-keep:]), keep
-        else:
-            logits, used = step(tok), used + 1
+        feed = d.next_feed()
+        logits = step(tok) if feed is None else prefill(feed)
 
 
 class TextStreamer:

@@ -64,6 +64,7 @@ Every model with its parameters, task, tokenizer, size on disk and whether an ON
 | Enter | chat with the selected model |
 | X | export to ONNX (`model.onnx`) |
 | I | export to ONNX and an int8 copy (`model.int8.onnx`, smaller and faster) |
+| S | serve it over an OpenAI-compatible API (`tinyllm serve`; its URL shows in the info panel), or stop serving it |
 | D / Delete | delete (asks first; bundled models cannot be deleted) |
 | R | refresh the list |
 

@@ -1,4 +1,5 @@
-"""Models: every model directory with its size and shape; info, ONNX export, delete, chat."""
+"""Models: every model directory with its size and shape; info, ONNX export, delete, chat, and
+an OpenAI-compatible server for the selected model (``tinyllm serve`` in a child process)."""
 from __future__ import annotations
 
 import shutil
@@ -15,6 +16,7 @@ from tinyllm import modeldir
 from tinyllm.units import human, human_bytes
 from tinyllm_tui.screens.base import TinyScreen
 from tinyllm_tui.fmt import describe_error, pretty_path
+from tinyllm_tui.runner import ServeProcess
 
 COLUMNS = ("name", "task", "params", "tokenizer", "size", "onnx", "source")
 
@@ -34,6 +36,7 @@ class ModelsScreen(TinyScreen):
         Binding("enter", "chat", "Chat with it", show=True),
         Binding("x", "export", "Export ONNX"),
         Binding("i", "export(True)", "ONNX + int8"),
+        Binding("s", "serve", "Serve"),
         Binding("d,delete", "delete", "Delete"),
         Binding("r", "refresh", "Refresh"),
     ]
@@ -41,6 +44,7 @@ class ModelsScreen(TinyScreen):
     def __init__(self) -> None:
         super().__init__()
         self.infos: dict[str, modeldir.ModelInfo] = {}
+        self.servers: dict[str, ServeProcess] = {}   # model name -> its running server
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="models-body"):
@@ -59,6 +63,8 @@ class ModelsScreen(TinyScreen):
         yield SystemCommand("Models: export to ONNX", "Export the selected model", self.action_export)
         yield SystemCommand("Models: export to ONNX with int8", "Export fp32 and int8 graphs",
                             lambda: self.action_export(True))
+        yield SystemCommand("Models: serve / stop serving",
+                            "An OpenAI-compatible server for the selected model", self.action_serve)
         yield SystemCommand("Models: delete", "Delete the selected model (asks first)",
                             self.action_delete)
         yield SystemCommand("Models: refresh", "Read the model folders again", self.action_refresh)
@@ -99,7 +105,17 @@ class ModelsScreen(TinyScreen):
         if info is None:
             box.update("")
             return
-        box.update(model_details(info))
+        details = model_details(info)
+        server = self.servers.get(info.name)
+        if server is not None:
+            details.append("\n")
+            if server.error:
+                details.append(f"server failed: {server.error}\n", style="bold red")
+            else:
+                state = "serving" if server.ready else "starting"
+                details.append(f"{state} at {server.url or '…'}", style="bold green")
+                details.append("  (s stops it; the model's id is its name)\n", style="dim")
+        box.update(details)
 
     # ---- actions ------------------------------------------------------------------------------
     def action_chat(self) -> None:
@@ -122,6 +138,57 @@ class ModelsScreen(TinyScreen):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_chat()
+
+    def action_serve(self) -> None:
+        """Start a server for the selected model, or stop the one running for it."""
+        name = self.selected_name()
+        if not name:
+            return
+        info = self.infos[name]
+        server = self.servers.pop(name, None)
+        if server is not None and server.running:
+            server.stop()
+            self.app.notify(f"stopped serving {name}", title="Serve")
+            self.show_info(name)
+            return
+        if info.task not in ("lm", "instruct", "chat", "classify", "embed"):
+            self.error(f"{name} ({info.task}) cannot be served")
+            return
+        ref = name if info.source in ("bundled", "user") else str(info.path)
+        server = ServeProcess(ref, name)
+        try:
+            server.start()
+        except OSError as e:
+            self.error(f"could not start tinyllm serve: {e}")
+            return
+        self.servers[name] = server
+        self.app.notify(f"starting a server for {name}…", title="Serve")
+        self._watch_server(name, server)
+
+    @work(thread=True, group="serve", exit_on_error=False)
+    def _watch_server(self, name: str, server: ServeProcess) -> None:
+        """Follow a starting server until it is ready or failed (the URL shows as soon as known)."""
+        import time
+
+        url = None
+        while not (server.ready or server.error):
+            if server.url != url:
+                url = server.url
+                self.app.call_from_thread(self._server_changed, name, server)
+            time.sleep(0.1)
+        self.app.call_from_thread(self._server_changed, name, server)
+
+    def _server_changed(self, name: str, server: ServeProcess) -> None:
+        if server.ready:
+            self.app.notify(f"serving {name} at {server.url}", title="Serve")
+        elif server.error:
+            self.error(f"could not serve {name}: {server.error}")
+        if self.selected_name() == name:
+            self.show_info(name)
+
+    def on_unmount(self) -> None:
+        for server in self.servers.values():
+            server.stop()
 
     def action_export(self, int8: bool = False) -> None:
         name = self.selected_name()
