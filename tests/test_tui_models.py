@@ -165,7 +165,7 @@ def test_serve_the_selected_model_shows_its_url_and_stops(tiny_lm_dir):
             await pilot.press("s")
             screen = app.screen
             await wait_for(pilot, lambda: "serving at http://127.0.0.1:"
-                           in text_of(screen.query_one("#model-info")), timeout=90)
+                           in text_of(screen.query_one("#model-info")))
             server = screen.servers["servable"]
             req = urllib.request.Request(server.url + "/completions", method="POST",
                                          data=json.dumps({"model": "servable", "prompt": "Hi",
@@ -174,6 +174,6 @@ def test_serve_the_selected_model_shows_its_url_and_stops(tiny_lm_dir):
             with urllib.request.urlopen(req, timeout=60) as r:
                 assert json.load(r)["usage"]["completion_tokens"] <= 3
             await pilot.press("s")
-            await wait_for(pilot, lambda: not server.running, timeout=30)
+            await wait_for(pilot, lambda: not server.running)
             assert "serving at" not in text_of(screen.query_one("#model-info"))
     asyncio.run(scenario())
