@@ -11,21 +11,14 @@ This module imports no torch.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from tinyllm import modeldir
-from tinyllm.errors import UserError
+from tinyllm.errors import Log, UserError, no_log
 from tinyllm.runtime.sampling import SamplingConfig, generate_ids, stream_text
 from tinyllm.tokenizer import Tokenizer
-
-Log = Callable[[str], None]
-
-
-def no_log(message: str) -> None:
-    """The default ``log=`` callback: library code never prints."""
-
 
 class Engine:
     """What a loaded model can do. Subclasses set ``backend`` and the two hooks."""
