@@ -55,6 +55,12 @@ def tokenize(tokenizer_name, model, as_json, decode, text):
         click.echo(tok.decode(ids))
         return
     ids = tok.encode(text)
+    from tinyllm.cli.notes import warn
+    from tinyllm.tokenizer import unknown_warning
+
+    message = unknown_warning(tok, tok.unknown(text), "TEXT")
+    if message:
+        warn(message)
     if as_json:
         click.echo(json.dumps({"tokenizer": tok.name, "ids": ids,
                                "tokens": [tok.token_str(i) for i in ids]}, ensure_ascii=False))

@@ -71,8 +71,24 @@ class Engine:
         text, stops = self.prompt_and_stops(prompt, cfg, input)
         tok = self.tokenizer
         ids = tok.encode(text) or [tok.eot_id if tok.eot_id is not None else 0]
+        self.warn_about_prompt(text, ids)
         new_ids = generate_ids(self.prefill, self.step, ids, cfg, tok.eot_id, self.context_length)
         return stream_text(new_ids, tok.token_bytes, stops)
+
+    def warn_about_prompt(self, text: str, ids: list[int]) -> None:
+        """Say through ``log`` what of a prompt the model will not see as written: characters its
+        tokenizer does not know, and the tokens cut when it is longer than the context."""
+        from tinyllm.runtime.sampling import prompt_window
+        from tinyllm.tokenizer import unknown_warning
+
+        message = unknown_warning(self.tokenizer, self.tokenizer.unknown(text))
+        if message:
+            self.log(message)
+        kept = prompt_window(len(ids), self.context_length)
+        if kept < len(ids):
+            self.log(f"warning: the prompt is {len(ids):,} tokens, longer than the model's "
+                     f"{self.context_length}-token context; only its last {kept} are read "
+                     f"({len(ids) - kept:,} cut)")
 
     def classify(self, texts: list[str]) -> np.ndarray:
         """Class probabilities (N, n_classes) for classifier models."""

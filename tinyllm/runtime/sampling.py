@@ -77,6 +77,14 @@ class Sampler:
         return int(idx[self.rng.choice(len(idx), p=probs)])
 
 
+def prompt_window(n_prompt: int, context_length: int | None) -> int:
+    """How many of a prompt's ``n_prompt`` tokens :func:`generate_ids` reads: all when they fit
+    the context, else the last half context (room for the reply before the window slides)."""
+    if not context_length or n_prompt <= context_length:
+        return n_prompt
+    return max(1, context_length // 2)
+
+
 def generate_ids(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int], np.ndarray],
                  prompt_ids: list[int], cfg: SamplingConfig, eos_id: int | None = None,
                  context_length: int | None = None) -> Iterator[int]:
@@ -93,8 +101,8 @@ def generate_ids(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int
     keep = max(1, window // 2)
     sampler = Sampler(cfg)
     context = list(prompt_ids)
-    logits = prefill(context[-keep:] if len(context) > window else context)
-    used = min(len(context), window) if len(context) <= window else keep
+    used = prompt_window(len(context), context_length)
+    logits = prefill(context[-used:])
     for i in range(cfg.max_new_tokens):
         tok = sampler(logits, context)
         if cfg.stop_at_eos and eos_id is not None and tok == eos_id:

@@ -44,12 +44,12 @@ class LMTask(Task):
                           eval_every=min(200, max_steps))
         train_lm(RunConfig(name=Path(out).name, model={}, train=cfg, source="tinyllm finetune lm"),
                  resume=resume, callbacks=callbacks, progress=progress, log=log)
-        report = self.evaluate(out, data)
+        report = self.evaluate(out, data, progress=progress, log=log)
         report["split"] = "whole file (train + validation)"
         return report
 
-    def evaluate(self, model_dir, data, max_windows=None, batch_size: int = 8,
-                 **_: Any) -> dict[str, Any]:
+    def evaluate(self, model_dir, data, max_windows=None, batch_size: int = 8, progress=None,
+                 log=None, **_: Any) -> dict[str, Any]:
         import numpy as np
 
         from tinyllm.checkpoint import load_model, load_tokenizer
@@ -58,7 +58,7 @@ class LMTask(Task):
 
         model = load_model(model_dir)
         tok = load_tokenizer(model_dir)
-        tokens = prepare_tokens(data, tok)
+        tokens = prepare_tokens(data, tok, progress=progress, log=log)
         T = min(model.config.context_length, max(1, len(tokens) - 1))
         ds = SlidingWindowDataset(tokens, T, name=str(data))
         idx = np.arange(len(ds)) if not max_windows or max_windows >= len(ds) \

@@ -188,7 +188,7 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False,
 
         # token file: tokenised once per machine (local rank 0), then opened by the others
         if dist.local_rank == 0:
-            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir, progress=progress)
+            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir, progress=progress, log=log)
         ddp.barrier()
         if dist.local_rank != 0:
             tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir)
