@@ -89,8 +89,8 @@ class TrainProgress:
         kind = ev["event"]
         if kind == "start":
             note = "resuming at" if ev.get("resumed") else "training from"
-            self._print(f"{note} step {ev['step']}/{ev['max_steps']}: {ev.get('params', 0):,} params, "
-                        f"{ev.get('tokens_per_step', 0):,} tokens/step, {ev['device']} "
+            self._print(f"{note} step {ev['step']}/{ev['max_steps']}: {ev.get('params') or 0:,} params, "
+                        f"{ev.get('tokens_per_step') or 0:,} tokens/step, {ev['device']} "
                         f"{ev['precision']}, world size {ev['world_size']} -> {ev['out']}")
             if self.live:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

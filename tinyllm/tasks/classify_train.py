@@ -160,7 +160,7 @@ class Run:
                           save_fn=save_fn, callbacks=self.callbacks, resume=self.resume,
                           count_tokens=lambda b: int(b[1].sum()),
                           train_info={"base": self.base, "params": self.param_counts},
-                          log=self.log)
+                          log=self.log, longer="give more --epochs to continue")
         return trainer.fit()
 
 

@@ -180,11 +180,13 @@ class InstructTask(Task):
             save_model(m, tok, directory, task=self.name,
                        extra={"template": tmpl.to_dict(), "train": {**provenance, **info}})
 
+        trainer = Trainer(gpt, cfg, batches, self.loss, out, eval_fn=eval_fn, save_fn=save_fn,
+                          callbacks=callbacks, resume=resuming, train_info=provenance, log=log,
+                          longer="give a larger --max-steps (or --epochs) to continue")
         # the held-out test entries beside the model: `tinyllm eval OUT --data OUT/test.json`
         write_entries(out / "test.json", [e.to_dict() for e in test])
         started = time.time()
-        done = Trainer(gpt, cfg, batches, self.loss, out, eval_fn=eval_fn, save_fn=save_fn,
-                       callbacks=callbacks, resume=resuming, train_info=provenance, log=log).fit()
+        done = trainer.fit()
         return {
             "task": self.name, "model": str(out), "base_model": base, "data": str(data),
             "n": len(val_ex), "template": tmpl.name, "mask_prompt": mask_prompt,
