@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tinyllm.data.classification import LABEL_NAMES, TEXT_NAMES
 from tinyllm.data.files import iter_lines, parse_records, read_text
 from tinyllm.errors import DataError as DataFileError, UserError
 
-TEXT_NAMES = ("text", "message", "sentence", "content", "review", "sms", "body", "document")
-LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "status", "y")
 INSTRUCTION_KEYS = ("instruction", "input", "output")
 
 Progress = Callable[[int], None]

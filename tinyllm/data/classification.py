@@ -77,6 +77,9 @@ def _rows(kind: str, text: str):
 
 # ---- which row is a header, which column the text and which the label -------------------------
 SAMPLE_ROWS = 2000   # rows looked at to tell a header and the columns apart
+TEXT_NAMES = ("text", "message", "sentence", "content", "review", "sms", "body", "document")
+LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "status", "y")
+COLUMN_NAMES = frozenset(TEXT_NAMES + LABEL_NAMES)  # usual names of a header's columns
 
 
 def _column_values(rows: list[list[str]], j: int) -> list[str]:
@@ -92,9 +95,10 @@ def has_header_row(rows: list[list[str]], kind: str = "csv", sample: str = "") -
     """Whether the first of ``rows`` (fields of a TSV/CSV file) is a header, told by content.
 
     It is when none of its cells equals a later value of its column, and either some column's
-    later values repeat (a label column whose values the header cell is not one of) or, with
-    enough rows to judge, :meth:`csv.Sniffer.has_header` says so (a header cell of another type
-    or length than its column's values). A first row that names "text" and "label" is a header.
+    later values repeat (a label column whose values the header cell is not one of), or a cell is
+    a usual column name (``text``, ``message``, ``label``, ``category``, ...), or, with enough rows
+    to judge, :meth:`csv.Sniffer.has_header` says so (a header cell of another type or length
+    than its column's values). A first row that names "text" and "label" is a header.
     """
     if not rows:
         return False
@@ -107,7 +111,7 @@ def has_header_row(rows: list[list[str]], kind: str = "csv", sample: str = "") -
     columns = [_column_values(later, j) for j in range(len(first))]
     if any(first[j].strip() in set(col) for j, col in enumerate(columns)):
         return False
-    if any(_repeats(col) for col in columns):
+    if any(len(set(col)) < len(col) for col in columns) or names & COLUMN_NAMES:
         return True
     if len(later) < 5 or not sample:
         return False

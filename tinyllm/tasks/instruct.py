@@ -231,6 +231,10 @@ class InstructTask(Task):
         info = modeldir.find(model_dir)
         if info.task != self.name:
             raise UserError(f"{info.path}: task is {info.task!r}, not instruct")
+        judge = Judge(judge_url, judge_model) if judge_url else None
+        if judge is not None:  # a judge that cannot answer is said before the first entry
+            log(f"checking the judge at {judge_url} ({judge_model})")
+            judge.check()
         prov = info.meta.get("train") or {}
         entries = self.read_data(data)
         same = prov.get("data_sha256") == file_sha256(data)
@@ -249,9 +253,10 @@ class InstructTask(Task):
         model, tok, tmpl = load_model(info.path), load_tokenizer(info.path), info.meta.get("template")
         pad_id, max_len = ins.pad_id_for(tok), model.config.context_length
         mask = bool(prov.get("mask_prompt", False))
-        loss = mean_loss(model, ins.encode_entries(entries, tok, tmpl), pad_id, max_len, mask)
-        val_loss = mean_loss(model, ins.encode_entries(val, tok, tmpl), pad_id, max_len, mask) \
-            if val else None
+        loss = mean_loss(model, ins.encode_entries(entries, tok, tmpl), pad_id, max_len, mask,
+                         progress=progress, description="loss")
+        val_loss = mean_loss(model, ins.encode_entries(val, tok, tmpl), pad_id, max_len, mask,
+                             progress=progress, description="validation loss") if val else None
         del model
 
         engine = open_engine(info.path, backend)
@@ -262,10 +267,9 @@ class InstructTask(Task):
         write_entries(out, rows)
 
         metrics: dict[str, Any] = {"loss": loss, "val_loss": val_loss}
-        if judge_url:
+        if judge is not None:
             from tinyllm.data.templates import format_prompt
 
-            judge = Judge(judge_url, judge_model)
             for row in tracked(rows, "judging", progress):
                 row["score"] = judge.score(format_prompt(tmpl, row["instruction"], row["input"]),
                                            row["output"], row["model_response"])
@@ -295,13 +299,21 @@ class InstructTask(Task):
 
 # ---- helpers shared by finetune and evaluate ------------------------------------------------
 def mean_loss(model, examples, pad_id: int, max_len: int, mask_prompt: bool,
-              batch_size: int = 8) -> float:
+              batch_size: int = 8, progress=None, description: str = "loss") -> float:
     """The LM loss per target token over encoded ``examples`` (token-weighted; the prompt's
-    targets left out with ``mask_prompt``)."""
+    targets left out with ``mask_prompt``), advancing ``progress`` by entry when given."""
     from tinyllm.data.instruction import batches
     from tinyllm.models.loss import mean_lm_loss
 
-    return mean_lm_loss(model, batches(examples, batch_size, pad_id, max_len, mask_prompt))
+    parts = batches(examples, batch_size, pad_id, max_len, mask_prompt)
+    if progress is None:
+        return mean_lm_loss(model, parts)
+    with progress(len(examples), description, unit="entries") as advance:
+        def counted():
+            for at, batch in zip(range(0, len(examples), batch_size), parts):
+                yield batch
+                advance(min(batch_size, len(examples) - at))
+        return mean_lm_loss(model, counted())
 
 
 def respond(model, tokenizer, template, entry, max_new_tokens: int = 256) -> str:
