@@ -67,8 +67,8 @@ def finetune_command(task: Task) -> click.Command:
     params = [
         click.Option(["--data"], required=True, type=click.Path(dir_okay=False),
                      help="Training data file."),
-        click.Option(["--model"], default=None,
-                     help="Model to start from (path or name); see the task for the default."),
+        click.Option(["--model"], default=None, required=task.model_required, metavar="M",
+                     help=task.model_help),
         click.Option(["--out"], required=True, type=click.Path(file_okay=False),
                      help="Output model directory."),
         *(click_option(o) for o in task.finetune_options),

@@ -53,6 +53,8 @@ class ClassifyTask(Task):
     metric_names = ("accuracy", "macro_f1")
     labels: tuple[str, ...] = ()      # fixed label order (plugins); empty: discovered from the data, sorted
     default_preset = "tiny"           # model shape when training from scratch (no --model)
+    model_help = ("Model to start from (path or name) [default: none: a small model trained from "
+                  "scratch, shaped by --preset, with a BPE tokenizer trained on the data].")
 
     finetune_options = (
         *_COLUMNS,

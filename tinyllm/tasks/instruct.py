@@ -70,6 +70,8 @@ class InstructTask(Task):
     head = "lm"
     data_formats = ("json", "jsonl")
     metric_names = ("loss", "val_loss", "judge_score", "judged")
+    model_help = ("Model to start from (path or name); required unless --preset starts from random "
+                  "weights.")
     finetune_options = (
         Option("--template", metavar="NAME|FILE",
                help="Prompt template: alpaca (default), phi3, or a YAML file."),
