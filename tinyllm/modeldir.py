@@ -90,6 +90,11 @@ class ModelInfo:
         return onnx_graphs(self.path)
 
     @property
+    def onnx_label(self) -> str:
+        """The graphs as people are shown them (:func:`onnx_label`)."""
+        return onnx_label(self.onnx_graphs)
+
+    @property
     def has_onnx(self) -> bool:
         return "fp32" in self.onnx_graphs
 
@@ -112,13 +117,20 @@ class ModelInfo:
             "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
             "context_length": cfg.context_length, "vocab_size": cfg.vocab_size,
             "flops_per_token": cfg.flops_per_token(), "labels": self.meta.get("labels"),
-            "onnx": self.has_onnx, "int8": self.has_int8, "size_bytes": self.size_bytes(),
+            "onnx_graphs": self.onnx_graphs, "onnx": bool(self.onnx_graphs), "int8": self.has_int8,
+            "size_bytes": self.size_bytes(),
         }
 
 
 def onnx_graphs(path: str | Path) -> list[str]:
     """Which ONNX graphs the model directory ``path`` holds ("int8", "fp32"), preferred first."""
     return [p for p, name in ONNX_GRAPHS.items() if (Path(path) / name).is_file()]
+
+
+def onnx_label(graphs: list[str]) -> str:
+    """Graphs as :func:`onnx_graphs` lists them, as people are shown them: "int8 + fp32", "int8",
+    "fp32" or "-" (`tinyllm models`, the TUI)."""
+    return " + ".join(graphs) or "-"
 
 
 def read_info(path: str | Path, source: str = "path") -> ModelInfo:

@@ -86,7 +86,7 @@ def models(as_json):
         return
     rows = [[m["name"], m["task"], human(m["params"]), m["tokenizer"],
              f"{m['n_layer']}x{m['n_embd']}", str(m["context_length"]),
-             "int8" if m["int8"] else ("yes" if m["onnx"] else "-"),
+             modeldir.onnx_label(m["onnx_graphs"]),
              human_bytes(m["size_bytes"]), m["source"]] for m in found]
     print_table(rows, ["NAME", "TASK", "PARAMS", "TOKENIZER", "SHAPE", "CONTEXT", "ONNX", "SIZE",
                        "SOURCE"])
@@ -129,8 +129,8 @@ def info(model, as_json):
     if s["template"] is not None:
         t = s["template"]
         lines.append(("template", t if isinstance(t, str) else t.get("name", "custom")))
-    lines.append(("onnx", "model.onnx" + (" + model.int8.onnx" if s["int8"] else "")
-                  if s["onnx"] else "no"))
+    lines.append(("onnx", " + ".join(f"{g} ({modeldir.ONNX_GRAPHS[g]})" for g in s["onnx_graphs"])
+                  or "none (`tinyllm export-onnx` writes one)"))
     train = s["train"] or {}
     if train:
         lines.append(("trained", ", ".join(f"{k}={v}" for k, v in train.items()
