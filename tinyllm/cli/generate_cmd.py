@@ -36,9 +36,11 @@ def sampling_options(f):
                      help="Run on torch or ONNX Runtime (default: onnx if the model has "
                           "model.onnx, else torch)."),
     ]
+    from tinyllm.cli.notes import quiet_option
+
     for opt in reversed(options):
         f = opt(f)
-    return f
+    return quiet_option(f)
 
 
 def make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed

@@ -10,6 +10,7 @@ import sys
 import click
 
 from tinyllm import modeldir
+from tinyllm.cli.notes import quiet_option
 from tinyllm.errors import UserError
 from tinyllm.units import human, human_bytes
 
@@ -28,6 +29,7 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print {ids, tokens} as JSON.")
 @click.option("--decode", is_flag=True, help="Read space-separated ids and print the text.")
 @click.argument("text")
+@quiet_option
 def tokenize(tokenizer_name, model, as_json, decode, text):
     """Print the token ids of TEXT, space-separated ("-" reads TEXT from stdin).
 

@@ -30,7 +30,9 @@ def progress_bar(total: int, description: str, start: int = 0, unit: str = "byte
                  ) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; draws a bar only on a terminal: transfer-style for ``unit`` "bytes",
     else a count with the time left."""
-    if not stderr_is_terminal():
+    from tinyllm.cli import notes
+
+    if notes.QUIET or not stderr_is_terminal():
         yield lambda n: None
         return
     from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -72,8 +74,10 @@ def format_eval(ev: dict) -> str:
 class TrainProgress:
     """Trainer callback: a live bar on a terminal; eval/checkpoint/done lines on stderr unless quiet."""
 
-    def __init__(self, quiet: bool = False, show_samples: bool = True):
-        self.quiet = quiet
+    def __init__(self, quiet: bool | None = None, show_samples: bool = True):
+        from tinyllm.cli import notes
+
+        self.quiet = notes.QUIET if quiet is None else quiet
         self.show_samples = show_samples
         self.bar = None
         self.task = None

@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 
 from tinyllm import modeldir
-from tinyllm.cli.notes import say, warn
+from tinyllm.cli.notes import quiet_option, say, warn
 from tinyllm.cli.task_options import click_option
 from tinyllm.errors import UserError
 from tinyllm.tasks import registry
@@ -74,8 +74,8 @@ def finetune_command(task: Task) -> click.Command:
         *(click_option(o) for o in task.finetune_options),
         click.Option(["--json", "as_json"], is_flag=True, help="Print the final report as JSON."),
     ]
-    return click.Command(task.name, callback=run, params=params,
-                         help=task.description or None, short_help=task.description or None)
+    return quiet_option(click.Command(task.name, callback=run, params=params,
+                         help=task.description or None, short_help=task.description or None))
 
 
 class FinetuneGroup(click.Group):
@@ -161,6 +161,7 @@ eval_cmd = EvalCommand(
                      help="Evaluation data file (the task's format)."),
         click.Option(["--json", "as_json"], is_flag=True, help="Print the report as JSON."),
     ])
+eval_cmd = quiet_option(eval_cmd)
 
 
 @click.command()
