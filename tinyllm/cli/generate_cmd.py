@@ -92,7 +92,7 @@ def generate(model, max_new_tokens, temperature, top_k, top_p, repetition_penalt
     \b
     Examples:
       tinyllm generate "ROMEO:"
-      tinyllm generate --model gpt2 --temperature 0 -n 40 "The meaning of life is"
+      tinyllm generate --model runs/verdict --temperature 0 -n 40 "I HAD always"
       echo "To be, or not" | tinyllm generate --seed 1 -
     """
     if prompt == "-":

@@ -71,11 +71,23 @@ def tokenize(tokenizer_name, model, as_json, decode, text):
 
 
 @click.command()
+@click.option("--path", "folders", multiple=True, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False),
+              help="Also list the models in DIR (repeatable; $TINYLLM_PATH adds folders for every "
+                   "command).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-def models(as_json):
-    """List the models in $TINYLLM_HOME/models and the bundled ones."""
+def models(folders, as_json):
+    """List the models found by name: in $TINYLLM_HOME/models, in the folders of $TINYLLM_PATH
+    (":"-separated) and of --path, and the bundled ones.
+
+    \b
+    Examples:
+      tinyllm models
+      tinyllm models --path runs          # models that `tinyllm train --out runs/NAME` wrote
+      export TINYLLM_PATH=$PWD/runs       # then `--model NAME` finds them too
+    """
     found = []
-    for info in modeldir.list_models():
+    for info in modeldir.list_models(folders):
         try:
             found.append(info.summary())
         except UserError as e:
@@ -84,7 +96,8 @@ def models(as_json):
         click.echo(json.dumps(found, indent=2))
         return
     if not found:
-        click.echo(f"no models in {modeldir.models_home()} and none bundled", err=True)
+        where = ", ".join(str(root) for _, root in modeldir.search_path(folders))
+        click.echo(f"no models in {where}", err=True)
         return
     rows = [[m["name"], m["task"], human(m["params"]), m["tokenizer"],
              f"{m['n_layer']}x{m['n_embd']}", str(m["context_length"]),

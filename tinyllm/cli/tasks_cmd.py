@@ -103,7 +103,7 @@ def finetune():
     Examples:
       tinyllm finetune classify --data tinyllm/bundled/data/SMSSpamCollection.tsv \\
           --balance undersample --out models/spam
-      tinyllm finetune classify --data reviews.csv --model gpt2-small-dir --train-layers last-2 \\
+      tinyllm finetune classify --data reviews.csv --model models/gpt2 --train-layers last-2 \\
           --lora-rank 8 --out models/reviews
 
     `tinyllm tasks` lists the installed tasks; `tinyllm finetune TASK --help` shows a task's options.
