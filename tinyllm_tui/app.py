@@ -14,7 +14,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from tinyllm_tui.themes import DARK, LIGHT, default_theme
+from tinyllm_tui.themes import DARK, LIGHT, default_theme, theme_choices
 
 SCREENS_BY_MODE = {
     "chat": "tinyllm_tui.screens.chat:ChatScreen",
@@ -116,10 +116,14 @@ def main(argv: list[str] | None = None) -> None:
                     "model.onnx, else torch")
     ap.add_argument("--screen", choices=tuple(SCREENS_BY_MODE), default="chat",
                     help="screen to open first")
-    ap.add_argument("--theme", help="dark, light or any Textual theme (default: follow COLORFGBG)")
+    ap.add_argument("--theme", metavar="NAME", help="dark, light or any Textual theme (nord, "
+                    "dracula, ...; default: follow COLORFGBG)")
     ap.add_argument("--data", help="open this data file in the Data screen")
     ap.add_argument("--attach", help="follow this training run (directory or metrics.jsonl)")
     args = ap.parse_args(argv)
+    if args.theme and args.theme not in theme_choices():
+        ap.error(f"--theme {args.theme!r}: unknown theme; choose one of: "
+                 f"{', '.join(theme_choices())}")
     screen = args.screen
     if args.data and screen == "chat":
         screen = "data"

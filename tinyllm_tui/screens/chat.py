@@ -61,7 +61,7 @@ class ChatScreen(TinyScreen):
                 yield VerticalScroll(id="messages")
                 yield Static("", id="chat-status", markup=False)
                 yield Input(placeholder="Type a prompt and press Enter (Esc stops a reply)",
-                            id="prompt")
+                            id="prompt", select_on_focus=False)
 
     def on_mount(self) -> None:
         self.query_one("#prompt", Input).focus()

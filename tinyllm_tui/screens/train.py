@@ -54,24 +54,27 @@ class TrainScreen(TinyScreen):
                 yield Select(preset_options(), value="tiny", allow_blank=False,
                              id="train-preset", compact=True)
                 yield Input(placeholder="or a YAML config file",
-                            id="train-config", compact=True)
+                            id="train-config", compact=True, select_on_focus=False)
                 yield Label("training text", classes="field-label")
-                yield Input(shown_path(DEFAULT_DATA), id="train-data", compact=True)
+                yield Input(shown_path(DEFAULT_DATA), id="train-data", compact=True,
+                            select_on_focus=False)
                 yield Label("tokenizer", classes="field-label")
                 yield Select([("char (trained on the text)", "char"), ("gpt2", "gpt2"),
                               ("bpe (trained on the text)", "bpe")], value="char",
                              allow_blank=False, id="train-tokenizer", compact=True)
                 yield Label("steps", classes="field-label")
-                yield Input("500", id="train-steps", type="integer", compact=True)
+                yield Input("500", id="train-steps", type="integer", compact=True,
+                            select_on_focus=False)
                 yield Label("run name (in $TINYLLM_HOME/models)", classes="field-label")
-                yield Input(placeholder="default: <preset>-<data>", id="train-name", compact=True)
+                yield Input(placeholder="default: <preset>-<data>", id="train-name", compact=True,
+                            select_on_focus=False)
                 with Horizontal(classes="buttons"):
                     yield Button("Start", id="train-start", variant="primary")
                     yield Button("Stop", id="train-stop", variant="error")
                     yield Button("Resume", id="train-resume")
                 yield Label("follow a run", classes="section")
                 yield Input(placeholder="run folder or metrics.jsonl, Enter", id="train-attach",
-                            compact=True)
+                            compact=True, select_on_focus=False)
                 yield Button("Export PNG", id="train-png")
             with Vertical(id="train-main"):
                 with Horizontal(id="train-stats"):

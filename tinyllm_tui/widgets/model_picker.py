@@ -35,7 +35,7 @@ class ModelPicker(Vertical):
                      allow_blank=True, prompt="(choose a model)", compact=True,
                      value=self._model if by_name else Select.NULL)
         yield Input("" if by_name else self._model, placeholder="or a path, then Enter",
-                    id="model-path", compact=True)
+                    id="model-path", compact=True, select_on_focus=False)
         yield Label("backend", classes="field-label")
         yield Select(BACKENDS, id="backend-select", allow_blank=False, value=self._backend,
                      compact=True)
