@@ -51,8 +51,8 @@ class ModelPicker(Vertical):
     def _options(self, reread: bool = False) -> list[tuple[str, str]]:
         """(label, name) of every known model; read from disk once, then on ``refresh_models``."""
         if reread or self._known is None:
-            self._known = [(f"{m.name} · {m.task} · {m.source}", m.name)
-                           for m in modeldir.list_models()]
+            # short labels: the side panel is narrow, and a cut name is no name
+            self._known = [(f"{m.name} ({m.task})", m.name) for m in modeldir.list_models()]
         return self._known
 
     def refresh_models(self) -> None:
