@@ -189,6 +189,8 @@ def _resume_run(out: Path, options: dict[str, Any], sets) -> RunConfig:
     if expand_model(raw["model"], str(path)) != saved["model"]:
         raise ConfigError(f"--resume: the model of {out} cannot change on resume (see {path})")
     train = from_dict(TrainConfig, raw["train"], f"{path}: train")
+    if train.data is None:
+        raise ConfigError(f"{path}: no train.data; not a run that `tinyllm train` wrote")
     train.out = str(out.resolve())
     return RunConfig(name=raw.get("name") or out.name, model=saved["model"], train=train,
                      source=str(path))
