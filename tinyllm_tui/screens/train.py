@@ -86,7 +86,8 @@ class TrainScreen(TinyScreen):
                 yield _loss_plot()
                 yield Static("no run yet: start one on the left, or follow a run folder", markup=False,
                              id="train-status")
-                yield RichLog(id="train-log", wrap=True, markup=False, max_lines=500)
+                yield RichLog(id="train-log", wrap=True, markup=False, max_lines=500,
+                              min_width=20)   # wrapped to the panel, never cut at 78 columns
 
     def on_mount(self) -> None:
         self.app.train_screen = self   # Ctrl+Q asks before it stops a run going here
