@@ -80,7 +80,7 @@ class InstructTask(Task):
         Option("--epochs", float, 2.0, "Passes over the training split (ignored with --max-steps).",
                min=0, min_open=True, show_default=True),
         Option("--max-steps", int, None, "Optimizer steps in total.", min=1),
-        Option("--batch-size", int, 8, min=1, show_default=True),
+        Option("--batch-size", int, 8, "Entries per batch.", min=1, show_default=True),
         Option("--lr", float, None,
                "Peak learning rate [5e-5 from a trained model, 1e-3 from a preset]."),
         Option("--eval-every", int, None,
