@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Static
 from textual.worker import Worker, get_current_worker
 
+from tinyllm.units import human
 from tinyllm_tui.conversations import Conversation, Message
 from tinyllm_tui.fmt import describe_error
 from tinyllm_tui.screens.base import TinyScreen
@@ -379,7 +380,7 @@ def model_summary(engine: Any, seconds: float) -> str:
     parts = [name, getattr(engine, "task", "lm"), getattr(engine, "backend", "?")]
     try:
         cfg = info.model_config
-        parts.append(f"{cfg.num_params() / 1e6:.2f}M params, context {cfg.context_length}")
+        parts.append(f"{human(cfg.num_params())} params, context {cfg.context_length}")
     except Exception:
         pass
     if getattr(engine, "labels", None):
