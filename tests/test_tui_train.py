@@ -182,23 +182,6 @@ def test_bad_form_and_failed_run_are_reported(tmp_path):
     asyncio.run(scenario())
 
 
-def test_quitting_stops_a_run_started_here():
-    runs = []
-
-    def factory(spec):
-        runs.append(FakeRun(spec, 100_000, 0.01))
-        return runs[-1]
-
-    async def scenario():
-        app = TinyLLMApp(screen="train", trainer_factory=factory)
-        async with app.run_test(size=SIZE) as pilot:
-            fill_form(app, steps=100_000)
-            await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: app.screen.state.step > 3)
-    asyncio.run(scenario())
-    assert not runs[0].running and runs[0].code == 130    # stopped with a checkpoint, not killed
-
-
 def log_lines(app) -> list[str]:
     return [str(x.text) if hasattr(x, "text") else str(x) for x in app.screen.query_one("#train-log").lines]
 
@@ -337,7 +320,7 @@ def test_log_panel_starts_clean_and_shows_each_line_once_after_a_resume():
     asyncio.run(scenario())
 
 
-def test_ctrl_q_asks_before_stopping_a_run():
+def test_ctrl_q_asks_then_quitting_stops_a_run_started_here():
     runs = []
 
     def factory(spec):
@@ -368,4 +351,4 @@ def test_ctrl_q_asks_before_stopping_a_run():
             await pilot.press("y")
             await wait_for(pilot, lambda: not app.is_running)
     asyncio.run(scenario())
-    assert not runs[0].running and runs[0].code == 130
+    assert not runs[0].running and runs[0].code == 130    # stopped with a checkpoint, not killed
