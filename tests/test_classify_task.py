@@ -150,7 +150,7 @@ def test_resume_continues_the_run_and_refuses_to_overwrite(tmp_path):
     kw = dict(batch_size=8, vocab_size=300, model_overrides=SMALL)
     first = ClassifyTask().finetune(data, out, epochs=1, **kw)
     tok = (out / "tokenizer.json").read_text()
-    with pytest.raises(UserError, match="holds a training run; --resume"):
+    with pytest.raises(UserError, match="holds a training run; use --resume .* or --overwrite"):
         ClassifyTask().finetune(data, out, epochs=2, **kw)
     second = ClassifyTask().finetune(data, out, epochs=2, resume=True, **kw)
     assert second["train"]["steps"] == 2 * first["train"]["steps"]
@@ -158,3 +158,9 @@ def test_resume_continues_the_run_and_refuses_to_overwrite(tmp_path):
               if '"start"' in x]
     assert starts[-1]["resumed"] is True and starts[-1]["step"] == first["train"]["steps"]
     assert (out / "tokenizer.json").read_text() == tok  # the same vocabulary as the first part
+    metrics = (out / "metrics.jsonl").read_text()
+    with pytest.raises(UserError, match=r"already reached step \d+; give more --epochs"):
+        ClassifyTask().finetune(data, out, epochs=2, resume=True, **kw)
+    assert (out / "metrics.jsonl").read_text() == metrics  # refused before anything is written
+    again = ClassifyTask().finetune(data, out, epochs=1, overwrite=True, **kw)
+    assert again["train"]["steps"] == first["train"]["steps"]

@@ -156,3 +156,60 @@ def test_generate_beyond_the_context_slides_the_window(tiny_lm_dir):
     r = run("generate", "-m", str(tiny_lm_dir), "--seed", "0", "-n", "150", "--top-k", "0", "ROMEO:")
     assert r.exit_code == 0
     assert len(r.stdout) in (150, 151)  # plus the final newline unless the text ends with one
+
+
+def test_a_prompt_longer_than_the_context_is_cut_with_one_warning(tiny_lm_dir):
+    prompt = "ROMEO: " * 30                                   # 210 characters, context 64
+    r = run("generate", "-m", str(tiny_lm_dir), "--seed", "0", "-n", "3", prompt)
+    assert r.exit_code == 0
+    warnings = [x for x in r.stderr.splitlines() if "longer than" in x]
+    assert warnings == ["warning: the prompt is 210 tokens, longer than the model's 64-token "
+                        "context; only its last 32 are read (178 cut)"]
+
+
+def test_characters_the_char_tokenizer_does_not_know_are_said(tiny_lm_dir):
+    r = run("generate", "-m", str(tiny_lm_dir), "--seed", "0", "-n", "3", "café 😀😀")
+    assert r.exit_code == 0
+    assert "warning: the char tokenizer does not know 3 characters of the prompt and reads them " \
+           "as ' ': '😀' x2, 'é'" in r.stderr
+    r = run("tokenize", "--model", str(tiny_lm_dir), "naïve")
+    assert r.exit_code == 0 and "does not know 1 character of TEXT" in r.stderr and "'ï'" in r.stderr
+
+
+def _on_a_terminal(args, env, input=b""):
+    """Run the CLI with stderr on a pseudo-terminal: (stdout, what the terminal showed)."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    p = subprocess.run([sys.executable, "-m", "tinyllm", *args], stdout=subprocess.PIPE,
+                       stderr=slave, env=env, timeout=120, input=input)
+    os.close(slave)
+    shown = b""
+    try:
+        while chunk := os.read(master, 4096):
+            shown += chunk
+    except OSError:
+        pass
+    os.close(master)
+    assert p.returncode == 0
+    return p.stdout.decode(), shown.decode()
+
+
+def test_the_backend_note_is_said_once_to_a_terminal_and_never_to_pipelines(tmp_path):
+    import os
+
+    from tinyllm import modeldir
+
+    model = modeldir.BUNDLED_MODELS / "shakespeare-char"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out, shown = _on_a_terminal(["generate", "-m", str(model), "-n", "3", "ROMEO:"], env)
+    assert shown.count("using the onnx backend (model.int8.onnx found)") == 1 and out
+    _, shown = _on_a_terminal(["generate", "-q", "-m", str(model), "-n", "3", "ROMEO:"], env)
+    assert "onnx backend" not in shown
+    for q in ([], ["-q"]):   # classify says it the same way, and -q silences it there too
+        _, shown = _on_a_terminal(["classify", *q], env, input=b"WIN a prize\n")
+        assert shown.count("using the onnx backend") == (0 if q else 1)
+    p = subprocess.run([sys.executable, "-m", "tinyllm", "generate", "-m", str(model), "-n", "3",
+                        "ROMEO:"], capture_output=True, env=env, timeout=120)
+    assert p.returncode == 0 and b"onnx backend" not in p.stderr   # a pipeline: not a terminal

@@ -83,3 +83,71 @@ def test_info_on_a_broken_config_names_the_file(tmp_path):
     (tmp_path / "config.yaml").write_text("model:\n  n_layer: [1\n")
     r = run("info", str(tmp_path))
     assert r.exit_code == 2 and "config.yaml:" in r.output and "invalid YAML" in r.output
+
+
+def test_onnx_graphs_are_one_answer_everywhere(tmp_path):
+    """A folder with only model.int8.onnx: int8 in `info`, `models` and the TUI alike."""
+    from tinyllm import modeldir
+    from tinyllm_tui.screens.models import model_details, model_row
+
+    src = modeldir.BUNDLED_MODELS / "shakespeare-char"
+    assert modeldir.onnx_graphs(src) == ["int8"]
+    info = modeldir.read_info(src)
+    assert info.onnx_label == "int8"
+    assert "int8 (model.int8.onnx)" in run("info", "shakespeare-char").stdout
+    assert json.loads(run("info", "shakespeare-char", "--json").stdout)["onnx_graphs"] == ["int8"]
+    row = next(line for line in run("models").stdout.splitlines()
+               if line.startswith("shakespeare-char "))
+    assert " int8 " in row
+    assert "int8" in model_row(info) and "fp32" not in model_row(info)
+    assert "int8 + fp32" not in str(model_details(info))
+    both = tmp_path / "both"
+    shutil.copytree(src, both)
+    (both / "model.onnx").write_bytes(b"")
+    assert modeldir.read_info(both).onnx_label == "int8 + fp32"
+
+
+def test_models_in_extra_folders_are_found_by_name(tiny_lm_dir, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_lm_dir, runs / "verdict")
+    r = run("models", "--path", str(runs))
+    assert r.exit_code == 0
+    row = next(line for line in r.stdout.splitlines() if line.startswith("verdict "))
+    assert str(runs) in row
+    assert "verdict" not in run("models").stdout                     # not without the folder
+    assert run("info", "verdict").exit_code == 2
+    monkeypatch.setenv("TINYLLM_PATH", f"{tmp_path / 'nothing'}:{runs}")
+    assert any(line.startswith("verdict ") for line in run("models").stdout.splitlines())
+    assert json.loads(run("info", "verdict", "--json").stdout)["path"] == str(runs / "verdict")
+    r = CliRunner().invoke(main, ["generate", "-m", "verdict", "-n", "3", "--seed", "0", "x"])
+    assert r.exit_code == 0, r.output
+    from tinyllm_tui.widgets.model_picker import ModelPicker
+
+    assert "verdict" in [name for _, name in ModelPicker()._options()]   # the TUI's picker too
+
+
+def test_an_unknown_name_lists_the_closest(tinyllm_home):
+    r = run("info", "shakespear-char")
+    assert r.exit_code == 2
+    assert "did you mean 'shakespeare-char'?" in r.output and "TINYLLM_HOME" not in r.output
+    assert "`tinyllm models` lists them" in r.output
+
+
+def test_mistyped_commands_get_a_suggestion():
+    r = run("genrate", "x")
+    assert r.exit_code == 2 and "No such command 'genrate'. Did you mean 'generate'?" in r.output
+    assert "Did you mean" not in run("xyzzy").output
+
+
+def test_help_examples_name_models_that_exist_or_paths():
+    """`generate --help` once said `--model gpt2`, which is no model name."""
+    import re
+
+    from tinyllm import modeldir
+
+    names = {m.name for m in modeldir.list_models()}
+    for cmd in (["generate"], ["chat"], ["classify"], ["eval"], ["finetune"], ["models"],
+                ["tokenize"], ["train"]):
+        text = run(*cmd, "--help").stdout
+        for ref in re.findall(r"--model ([^\s`]+)", text):
+            assert "/" in ref or ref in names or ref in ("M", "NAME"), (cmd, ref)

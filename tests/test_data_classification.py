@@ -128,3 +128,97 @@ def test_sms_balanced_split_sizes():
     assert (len(train), len(val), len(test)) == (1046, 150, 298)
     assert not {e.line for e in test} & {e.line for e in rest}  # left-out ham is never in test
 
+
+
+# ---- headers and columns told by content --------------------------------------------------------
+def sms_rows(n=300):
+    lines = (SHARED_DATA / "SMSSpamCollection.tsv").read_text(encoding="utf-8").splitlines()[:n]
+    return [line.split("\t", 1) for line in lines]
+
+
+def write_csv(tmp_path, name, header, rows):
+    import csv
+
+    p = tmp_path / name
+    with open(p, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        if header:
+            w.writerow(header)
+        w.writerows(rows)
+    return p
+
+
+@pytest.mark.parametrize("order", ["label,text", "text,label"])
+def test_a_header_with_other_names_is_a_header_and_the_columns_are_found(tmp_path, order):
+    rows = sms_rows()
+    if order == "text,label":
+        p = write_csv(tmp_path, "d.csv", ["message", "category"], [[t, l] for l, t in rows])
+    else:
+        p = write_csv(tmp_path, "d.csv", ["category", "message"], rows)
+    said = []
+    ex = cd.read_examples(p, log=said.append)
+    assert len(ex) == 300 and cd.discover_labels(ex) == ["ham", "spam"]   # no "category" label
+    assert ex[0].line == 2 and ex[0].text.startswith("Go until jurong")
+    assert "'message'" in said[0] and "'category'" in said[0]             # what was chosen, said
+
+
+def test_headerless_text_label_order_is_told_by_content(tmp_path):
+    p = write_csv(tmp_path, "d.csv", None, [[t, l] for l, t in sms_rows()])
+    ex = cd.read_examples(p)
+    assert len(ex) == 300 and cd.discover_labels(ex) == ["ham", "spam"] and ex[0].line == 1
+
+
+def test_a_named_column_that_is_not_in_the_header(tmp_path):
+    p = write_csv(tmp_path, "d.csv", ["message", "category"], [[t, l] for l, t in sms_rows()])
+    with pytest.raises(DataError) as e:
+        cd.read_examples(p, text_col="body")
+    assert "missing column 'body' (header columns: message, category)" in str(e.value)
+    assert "no header" not in str(e.value)
+    ex = cd.read_examples(p, text_col="message")       # the other column is the label
+    assert cd.discover_labels(ex) == ["ham", "spam"]
+    ex = cd.read_examples(p, text_col=1, label_col=2)  # numbers skip the header too
+    assert len(ex) == 300 and ex[0].line == 2
+
+
+def test_columns_that_cannot_be_told_apart_are_refused_naming_the_header(tmp_path):
+    # two columns of many values each (repeats: a header, but which is the label?)
+    p = write_csv(tmp_path, "e.csv", ["title", "summary"],
+                  [["ham", f"text {i}"] if i % 2 else ["spam", f"words {i}"] for i in range(30)]
+                  + [[f"t{i}", "x"] for i in range(30)])
+    with pytest.raises(DataError) as e:
+        cd.read_examples(p)
+    assert "e.csv:1: the header row (title, summary)" in str(e.value)
+    assert "--text-col and --label-col" in str(e.value) and e.value.exit_code == 2
+
+
+def test_a_label_column_of_nearly_one_value_per_row_is_refused(tmp_path):
+    from tinyllm.tasks.classify import ClassifyTask
+
+    p = write_csv(tmp_path, "d.csv", ["message", "category"], [[t, l] for l, t in sms_rows()])
+    ex = cd.read_examples(p, text_col="category", label_col="message")   # swapped by mistake
+    with pytest.raises(DataError, match=r"d.csv: 2\d\d distinct labels in 300 rows: is --label-col "
+                                        r"the text\?"):
+        ClassifyTask().label_set(ex, p)
+    assert len(ClassifyTask().label_set(ex, p, allow_many_labels=True)) > 250
+
+
+def test_cli_finetune_classify_refuses_many_labels_with_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from tinyllm.cli import main
+
+    p = write_csv(tmp_path, "d.csv", ["message", "category"], [[t, l] for l, t in sms_rows()])
+    r = CliRunner().invoke(main, ["finetune", "classify", "--data", str(p), "--out",
+                                  str(tmp_path / "m"), "--text-col", "category", "--label-col",
+                                  "message"])
+    assert r.exit_code == 2 and "distinct labels in 300 rows" in r.output, r.output
+    assert "--allow-many-labels" in r.output and not (tmp_path / "m" / "metrics.jsonl").exists()
+
+
+def test_tui_data_screen_reads_headers_as_the_cli_does(tmp_path):
+    from tinyllm_tui.datafile import load_dataset
+
+    p = write_csv(tmp_path, "d.csv", ["message", "category"], [[t, l] for l, t in sms_rows()])
+    ds = load_dataset(p)
+    assert ds.kind == "classification" and set(ds.label_counts()) == {"ham", "spam"}
+    assert any("told by content" in n for n in ds.notes)

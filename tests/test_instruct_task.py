@@ -141,7 +141,10 @@ class FakeJudge(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeJudge.requests.append({"path": self.path, **body})
         prompt = body["messages"][0]["content"]
-        score = "Score: 90" if "`With input.`" in prompt.split("model response")[1] else "40"
+        if "model response" not in prompt:  # the check before the first entry
+            score = "100"
+        else:
+            score = "Score: 90" if "`With input.`" in prompt.split("model response")[1] else "40"
         reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": score}}]})
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -171,8 +174,9 @@ def test_judge_scores_each_response(trained, tmp_path, judge_server):
                             "--judge-url", judge_server, "--judge-model", "fake-llama",
                             "--json").stdout)
     rows = json.loads(out.read_text())
-    assert len(FakeJudge.requests) == 8
-    first = FakeJudge.requests[0]
+    assert len(FakeJudge.requests) == 1 + 8  # checked once before the first entry, then each
+    assert "model response" not in FakeJudge.requests[0]["messages"][0]["content"]
+    first = FakeJudge.requests[1]
     assert first["path"] == "/v1/chat/completions" and first["model"] == "fake-llama"
     assert first["temperature"] == 0
     assert rows[0]["instruction"] in first["messages"][0]["content"]
@@ -181,7 +185,7 @@ def test_judge_scores_each_response(trained, tmp_path, judge_server):
     assert report["metrics"]["judge_score"] == pytest.approx(sum(r["score"] for r in rows) / 8)
 
 
-def test_unreachable_judge_is_a_clear_error_and_keeps_the_responses(trained, tmp_path):
+def test_unreachable_judge_is_said_before_the_first_entry(trained, tmp_path):
     import socket
 
     d, _ = trained
@@ -193,7 +197,7 @@ def test_unreachable_judge_is_a_clear_error_and_keeps_the_responses(trained, tmp
                  "--judge-url", f"http://127.0.0.1:{port}", ok=False)
     assert result.exit_code == 2
     assert "cannot connect" in result.stderr and "Traceback" not in result.output
-    assert len(json.loads(out.read_text())) == 8
+    assert "answering" not in result.stderr and not out.exists()  # nothing answered in vain
 
 
 def test_judge_helpers():

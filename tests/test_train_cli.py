@@ -155,3 +155,39 @@ def test_ten_minute_preset_is_bounded_by_time_not_steps():
     assert lr_at(100, cfg, wall=599.0) < 1.01 * cfg.min_lr + 1e-3 * (cfg.lr - cfg.min_lr)
     assert lr_at(100, cfg, wall=60.0) > 0.9 * cfg.lr
     assert SHAKESPEARE_PRESET == "shakespeare-char-10min"
+
+
+def test_resume_of_a_finished_run_is_refused_and_writes_nothing(verdict, tmp_path):
+    out = tmp_path / "done"
+    r = invoke("--preset", "tiny", "--data", verdict, "--out", out, "--max-steps", 4, "--eval-every", 2,
+               *SMALL)
+    assert r.exit_code == 0, r.output
+    before = {p.name: p.read_bytes() for p in (out / "metrics.jsonl", out / "train.yaml")}
+    for extra in ([], ["-q"], ["--max-steps", 3], ["--max-steps", 4, "-q"]):
+        r = invoke("--out", out, "--resume", *extra)
+        assert_user_error(r, f"{out.resolve()} already reached step 4", "larger --max-steps")
+        assert {p.name: p.read_bytes() for p in (out / "metrics.jsonl", out / "train.yaml")} == before
+    assert "asked for 3" in invoke("--out", out, "--resume", "--max-steps", 3).output
+
+
+def test_errors_name_the_real_problem(verdict, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert_user_error(invoke("--preset", "tiny", "--data", verdict, "--out", afile, "--max-steps", 2),
+                      "afile: is a file, not a directory")
+    assert_user_error(invoke("--out", tmp_path / "none", "--resume"),
+                      f"no run in {tmp_path / 'none'} to resume")
+    assert_user_error(invoke("--resume"), "--resume needs --out")
+    assert_user_error(invoke("--preset", "tiny", "--data", tmp_path, "--out", tmp_path / "o"),
+                      "is a directory, not a text file")
+    assert not (tmp_path / "o").exists()
+
+
+def test_progress_start_line_of_a_run_with_nothing_left(capsys):
+    """The start event of a run at its end has no tokens_per_step: no TypeError formatting it."""
+    from tinyllm.cli.progress import TrainProgress
+
+    TrainProgress(quiet=False)({"event": "start", "step": 5, "max_steps": 5, "params": None,
+                                "tokens_per_step": None, "device": "cpu", "precision": "fp32",
+                                "world_size": 1, "out": "x"})
+    assert "step 5/5" in capsys.readouterr().err

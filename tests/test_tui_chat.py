@@ -229,3 +229,108 @@ def test_real_engine_on_a_tiny_model(tiny_lm_dir):
             assert len(replies(app)[0].content) == 20          # 20 characters from a char model
             assert "tiny-lm · lm · torch" in text_of(screen.query_one("#chat-model-info"))
     asyncio.run(scenario())
+
+
+def test_enter_while_the_model_loads_is_queued_and_sent_when_ready():
+    """A person types as soon as they see the box: the prompt waits, shown as pending."""
+    import threading
+
+    ready = threading.Event()
+    engine = FakeEngine(pieces=["Hi", " there"], delay=0)
+
+    def slow(model, backend):
+        ready.wait(10)
+        return engine
+
+    async def scenario():
+        app = TinyLLMApp(engine_factory=slow)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.loading)
+            prompt = screen.query_one("#prompt")
+            prompt.focus()
+            prompt.value = "ROMEO:"
+            await pilot.press("enter")
+            await pilot.pause(0.05)
+            assert prompt.value == ""                              # taken, not left in the box
+            views = list(screen.query(".message"))
+            assert [v.message.content for v in views] == ["ROMEO:"] and views[0].pending
+            assert "waiting for the model" in text_of(views[0])
+            assert "sent when it is ready" in text_of(screen.query_one("#chat-status"))
+            assert engine.prompts == []
+            ready.set()
+            await wait_for(pilot, lambda: replies(app) and not screen.generating)
+            assert engine.prompts == ["ROMEO:"] and replies(app)[0].content == "Hi there"
+            assert not views[0].pending
+    asyncio.run(scenario())
+
+
+def test_a_queued_prompt_comes_back_when_the_model_fails_to_load():
+    import threading
+
+    go = threading.Event()
+
+    def broken(model, backend):
+        go.wait(10)
+        raise UserError(f"model {model!r} not found")
+
+    async def scenario():
+        app = TinyLLMApp(model="nope", engine_factory=broken)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.loading)
+            screen.query_one("#prompt").value = "hello"
+            screen.query_one("#prompt").focus()
+            await pilot.press("enter")
+            await pilot.pause(0.05)
+            go.set()
+            await wait_for(pilot, lambda: not screen.loading)
+            await pilot.pause(0.05)
+            assert not screen.query(".message") and not screen.conversation.messages
+            assert screen.query_one("#prompt").value == "hello"
+            assert "not sent" in text_of(screen.query_one("#chat-status"))
+    asyncio.run(scenario())
+
+
+def test_switching_model_starts_a_new_conversation():
+    engines = {"first": FakeEngine(pieces=["one"], delay=0, name="first"),
+               "second": FakeEngine(pieces=["two"], delay=0, name="second")}
+
+    async def scenario():
+        app = TinyLLMApp(model="first", engine_factory=lambda m, b: engines[m])
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await send(pilot, "hello")
+            await wait_for(pilot, lambda: replies(app) and not screen.generating)
+            old = screen.conversation
+            assert old.model == "first"
+            from tinyllm_tui.widgets.model_picker import ModelPicker
+
+            screen.query_one(ModelPicker).set_current("second", announce=True)
+            await wait_for(pilot, lambda: screen.engine is engines["second"])
+            assert screen.conversation is not old and not screen.conversation.messages
+            assert not screen.query(".message")
+            assert "Ctrl+O" in text_of(screen.query_one("#chat-status"))
+            await send(pilot, "again")
+            await wait_for(pilot, lambda: replies(app) and not screen.generating)
+            assert screen.conversation.model == "second"
+            saved = Conversation.load(old.path)                  # the old one kept its model
+            assert saved.model == "first" and [m.content for m in saved.messages] == ["hello", "one"]
+    asyncio.run(scenario())
+
+
+def test_what_the_engine_says_is_shown(tiny_lm_dir):
+    """A prompt longer than the context and characters the tokenizer does not know: warnings."""
+    async def scenario():
+        app = TinyLLMApp(model=str(tiny_lm_dir), backend="torch")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.engine is not None)
+            screen.query_one("#sampling-max_new_tokens").value = "2"
+            await send(pilot, "ROMEO: " * 20 + "😀")
+            await wait_for(pilot, lambda: replies(app) and not screen.generating)
+            await pilot.pause(0.05)
+            messages = [n.message for n in app._notifications]
+            assert any("longer than the model's 64-token context" in m for m in messages)
+            assert any("does not know 1 character" in m and "😀" in m for m in messages)
+    asyncio.run(scenario())

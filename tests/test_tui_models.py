@@ -93,9 +93,9 @@ def test_export_runs_in_a_worker_and_the_list_shows_it(monkeypatch):
             await wait_for(pilot, lambda: rows(app) == ["alpha"])
             await pilot.press("x")
             table = app.screen.query_one("#models-table")
-            await wait_for(pilot, lambda: table.get_row_at(0)[5] == "yes")
+            await wait_for(pilot, lambda: table.get_row_at(0)[5] == "fp32")
             await pilot.press("i")
-            await wait_for(pilot, lambda: table.get_row_at(0)[5] == "int8")
+            await wait_for(pilot, lambda: table.get_row_at(0)[5] == "int8 + fp32")
             assert calls == [(d, False), (d, True)]
     asyncio.run(scenario())
 

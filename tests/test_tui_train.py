@@ -184,13 +184,151 @@ def test_bad_form_and_failed_run_are_reported(tmp_path):
             screen.query_one("#train-config").value = str(bad_yaml)
             screen.query_one("#train-data").value = ""
             await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: any("training failed" in n.message
+            await wait_for(pilot, lambda: any("training did not start" in n.message
                                               for n in app._notifications), step=0.1)
             assert any("no_such_key" in n.message for n in app._notifications)
     asyncio.run(scenario())
 
 
-def test_quitting_stops_a_run_started_here():
+def log_lines(app) -> list[str]:
+    return [str(x.text) if hasattr(x, "text") else str(x) for x in app.screen.query_one("#train-log").lines]
+
+
+def old_run(name: str, step: int, target: int) -> Path:
+    """A run folder as `tinyllm train` leaves it after ``step`` of ``target`` steps."""
+    from tinyllm.config import write_yaml
+
+    run = modeldir.models_home() / name
+    (run / "train_state").mkdir(parents=True)
+    (run / "last").mkdir()
+    write_yaml(run / "train.yaml", {"name": name, "model": {}, "train": {"max_steps": target}})
+    write_yaml(run / "last" / "config.yaml", {"task": "lm", "train": {"step": step}})
+    lines = [{"event": "start", "step": 0, "max_steps": target, "time": 1.0}]
+    lines += [{"event": "step", "step": i, "loss": 3.0, "time": 1.0 + i} for i in range(1, step + 1)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return run
+
+
+def test_resume_continues_the_run_as_configured_unless_the_target_is_changed():
+    specs = []
+
+    def factory(spec):
+        specs.append(spec)
+        return FakeRun(spec, 0, 0)          # a run that ends at once
+
+    run = old_run("attached", 100, 150)
+
+    async def scenario():
+        app = TinyLLMApp(screen="train", attach=str(run), trainer_factory=factory)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state.step == 100)
+            assert screen.query_one("#train-steps").value == "150"   # the run's target, shown
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: specs)
+            assert specs[0].resume and specs[0].max_steps is None     # as configured: 150
+            await wait_for(pilot, lambda: not screen.running)
+            screen.query_one("#train-steps").value = "300"            # a new target, on purpose
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: app.screen.query(".dialog-question"))
+            question = text_of(app.screen.query_one(".dialog-question"))
+            assert "to 300 steps instead of its 150" in question and "stretched" in question
+            await pilot.press("n")
+            await pilot.pause(0.05)
+            assert len(specs) == 1                                    # cancelled: nothing started
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: app.screen.query(".dialog-question"))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: len(specs) == 2)
+            assert specs[1].resume and specs[1].max_steps == 300
+    asyncio.run(scenario())
+
+
+def test_resume_after_the_run_finished_says_so_and_starts_nothing():
+    specs = []
+    run = old_run("finished", 150, 150)
+
+    async def scenario():
+        app = TinyLLMApp(screen="train", attach=str(run),
+                         trainer_factory=lambda spec: specs.append(spec) or FakeRun(spec, 0, 0))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state.step == 150)
+            await pilot.press("ctrl+r")
+            await pilot.pause(0.1)
+            messages = [n.message for n in app._notifications]
+            assert specs == [] and any("already reached step 150" in m for m in messages)
+            assert not any("failed" in m for m in messages)
+    asyncio.run(scenario())
+
+
+def test_a_run_refused_by_tinyllm_train_is_not_a_failure(tmp_path):
+    """The real child: `tinyllm train --resume` of a finished run exits 2 with its reason."""
+    from click.testing import CliRunner
+
+    from tinyllm.cli import main
+
+    run = modeldir.models_home() / "done-real"
+    r = CliRunner().invoke(main, ["train", "--preset", "tiny", "--data", str(DATA / "the-verdict.txt"),
+                                  "--out", str(run), "--max-steps", "2", "-q", "--set",
+                                  "batch_size=2", "--set", "seq_len=16", "--set", "eval_batches=1",
+                                  "--set", "sample_tokens=0"])
+    assert r.exit_code == 0, r.output
+    metrics = (run / "metrics.jsonl").read_text()
+
+    async def scenario():
+        app = TinyLLMApp(screen="train")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            screen.launch(__import__("tinyllm_tui.runner", fromlist=["RunSpec"]).RunSpec(
+                out=run, preset=None, resume=True, max_steps=1))
+            await wait_for(pilot, lambda: screen.process.poll() is not None, step=0.2)
+            await pilot.pause(0.6)
+            status = text_of(screen.query_one("#train-status"))
+            assert "not started" in status and "failed" not in status, status
+    asyncio.run(scenario())
+    assert (run / "metrics.jsonl").read_text() == metrics          # nothing appended
+
+
+def test_log_panel_starts_clean_and_shows_each_line_once_after_a_resume():
+    class Failing(FakeRun):
+        def _run(self):
+            self.code = 1
+
+        def tail(self, lines=12):
+            return "Traceback (most recent call last):\nRuntimeError: boom"
+
+    runs = iter([Failing, FakeRun, FakeRun])
+
+    async def scenario():
+        app = TinyLLMApp(screen="train",
+                         trainer_factory=lambda spec: next(runs)(spec, 40, 0.02))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            fill_form(app, steps=40, name="logrun")
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: any("Traceback" in x for x in log_lines(app)))
+            await pilot.press("ctrl+s")                          # a new run: the old traceback goes
+            await wait_for(pilot, lambda: screen.state.step >= 12)
+            assert not any("Traceback" in x for x in log_lines(app))
+            await pilot.press("ctrl+x")
+            await wait_for(pilot, lambda: screen.state.done is not None)
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: screen.state.done is not None
+                           and screen.state.done["reason"] == "finished")
+            # a resume rewrites metrics.jsonl (atomic replace): nothing is logged twice
+            metrics = screen.run_dir / "metrics.jsonl"
+            tmp = metrics.with_suffix(".tmp")
+            tmp.write_text(metrics.read_text())
+            os.replace(tmp, metrics)
+            await pilot.pause(1.2)
+            lines = log_lines(app)
+            evals = [x for x in lines if x.startswith("step 10:")]
+            assert len(evals) == 1, lines
+    asyncio.run(scenario())
+
+
+def test_ctrl_q_asks_then_quitting_stops_a_run_started_here():
     runs = []
 
     def factory(spec):
@@ -202,6 +340,23 @@ def test_quitting_stops_a_run_started_here():
         async with app.run_test(size=SIZE) as pilot:
             fill_form(app, steps=100_000)
             await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: app.screen.state.step == 4)
+            await wait_for(pilot, lambda: app.screen.state.step > 3)
+            # following another run while ours goes would leave Ctrl+X stopping the wrong one
+            train = app.screen
+            train.query_one("#train-attach").value = "/somewhere/else"
+            train.query_one("#train-attach").focus()
+            await pilot.press("enter")
+            await pilot.pause(0.05)
+            assert train.run_dir.name == "run"
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: app.screen.query(".dialog-question"))
+            assert "is going" in text_of(app.screen.query_one(".dialog-question"))
+            await pilot.press("n")
+            await pilot.pause(0.1)
+            assert app.is_running and runs[0].running
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: app.screen.query(".dialog-question"))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not app.is_running)
     asyncio.run(scenario())
     assert not runs[0].running and runs[0].code == 130    # stopped with a checkpoint, not killed

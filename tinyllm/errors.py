@@ -1,5 +1,18 @@
-"""The one exception family for bad user input: the CLI prints its message and exits with code 2."""
+"""The one exception family for bad user input: the CLI prints its message and exits with code 2.
+
+Library code never prints: what goes wrong is raised from here; what a person should know
+(a note, a warning) is said through a ``log=`` callback of type :data:`Log`, silent by default
+(:func:`no_log`).
+"""
 from __future__ import annotations
+
+from typing import Callable
+
+Log = Callable[[str], None]
+
+
+def no_log(message: str) -> None:
+    """The default ``log=`` callback: library code never prints."""
 
 
 class UserError(ValueError):

@@ -3,7 +3,8 @@
 A model directory holds ``config.yaml`` (model shape, tokenizer spec, task, labels, template,
 provenance), ``model.safetensors`` and optionally a tokenizer file, ``model.onnx`` /
 ``model.int8.onnx`` and ``train_state/``. Models are found by path, then by name in
-``$TINYLLM_HOME/models``, then among the bundled ones.
+``$TINYLLM_HOME/models``, then in the folders of ``$TINYLLM_PATH`` (``:``-separated), then among
+the bundled ones.
 """
 from __future__ import annotations
 
@@ -39,8 +40,19 @@ def models_home() -> Path:
     return tinyllm_home() / "models"
 
 
-def search_path() -> list[tuple[str, Path]]:
-    return [("user", models_home()), ("bundled", BUNDLED_MODELS)]
+PATH_ENV = "TINYLLM_PATH"          # ":"-separated extra folders of models, searched by name
+
+
+def extra_folders() -> list[Path]:
+    """The folders of ``$TINYLLM_PATH`` (``:``-separated, like ``$PATH``; empty entries skipped)."""
+    return [Path(p).expanduser() for p in os.environ.get(PATH_ENV, "").split(os.pathsep) if p]
+
+
+def search_path(extra: list[str | Path] | tuple = ()) -> list[tuple[str, Path]]:
+    """(source, folder) in the order names are looked up: ``$TINYLLM_HOME/models`` ("user"),
+    the folders of ``extra`` and ``$TINYLLM_PATH`` (the source is the folder), the bundled ones."""
+    folders = [Path(p).expanduser() for p in extra] + extra_folders()
+    return [("user", models_home()), *((str(f), f) for f in folders), ("bundled", BUNDLED_MODELS)]
 
 
 def resolve(name_or_path: str | Path | None, default: str = DEFAULT_LM) -> Path:
@@ -55,9 +67,19 @@ def resolve(name_or_path: str | Path | None, default: str = DEFAULT_LM) -> Path:
         for _, root in search_path():
             if (root / ref / CONFIG).is_file():
                 return root / ref
-    known = ", ".join(m.name for m in list_models()) or "none"
-    raise ModelNotFound(f"model {ref!r} not found as a path, in {models_home()}, or bundled "
-                        f"(known: {known})")
+    raise ModelNotFound(not_found_message(ref))
+
+
+def not_found_message(ref: str) -> str:
+    """Where a model name was looked for, and the closest names there are."""
+    import difflib
+
+    names = sorted({m.name for m in list_models()})
+    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
+    where = ", ".join([str(models_home()), *(f"{f} (${PATH_ENV})" for f in extra_folders())])
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return (f"model {ref!r} not found as a path, by name in {where}, or bundled{hint} "
+            f"(known: {', '.join(names) or 'none'}; `tinyllm models` lists them)")
 
 
 @dataclass
@@ -90,6 +112,11 @@ class ModelInfo:
         return onnx_graphs(self.path)
 
     @property
+    def onnx_label(self) -> str:
+        """The graphs as people are shown them (:func:`onnx_label`)."""
+        return onnx_label(self.onnx_graphs)
+
+    @property
     def has_onnx(self) -> bool:
         return "fp32" in self.onnx_graphs
 
@@ -112,13 +139,20 @@ class ModelInfo:
             "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
             "context_length": cfg.context_length, "vocab_size": cfg.vocab_size,
             "flops_per_token": cfg.flops_per_token(), "labels": self.meta.get("labels"),
-            "onnx": self.has_onnx, "int8": self.has_int8, "size_bytes": self.size_bytes(),
+            "onnx_graphs": self.onnx_graphs, "onnx": bool(self.onnx_graphs), "int8": self.has_int8,
+            "size_bytes": self.size_bytes(),
         }
 
 
 def onnx_graphs(path: str | Path) -> list[str]:
     """Which ONNX graphs the model directory ``path`` holds ("int8", "fp32"), preferred first."""
     return [p for p, name in ONNX_GRAPHS.items() if (Path(path) / name).is_file()]
+
+
+def onnx_label(graphs: list[str]) -> str:
+    """Graphs as :func:`onnx_graphs` lists them, as people are shown them: "int8 + fp32", "int8",
+    "fp32" or "-" (`tinyllm models`, the TUI)."""
+    return " + ".join(graphs) or "-"
 
 
 def read_info(path: str | Path, source: str = "path") -> ModelInfo:
@@ -128,7 +162,8 @@ def read_info(path: str | Path, source: str = "path") -> ModelInfo:
 
 
 def source_of(path: str | Path) -> str:
-    """"user" or "bundled" when ``path`` lies in a search-path root, else "path"."""
+    """"user", "bundled" or the ``$TINYLLM_PATH`` folder when ``path`` lies in a search-path
+    root, else "path"."""
     path = Path(path).resolve()
     for source, root in search_path():
         if root.resolve() in path.parents:
@@ -149,10 +184,12 @@ def load_tokenizer(name_or_path: str | Path | None = None, default: str = DEFAUL
     return read_info(resolve(name_or_path, default)).load_tokenizer()
 
 
-def list_models() -> list[ModelInfo]:
-    """Every model in ``$TINYLLM_HOME/models`` and the bundled ones (user models first)."""
+def list_models(extra: list[str | Path] | tuple = ()) -> list[ModelInfo]:
+    """Every model found by name: in ``$TINYLLM_HOME/models``, the folders of ``extra`` and of
+    ``$TINYLLM_PATH``, and the bundled ones, in that order (a name is listed once, where
+    :func:`resolve` finds it)."""
     out, seen = [], set()
-    for source, root in search_path():
+    for source, root in search_path(extra):
         if not root.is_dir():
             continue
         for d in sorted(root.iterdir()):

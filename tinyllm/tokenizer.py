@@ -45,6 +45,11 @@ class Tokenizer:
     def spec(self) -> dict:
         return {"type": self.name}
 
+    def unknown(self, text: str) -> dict[str, int]:
+        """Characters of ``text`` this tokenizer cannot represent (read as a stand-in), with their
+        counts; byte-level tokenizers represent everything."""
+        return {}
+
     def save(self, directory: str | Path) -> None:
         """Write the files the spec refers to (none for gpt2)."""
 
@@ -55,6 +60,23 @@ class Tokenizer:
         with tempfile.TemporaryDirectory() as d:
             self.save(d)
             return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir())}
+
+
+def unknown_warning(tokenizer: Tokenizer, unknown: dict[str, int], what: str = "the prompt"
+                    ) -> str | None:
+    """One warning line for the characters ``tokenizer`` does not know, with their counts (as
+    :meth:`Tokenizer.unknown` gives them; None when there are none): which, how many, and what
+    they were read as."""
+    if not unknown:
+        return None
+    n = sum(unknown.values())
+    shown = ", ".join(f"{c!r} x{k}" if k > 1 else repr(c)
+                      for c, k in sorted(unknown.items(), key=lambda x: -x[1])[:10])
+    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    stand_in = getattr(tokenizer, "unk", None)
+    return (f"warning: the {tokenizer.name} tokenizer does not know {n:,} character"
+            f"{'s' if n != 1 else ''} of {what} and reads {'them' if n != 1 else 'it'} as "
+            f"{stand_in!r}: {shown}{more}")
 
 
 # ---- gpt2 -------------------------------------------------------------------------------------
@@ -136,6 +158,11 @@ class CharTokenizer(Tokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[i] for i in ids)
+
+    def unknown(self, text: str) -> dict[str, int]:
+        from collections import Counter
+
+        return dict(Counter(c for c in text if c not in self.stoi))
 
     def token_bytes(self, token_id: int) -> bytes:
         return self.chars[token_id].encode("utf-8")

@@ -14,7 +14,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from tinyllm_tui.themes import DARK, LIGHT, default_theme
+from tinyllm_tui.themes import DARK, LIGHT, default_theme, theme_choices
 
 SCREENS_BY_MODE = {
     "chat": "tinyllm_tui.screens.chat:ChatScreen",
@@ -69,6 +69,7 @@ class TinyLLMApp(App):
         self.start_attach = attach               # a run dir (or metrics.jsonl) to follow in Train
         self.engine_factory = engine_factory or default_engine_factory
         self.trainer_factory = trainer_factory   # tests swap the training process for a thread
+        self.train_screen = None                 # the Train screen, once shown (it may run a run)
         self.register_theme(DARK)
         self.register_theme(LIGHT)
         # set before the first paint: changing the theme later restyles every widget again
@@ -84,6 +85,22 @@ class TinyLLMApp(App):
                timeout: float | None = None, markup: bool = False) -> None:
         """Notifications show text as written (file names and errors may contain [brackets])."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    async def action_quit(self) -> None:
+        """Quit; a training run started here is stopped (after it saves a checkpoint), so ask
+        first. Ctrl+Q again in the question quits."""
+        from tinyllm_tui.screens.dialogs import ConfirmDialog
+
+        train = getattr(self, "train_screen", None)
+        if train is None or not train.running or isinstance(self.screen, ConfirmDialog):
+            self.exit()
+            return
+        s = train.state
+        at = f" at step {s.step:,}/{s.max_steps:,}" if s.max_steps else ""
+        self.push_screen(ConfirmDialog(
+            f"Training {train.process.out.name} is going{at}. Quitting stops it after it saves a "
+            "checkpoint (Ctrl+R resumes it later). Quit?", yes="Stop and quit"),
+            lambda yes: self.exit() if yes else None)
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT.name if self.theme == DARK.name else DARK.name
@@ -116,10 +133,14 @@ def main(argv: list[str] | None = None) -> None:
                     "model.onnx, else torch")
     ap.add_argument("--screen", choices=tuple(SCREENS_BY_MODE), default="chat",
                     help="screen to open first")
-    ap.add_argument("--theme", help="dark, light or any Textual theme (default: follow COLORFGBG)")
+    ap.add_argument("--theme", metavar="NAME", help="dark, light or any Textual theme (nord, "
+                    "dracula, ...; default: follow COLORFGBG)")
     ap.add_argument("--data", help="open this data file in the Data screen")
     ap.add_argument("--attach", help="follow this training run (directory or metrics.jsonl)")
     args = ap.parse_args(argv)
+    if args.theme and args.theme not in theme_choices():
+        ap.error(f"--theme {args.theme!r}: unknown theme; choose one of: "
+                 f"{', '.join(theme_choices())}")
     screen = args.screen
     if args.data and screen == "chat":
         screen = "data"

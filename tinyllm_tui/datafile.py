@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tinyllm.data.classification import LABEL_NAMES, TEXT_NAMES
 from tinyllm.data.files import iter_lines, parse_records, read_text
 from tinyllm.errors import DataError as DataFileError, UserError
 
-TEXT_NAMES = ("text", "message", "sentence", "content", "review", "sms", "body", "document")
-LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "status", "y")
 INSTRUCTION_KEYS = ("instruction", "input", "output")
-_HEADER_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_ \-]{0,30}$")
 
 Progress = Callable[[int], None]
 
@@ -129,13 +126,15 @@ def load_dataset(path: str | Path, progress: Progress | None = None) -> Dataset:
 
 
 def _classification(path: Path) -> Dataset:
-    from tinyllm.data.classification import read_examples
+    from tinyllm.data.classification import check_label_spread, read_examples
 
-    examples = read_examples(path)
+    notes: list[str] = []
+    examples = read_examples(path, log=notes.append)
+    check_label_spread(examples, path)
     first = "record" if path.suffix.lower() == ".json" else "line"
     rows = [(str(e.line), e.label, e.text) for e in examples]
     return Dataset(path, "classification", [first, "label", "text"], rows, text_column=2,
-                   label_column=1)
+                   label_column=1, notes=notes)
 
 
 def _tick(progress: Progress | None, n: int) -> None:
@@ -156,16 +155,17 @@ def _read_table(path: Path, text: str, delim: str, progress: Progress | None) ->
         records = ((n, line.split("\t")) for n, line in iter_lines(text))
     else:
         records = ((n, rec) for n, rec in enumerate(csv.reader(text.splitlines()), 1))
+    from tinyllm.data.classification import SAMPLE_ROWS, has_header_row
+
+    records = [(n, rec) for n, rec in records if any(f.strip() for f in rec)]
     rows, skipped, width, header = [], [], None, None
+    if records:
+        width = len(records[0][1])
+        if has_header_row([rec for _, rec in records[:SAMPLE_ROWS]], sample=text[:16384]):
+            header = [f.strip() for f in records[0][1]]
+            records = records[1:]
     for n, rec in records:
         _tick(progress, n)
-        if not any(f.strip() for f in rec):
-            continue
-        if width is None:
-            width = len(rec)
-            if _looks_like_header(rec):
-                header = [f.strip() for f in rec]
-                continue
         if len(rec) != width:
             skipped.append(f"{path}:{n}: {len(rec)} fields, expected {width}")
             continue
@@ -176,12 +176,6 @@ def _read_table(path: Path, text: str, delim: str, progress: Progress | None) ->
     ds = Dataset(path, "table", columns, rows, notes=skipped)
     _guess_columns(ds)
     return ds
-
-
-def _looks_like_header(rec: list[str]) -> bool:
-    words = [f.strip().lower() for f in rec]
-    return (all(_HEADER_WORD.match(w) for w in words)
-            and any(w in TEXT_NAMES + LABEL_NAMES + INSTRUCTION_KEYS for w in words))
 
 
 def _default_columns(width: int) -> list[str]:

@@ -37,6 +37,24 @@ def runs_dir() -> Path:
     return modeldir.tinyllm_home() / "runs"
 
 
+def run_target(out: Path) -> tuple[int | None, int | None]:
+    """(the step a run's last checkpoint reached, the steps it is configured for), read from
+    ``last/config.yaml`` and ``train.yaml`` without torch; None for what a folder does not say."""
+    from tinyllm.config import ConfigError, read_yaml
+    from tinyllm.train.runconfig import RUN_FILE
+
+    def read(path: Path) -> dict:
+        try:
+            return read_yaml(path) if path.is_file() else {}
+        except ConfigError:
+            return {}
+
+    step = (read(out / "last" / modeldir.CONFIG).get("train") or {}).get("step")
+    target = (read(out / RUN_FILE).get("train") or {}).get("max_steps")
+    return (step if isinstance(step, int) else None,
+            target if isinstance(target, int) else None)
+
+
 def train_argv(spec: RunSpec) -> list[str]:
     """The ``tinyllm train`` command line for a spec."""
     argv = [sys.executable, "-m", "tinyllm", "train", "--out", str(spec.out)]

@@ -43,6 +43,13 @@ LIGHT = Theme(
 THEMES = {"dark": DARK, "light": LIGHT}
 
 
+def theme_choices() -> list[str]:
+    """Every name ``--theme`` takes: dark, light, our two themes and Textual's own."""
+    from textual.theme import BUILTIN_THEMES
+
+    return [*THEMES, DARK.name, LIGHT.name, *BUILTIN_THEMES]
+
+
 def default_theme(choice: str | None = None) -> str:
     """The theme name for ``choice`` ("dark"/"light"/a Textual theme), else guessed from the terminal."""
     choice = choice or os.environ.get("TINYLLM_THEME")

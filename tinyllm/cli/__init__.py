@@ -45,6 +45,12 @@ class LazyGroup(click.Group):
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
 
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else None
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            ctx.fail(unknown_name_message("command", name, self.list_commands(ctx)))
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx):
         from tinyllm.errors import RunFailed, UserError
 
@@ -61,6 +67,15 @@ class LazyGroup(click.Group):
             ctx.exit(130)
         except BrokenPipeError:
             _quiet_broken_pipe()
+
+
+def unknown_name_message(kind: str, name: str, known) -> str:
+    """"No such command 'genrate'. Did you mean 'generate'?" (the closest names, by difflib)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"No such {kind} {name!r}.{hint}"
 
 
 def _quiet_broken_pipe() -> None:

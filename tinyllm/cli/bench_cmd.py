@@ -54,6 +54,9 @@ def bench_train(config, preset, data, steps, warmup, sets, quiet, as_json):
     from tinyllm.cli.notes import say
     from tinyllm.cli.progress import progress_bar
 
+    from tinyllm.cli.notes import set_quiet
+
+    set_quiet(quiet)
     log = None if quiet or not ddp.info().is_main else say
     r = bench_run(run, steps=steps, warmup=warmup, log=log,
                   progress=None if quiet else progress_bar)

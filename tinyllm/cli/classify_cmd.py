@@ -15,6 +15,7 @@ from typing import Iterator
 import click
 
 from tinyllm import modeldir
+from tinyllm.cli.notes import quiet_option
 from tinyllm.errors import UserError
 
 
@@ -105,6 +106,7 @@ def format_line(fmt: str, text: str, label: str | None, probs: dict[str, float] 
               help="Most lines classified at once (fewer when stdin has no more ready).")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default=None,
               help="torch or ONNX Runtime (default: onnx when the model has model.onnx).")
+@quiet_option
 def classify(model, fmt, batch_size, backend):
     """Label every line of stdin: one output line per input line, in order.
 

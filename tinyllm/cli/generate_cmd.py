@@ -36,9 +36,11 @@ def sampling_options(f):
                      help="Run on torch or ONNX Runtime (default: onnx if the model has "
                           "model.onnx, else torch)."),
     ]
+    from tinyllm.cli.notes import quiet_option
+
     for opt in reversed(options):
         f = opt(f)
-    return f
+    return quiet_option(f)
 
 
 def make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed
@@ -90,7 +92,7 @@ def generate(model, max_new_tokens, temperature, top_k, top_p, repetition_penalt
     \b
     Examples:
       tinyllm generate "ROMEO:"
-      tinyllm generate --model gpt2 --temperature 0 -n 40 "The meaning of life is"
+      tinyllm generate --model runs/verdict --temperature 0 -n 40 "I HAD always"
       echo "To be, or not" | tinyllm generate --seed 1 -
     """
     if prompt == "-":

@@ -10,6 +10,7 @@ import sys
 import click
 
 from tinyllm import modeldir
+from tinyllm.cli.notes import quiet_option
 from tinyllm.errors import UserError
 from tinyllm.units import human, human_bytes
 
@@ -28,6 +29,7 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print {ids, tokens} as JSON.")
 @click.option("--decode", is_flag=True, help="Read space-separated ids and print the text.")
 @click.argument("text")
+@quiet_option
 def tokenize(tokenizer_name, model, as_json, decode, text):
     """Print the token ids of TEXT, space-separated ("-" reads TEXT from stdin).
 
@@ -55,6 +57,12 @@ def tokenize(tokenizer_name, model, as_json, decode, text):
         click.echo(tok.decode(ids))
         return
     ids = tok.encode(text)
+    from tinyllm.cli.notes import warn
+    from tinyllm.tokenizer import unknown_warning
+
+    message = unknown_warning(tok, tok.unknown(text), "TEXT")
+    if message:
+        warn(message)
     if as_json:
         click.echo(json.dumps({"tokenizer": tok.name, "ids": ids,
                                "tokens": [tok.token_str(i) for i in ids]}, ensure_ascii=False))
@@ -63,11 +71,23 @@ def tokenize(tokenizer_name, model, as_json, decode, text):
 
 
 @click.command()
+@click.option("--path", "folders", multiple=True, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False),
+              help="Also list the models in DIR (repeatable; $TINYLLM_PATH adds folders for every "
+                   "command).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-def models(as_json):
-    """List the models in $TINYLLM_HOME/models and the bundled ones."""
+def models(folders, as_json):
+    """List the models found by name: in $TINYLLM_HOME/models, in the folders of $TINYLLM_PATH
+    (":"-separated) and of --path, and the bundled ones.
+
+    \b
+    Examples:
+      tinyllm models
+      tinyllm models --path runs          # models that `tinyllm train --out runs/NAME` wrote
+      export TINYLLM_PATH=$PWD/runs       # then `--model NAME` finds them too
+    """
     found = []
-    for info in modeldir.list_models():
+    for info in modeldir.list_models(folders):
         try:
             found.append(info.summary())
         except UserError as e:
@@ -76,11 +96,12 @@ def models(as_json):
         click.echo(json.dumps(found, indent=2))
         return
     if not found:
-        click.echo(f"no models in {modeldir.models_home()} and none bundled", err=True)
+        where = ", ".join(str(root) for _, root in modeldir.search_path(folders))
+        click.echo(f"no models in {where}", err=True)
         return
     rows = [[m["name"], m["task"], human(m["params"]), m["tokenizer"],
              f"{m['n_layer']}x{m['n_embd']}", str(m["context_length"]),
-             "int8" if m["int8"] else ("yes" if m["onnx"] else "-"),
+             modeldir.onnx_label(m["onnx_graphs"]),
              human_bytes(m["size_bytes"]), m["source"]] for m in found]
     print_table(rows, ["NAME", "TASK", "PARAMS", "TOKENIZER", "SHAPE", "CONTEXT", "ONNX", "SIZE",
                        "SOURCE"])
@@ -123,8 +144,8 @@ def info(model, as_json):
     if s["template"] is not None:
         t = s["template"]
         lines.append(("template", t if isinstance(t, str) else t.get("name", "custom")))
-    lines.append(("onnx", "model.onnx" + (" + model.int8.onnx" if s["int8"] else "")
-                  if s["onnx"] else "no"))
+    lines.append(("onnx", " + ".join(f"{g} ({modeldir.ONNX_GRAPHS[g]})" for g in s["onnx_graphs"])
+                  or "none (`tinyllm export-onnx` writes one)"))
     train = s["train"] or {}
     if train:
         lines.append(("trained", ", ".join(f"{k}={v}" for k, v in train.items()

@@ -10,7 +10,25 @@ import sys
 import click
 
 _SAID: set[str] = set()
-QUIET = False  # set by a command's -q/--quiet
+QUIET = False  # set by a command's -q/--quiet: notes and progress off, warnings and errors still shown
+
+
+def _set_quiet(ctx, param, value) -> None:
+    global QUIET
+    QUIET = bool(value)
+
+
+def quiet_option(f):
+    """``-q/--quiet`` for a command: no notes, progress or log lines on stderr (warnings and
+    errors are still shown). Sets :data:`QUIET` before the command runs."""
+    return click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True,
+                        callback=_set_quiet,
+                        help="No notes or progress on stderr (warnings and errors still).")(f)
+
+
+def set_quiet(value: bool) -> None:
+    """For commands with their own ``--quiet`` value (train, bench-train)."""
+    _set_quiet(None, None, value)
 
 
 def note(message: str) -> None:
@@ -35,6 +53,9 @@ def warn(message: str) -> None:
 
 
 def say(message: str) -> None:
-    """A line for people on stderr, every time, terminal or not: the ``log=`` of commands that
-    always report (training and evaluation progress notes)."""
+    """A line for people on stderr, every time, terminal or not, unless -q: the ``log=`` of
+    commands that always report (training and evaluation progress notes). Warnings are shown even
+    with -q."""
+    if QUIET and not message.startswith("warning:"):
+        return
     click.echo(message, err=True)

@@ -30,17 +30,21 @@ def progress_bar(total: int, description: str, start: int = 0, unit: str = "byte
                  ) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; draws a bar only on a terminal: transfer-style for ``unit`` "bytes",
     else a count with the time left."""
-    if not stderr_is_terminal():
+    from tinyllm.cli import notes
+
+    if notes.QUIET or not stderr_is_terminal():
         yield lambda n: None
         return
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn, TransferSpeedColumn)
 
     if unit == "bytes":
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                    TransferSpeedColumn(), TimeRemainingColumn())
-    else:
-        columns = Progress.get_default_columns()
+    else:  # a count: "generating ━━━━━  12/110 entries  0:00:41 elapsed, 0:05:12 left"
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn(unit), TimeElapsedColumn(), TextColumn("elapsed,"),
+                   TimeRemainingColumn(), TextColumn("left"))
     with Progress(*columns, console=_console(), transient=True) as bar:
         task = bar.add_task(description, total=total, completed=start)
         yield lambda n: bar.advance(task, n)
@@ -70,8 +74,10 @@ def format_eval(ev: dict) -> str:
 class TrainProgress:
     """Trainer callback: a live bar on a terminal; eval/checkpoint/done lines on stderr unless quiet."""
 
-    def __init__(self, quiet: bool = False, show_samples: bool = True):
-        self.quiet = quiet
+    def __init__(self, quiet: bool | None = None, show_samples: bool = True):
+        from tinyllm.cli import notes
+
+        self.quiet = notes.QUIET if quiet is None else quiet
         self.show_samples = show_samples
         self.bar = None
         self.task = None
@@ -89,8 +95,8 @@ class TrainProgress:
         kind = ev["event"]
         if kind == "start":
             note = "resuming at" if ev.get("resumed") else "training from"
-            self._print(f"{note} step {ev['step']}/{ev['max_steps']}: {ev.get('params', 0):,} params, "
-                        f"{ev.get('tokens_per_step', 0):,} tokens/step, {ev['device']} "
+            self._print(f"{note} step {ev['step']}/{ev['max_steps']}: {ev.get('params') or 0:,} params, "
+                        f"{ev.get('tokens_per_step') or 0:,} tokens/step, {ev['device']} "
                         f"{ev['precision']}, world size {ev['world_size']} -> {ev['out']}")
             if self.live:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 
 from tinyllm import modeldir
-from tinyllm.cli.notes import say, warn
+from tinyllm.cli.notes import quiet_option, say, warn
 from tinyllm.cli.task_options import click_option
 from tinyllm.errors import UserError
 from tinyllm.tasks import registry
@@ -67,15 +67,15 @@ def finetune_command(task: Task) -> click.Command:
     params = [
         click.Option(["--data"], required=True, type=click.Path(dir_okay=False),
                      help="Training data file."),
-        click.Option(["--model"], default=None,
-                     help="Model to start from (path or name); see the task for the default."),
+        click.Option(["--model"], default=None, required=task.model_required, metavar="M",
+                     help=task.model_help),
         click.Option(["--out"], required=True, type=click.Path(file_okay=False),
                      help="Output model directory."),
         *(click_option(o) for o in task.finetune_options),
         click.Option(["--json", "as_json"], is_flag=True, help="Print the final report as JSON."),
     ]
-    return click.Command(task.name, callback=run, params=params,
-                         help=task.description or None, short_help=task.description or None)
+    return quiet_option(click.Command(task.name, callback=run, params=params,
+                         help=task.description or None, short_help=task.description or None))
 
 
 class FinetuneGroup(click.Group):
@@ -103,7 +103,7 @@ def finetune():
     Examples:
       tinyllm finetune classify --data tinyllm/bundled/data/SMSSpamCollection.tsv \\
           --balance undersample --out models/spam
-      tinyllm finetune classify --data reviews.csv --model gpt2-small-dir --train-layers last-2 \\
+      tinyllm finetune classify --data reviews.csv --model models/gpt2 --train-layers last-2 \\
           --lora-rank 8 --out models/reviews
 
     `tinyllm tasks` lists the installed tasks; `tinyllm finetune TASK --help` shows a task's options.
@@ -161,6 +161,7 @@ eval_cmd = EvalCommand(
                      help="Evaluation data file (the task's format)."),
         click.Option(["--json", "as_json"], is_flag=True, help="Print the report as JSON."),
     ])
+eval_cmd = quiet_option(eval_cmd)
 
 
 @click.command()

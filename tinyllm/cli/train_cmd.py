@@ -51,8 +51,10 @@ def train(config, preset, data, tokenizer, out, max_steps, eval_every, save_ever
       tinyllm train --out runs/shakespeare --resume --max-steps 6000
       torchrun --nproc_per_node=2 -m tinyllm train --preset tiny --data FILE --out runs/ddp
     """
+    from tinyllm.cli.notes import set_quiet
     from tinyllm.train.runconfig import load_run
 
+    set_quiet(quiet)
     if list_presets:
         _list_presets(as_json)
         return

@@ -2,8 +2,11 @@
 
 Each example remembers the line it came from, so every error names ``file:line``. Files are read by
 :mod:`tinyllm.data.files` (UTF-8, JSON and JSONL as every reader reads them). Columns are given
-by header name (case-insensitive) or 1-based number. A two-column TSV/CSV without a header naming the
-columns is read as ``label<TAB>text`` (the SMS Spam Collection layout).
+by header name (case-insensitive) or 1-based number. A TSV/CSV header is told by content, not by
+its names (:func:`has_header_row`), and so are its text and label columns when no names say
+(:func:`guess_columns`); a headerless two-column file is read as ``label<TAB>text`` (the SMS Spam
+Collection layout) unless its contents say ``text,label``. :func:`check_label_spread` refuses a
+label column that holds nearly one value per row (the text read as labels).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinyllm.data.files import iter_lines, parse_records, read_text
-from tinyllm.errors import DataError
+from tinyllm.errors import DataError, Log, no_log
 
 FORMATS = ("tsv", "csv", "jsonl", "json")
 _SUFFIXES = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -50,7 +53,7 @@ def _column(spec: str | int, header: list[str] | None, path: Path, line: int) ->
             raise DataError(f"{path}: column numbers start at 1 (got {s})")
         return int(s) - 1
     if header is None:
-        raise DataError(f"{path}:{line}: missing column {s!r}: the file has no header row "
+        raise DataError(f"{path}:{line}: missing column {s!r}: the first row is data, not a header "
                         "(give the column as a number, e.g. --text-col 2)")
     names = [h.strip().lower() for h in header]
     if s.lower() not in names:
@@ -72,25 +75,134 @@ def _rows(kind: str, text: str):
         start = reader.line_num + 1
 
 
-def read_table(path: Path, text: str, kind: str, text_col: str | int, label_col: str | int,
-               defaults: bool) -> list[Example]:
-    rows = iter(_rows(kind, text))
-    first = next(rows, None)
-    if first is None:
+# ---- which row is a header, which column the text and which the label -------------------------
+SAMPLE_ROWS = 2000   # rows looked at to tell a header and the columns apart
+TEXT_NAMES = ("text", "message", "sentence", "content", "review", "sms", "body", "document")
+LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "status", "y")
+COLUMN_NAMES = frozenset(TEXT_NAMES + LABEL_NAMES)  # usual names of a header's columns
+
+
+def _column_values(rows: list[list[str]], j: int) -> list[str]:
+    return [r[j].strip() for r in rows if len(r) > j]
+
+
+def _repeats(values: list[str]) -> bool:
+    """Whether a column's values repeat as labels do (at most half of them distinct)."""
+    return len(values) >= 2 and len(set(values)) * 2 <= len(values)
+
+
+def has_header_row(rows: list[list[str]], kind: str = "csv", sample: str = "") -> bool:
+    """Whether the first of ``rows`` (fields of a TSV/CSV file) is a header, told by content.
+
+    It is when none of its cells equals a later value of its column, and either some column's
+    later values repeat (a label column whose values the header cell is not one of), or a cell is
+    a usual column name (``text``, ``message``, ``label``, ``category``, ...), or, with enough rows
+    to judge, :meth:`csv.Sniffer.has_header` says so (a header cell of another type or length
+    than its column's values). A first row that names "text" and "label" is a header.
+    """
+    if not rows:
+        return False
+    first, later = rows[0], rows[1:SAMPLE_ROWS]
+    names = {f.strip().lower() for f in first}
+    if {"text", "label"} <= names:
+        return True
+    if not later:
+        return False
+    columns = [_column_values(later, j) for j in range(len(first))]
+    if any(first[j].strip() in set(col) for j, col in enumerate(columns)):
+        return False
+    if any(len(set(col)) < len(col) for col in columns) or names & COLUMN_NAMES:
+        return True
+    if len(later) < 5 or not sample:
+        return False
+    try:
+        return csv.Sniffer().has_header(sample)
+    except csv.Error:
+        return False
+
+
+def guess_columns(rows: list[list[str]], width: int) -> tuple[int, int] | None:
+    """(text, label) 0-based columns told apart by content, or None when they cannot be.
+
+    The label column is the one column whose values repeat (at most half distinct); the text
+    column is the one with the longest values among the others.
+    """
+    sample = rows[:SAMPLE_ROWS]
+    columns = [_column_values(sample, j) for j in range(width)]
+    labels = [j for j, col in enumerate(columns) if _repeats(col)]
+    if len(labels) != 1:
+        return None
+    others = [j for j in range(width) if j != labels[0] and columns[j]]
+    if not others:
+        return None
+    mean = {j: sum(map(len, columns[j])) / len(columns[j]) for j in others}
+    text = max(others, key=lambda j: mean[j])
+    if len(others) > 1 and sorted(mean.values())[-2] * 2 > mean[text]:
+        return None  # two columns of similar length: which one is the text?
+    return text, labels[0]
+
+
+def _is_name(col) -> bool:
+    return col is not None and not str(col).strip().isdigit()
+
+
+def _choose_columns(path: Path, kind: str, rows: list[tuple[int, list[str]]], header: bool,
+                    text_col, label_col, log: Log) -> tuple[int, int, bool]:
+    """(text, label, headerless label<TAB>text pair) 0-based columns."""
+    line1, first = rows[0]
+    names = first if header else None
+    width = len(first)
+    data = [f for _, f in rows[1 if header else 0:]]
+    given = [c for c in (text_col, label_col) if c is not None]
+    if len(given) == 1 and width == 2:  # one column named: the other is the other one
+        i = _column(given[0], names, path, line1)
+        other = 1 - i if i in (0, 1) else None
+        if other is not None:
+            return (i, other, False) if text_col is not None else (other, i, False)
+    if given:
+        ti = _column("text" if text_col is None else text_col, names, path, line1)
+        li = _column("label" if label_col is None else label_col, names, path, line1)
+        return ti, li, False
+    if header:
+        lower = [f.strip().lower() for f in first]
+        if "text" in lower and "label" in lower:
+            return lower.index("text"), lower.index("label"), False
+        guess = guess_columns(data, width)
+        shown = ", ".join(f.strip() for f in first)
+        if guess is None:
+            raise DataError(f"{path}:{line1}: the header row ({shown}) names no 'text' and 'label' "
+                            "columns and their contents do not tell them apart; give --text-col "
+                            "and --label-col (header names or 1-based numbers)")
+        ti, li = guess
+        log(f"{path}: reading the text from column {first[ti].strip()!r} and the labels from "
+            f"{first[li].strip()!r} (told by content; --text-col/--label-col to choose)")
+        return ti, li, False
+    pair = width == 2 or (kind == "tsv" and width > 2)  # TSV text may hold tabs
+    if not pair:
+        raise DataError(f"{path}:{line1}: no header row naming the 'text' and 'label' columns in "
+                        f"a file of {width} columns; give --text-col and --label-col as numbers")
+    guess = guess_columns(data, 2) if width == 2 else None
+    if guess == (0, 1):  # headerless text,label: the contents say so
+        log(f"{path}: no header row; reading the text from column 1 and the labels from column 2 "
+            "(told by content; --text-col/--label-col to choose)")
+        return 0, 1, False
+    return 1, 0, kind == "tsv"  # headerless label<TAB>text (the SMS Spam Collection layout)
+
+
+def read_table(path: Path, text: str, kind: str, text_col: str | int | None,
+               label_col: str | int | None, log: Log | None = None) -> list[Example]:
+    """Examples from a TSV or CSV file; see :func:`read_examples` for how columns are found."""
+    log = log or no_log
+    rows = list(_rows(kind, text))
+    if not rows:
         raise DataError(f"{path}: empty file (no examples)")
-    line1, fields1 = first
-    names = [f.strip().lower() for f in fields1]
-    numeric = str(text_col).strip().isdigit() and str(label_col).strip().isdigit()
-    has_header = not numeric and str(text_col).lower() in names and str(label_col).lower() in names
-    pair = len(fields1) == 2 or (kind == "tsv" and len(fields1) > 2)  # TSV text may hold tabs
-    if not numeric and not has_header and defaults and pair:
-        text_col, label_col = 2, 1            # headerless label<TAB>text
-    header = fields1 if has_header else None
-    ti = _column(text_col, header, path, line1)
-    li = _column(label_col, header, path, line1)
-    headerless_pair = header is None and (ti, li) == (1, 0) and kind == "tsv"
+    header = has_header_row([f for _, f in rows], kind, text[:16384])
+    if not header and (_is_name(text_col) or _is_name(label_col)):
+        names = {f.strip().lower() for f in rows[0][1]}
+        header = any(_is_name(c) and str(c).strip().lower() in names for c in (text_col, label_col))
+    ti, li, headerless_pair = _choose_columns(path, kind, rows, header, text_col, label_col, log)
     out = []
-    for line, fields in ([] if has_header else [first]) + list(rows):
+    for line, fields in rows[1 if header else 0:]:
         if headerless_pair and len(fields) > 2:  # tabs inside the text stay in the text
             fields = [fields[0], "\t".join(fields[1:])]
         need = max(ti, li) + 1
@@ -99,6 +211,8 @@ def read_table(path: Path, text: str, kind: str, text_col: str | int, label_col:
             raise DataError(f"{path}:{line}: missing column ({missing} column {need} of a row "
                             f"with {len(fields)} field{'s' if len(fields) != 1 else ''})")
         out.append(_example(path, line, fields[ti], fields[li]))
+    if not out:
+        raise DataError(f"{path}: a header row and no examples")
     return out
 
 
@@ -135,23 +249,38 @@ def read_records(path: Path, text: str, kind: str, text_col: str, label_col: str
 
 
 def read_examples(path: str | Path, text_col: str | int | None = None,
-                  label_col: str | int | None = None) -> list[Example]:
-    """Every example in a TSV, CSV, JSONL or JSON file (columns default to "text" and "label")."""
+                  label_col: str | int | None = None, log: Log | None = None) -> list[Example]:
+    """Every example in a TSV, CSV, JSONL or JSON file.
+
+    JSON keys default to "text" and "label". In a TSV/CSV file the first row is a header when its
+    content says so (:func:`has_header_row`); without columns given, a header naming "text" and
+    "label" decides, else the contents (:func:`guess_columns`: the label column's values repeat,
+    the text is the longest), else a headerless two-column file is ``label<TAB>text``. A header
+    whose columns cannot be told apart is refused, naming it. What was chosen by content is said
+    through ``log``.
+    """
     path = Path(path)
     text = read_text(path)
     kind = detect_format(path, text[:4096])
-    defaults = text_col is None and label_col is None
-    text_col = "text" if text_col is None else text_col
-    label_col = "label" if label_col is None else label_col
     if kind in ("tsv", "csv"):
-        return read_table(path, text, kind, text_col, label_col, defaults)
-    return read_records(path, text, kind, str(text_col), str(label_col))
+        return read_table(path, text, kind, text_col, label_col, log)
+    return read_records(path, text, kind, "text" if text_col is None else str(text_col),
+                        "label" if label_col is None else str(label_col))
 
 
 # ---- labels, balancing, splits ------------------------------------------------------------------
 def discover_labels(examples: list[Example]) -> list[str]:
     """The label set, sorted (the index of a label is its class id)."""
     return sorted({e.label for e in examples})
+
+
+def check_label_spread(examples: list[Example], path: str | Path) -> None:
+    """Refuse labels that are nearly one per row (more distinct labels than half the rows, from 10
+    rows on): the text column read as the labels, not a classification."""
+    n, distinct = len(examples), len({e.label for e in examples})
+    if n >= 10 and distinct * 2 > n:
+        raise DataError(f"{path}: {distinct} distinct labels in {n} rows: is --label-col the text? "
+                        "(give --text-col/--label-col, or --allow-many-labels if it is right)")
 
 
 def check_labels(examples: list[Example], labels: list[str], path: str | Path) -> None:

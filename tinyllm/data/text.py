@@ -21,7 +21,7 @@ import numpy as np
 
 from tinyllm.atomic import atomic_write_text
 from tinyllm.data.files import open_regular, utf8_error
-from tinyllm.errors import DataError
+from tinyllm.errors import DataError, Log, no_log
 from tinyllm.tokenizer import CharTokenizer, Tokenizer
 
 CHUNK_BYTES = 1 << 20          # read size; chunks grow up to MAX_CHUNK_BYTES to find a safe cut
@@ -185,13 +185,15 @@ def no_progress(total: int, description: str, start: int = 0, unit: str = "bytes
 
 
 def prepare_tokens(path: str | Path, tok: Tokenizer, cache_dir: str | Path | None = None,
-                   progress: Callable | None = None) -> TokenFile:
+                   progress: Callable | None = None, log: Log | None = None) -> TokenFile:
     """Tokenise ``path`` once into a cached token file and return it (reused while the file and
     tokenizer are unchanged; an interrupted run continues from its last flushed chunk).
 
     ``progress(total_bytes, description, start=done_bytes)`` is a context manager that yields an
-    ``advance(n_bytes)`` callback (:func:`no_progress` by default).
+    ``advance(n_bytes)`` callback (:func:`no_progress` by default). Characters the tokenizer does
+    not know (a char model on a new text) are said once through ``log``.
     """
+    log = log or no_log
     path = Path(path)
     open_regular(path, "text file").close()  # refused as every reader refuses it
     st = path.stat()
@@ -209,6 +211,7 @@ def prepare_tokens(path: str | Path, tok: Tokenizer, cache_dir: str | Path | Non
     meta = _read_meta(meta_path)
     if meta and meta.get("complete") and final.is_file() \
             and final.stat().st_size == meta["n"] * dtype.itemsize:
+        _say_unknown(tok, meta.get("unknown"), path, log)
         return TokenFile(final, dtype, 0, meta["n"], meta)
 
     done_bytes, n, nonspace = 0, 0, False
@@ -216,9 +219,11 @@ def prepare_tokens(path: str | Path, tok: Tokenizer, cache_dir: str | Path | Non
             and partial.stat().st_size >= meta["n"] * dtype.itemsize:
         # resume an interrupted tokenisation from its last flushed chunk
         done_bytes, n, nonspace = meta["bytes_done"], meta["n"], meta.get("nonspace", False)
+    unknown: dict[str, int] = dict((meta or {}).get("unknown") or {}) if done_bytes else {}
     meta = {"source": str(path.resolve()), "source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns,
             "tokenizer": tok.spec(), "tokenizer_fingerprint": fp, "dtype": dtype.name,
-            "n": n, "bytes_done": done_bytes, "complete": False, "nonspace": nonspace}
+            "n": n, "bytes_done": done_bytes, "complete": False, "nonspace": nonspace,
+            "unknown": unknown}
 
     progress = progress or no_progress
     mode = "r+b" if done_bytes else "wb"
@@ -229,6 +234,8 @@ def prepare_tokens(path: str | Path, tok: Tokenizer, cache_dir: str | Path | Non
         unflushed = 0
         for end, text in iter_text_chunks(path, start=done_bytes):
             ids = encode_array(tok, text)
+            for c, k in tok.unknown(text).items():
+                unknown[c] = unknown.get(c, 0) + k
             out.write(ids.astype(dtype).tobytes())
             n += len(ids)
             meta["nonspace"] = meta["nonspace"] or bool(text.strip())
@@ -250,7 +257,15 @@ def prepare_tokens(path: str | Path, tok: Tokenizer, cache_dir: str | Path | Non
     os.replace(partial, final)
     meta.update(n=n, bytes_done=done_bytes, complete=True)
     atomic_write_text(meta_path, json.dumps(meta))
+    _say_unknown(tok, unknown, path, log)
     return TokenFile(final, dtype, 0, n, meta)
+
+
+def _say_unknown(tok: Tokenizer, unknown: dict[str, int] | None, path: Path, log: Log) -> None:
+    if unknown:
+        from tinyllm.tokenizer import unknown_warning
+
+        log(unknown_warning(tok, unknown, str(path)))
 
 
 def _read_meta(path: Path) -> dict | None:

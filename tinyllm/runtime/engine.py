@@ -12,21 +12,15 @@ This module imports no torch.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from tinyllm import modeldir
-from tinyllm.errors import UserError
+from tinyllm.errors import Log, UserError, no_log
 from tinyllm.runtime.decode_batch import DecodeBatch
 from tinyllm.runtime.sampling import SamplingConfig, generate_ids, stream_text
 from tinyllm.tokenizer import Tokenizer
-
-Log = Callable[[str], None]
-
-
-def no_log(message: str) -> None:
-    """The default ``log=`` callback: library code never prints."""
 
 
 class Engine:
@@ -79,7 +73,9 @@ class Engine:
                             "use `tinyllm classify`")
         text, stops = self.prompt_and_stops(prompt, cfg, input)
         tok = self.tokenizer
-        return tok.encode(text) or [tok.eot_id if tok.eot_id is not None else 0], stops
+        ids = tok.encode(text) or [tok.eot_id if tok.eot_id is not None else 0]
+        self.warn_about_prompt(text, ids)
+        return ids, stops
 
     def generate(self, prompt: str, cfg: SamplingConfig | None = None, input: str = ""
                  ) -> Iterator[str]:
@@ -94,6 +90,21 @@ class Engine:
         """Slots to decode up to ``max_batch`` sequences together (the server's scheduler; see
         :mod:`tinyllm.runtime.decode_batch`). Backends that can batch override this."""
         raise UserError(f"{self.info.path}: a {self.task} model does not generate text")
+
+    def warn_about_prompt(self, text: str, ids: list[int]) -> None:
+        """Say through ``log`` what of a prompt the model will not see as written: characters its
+        tokenizer does not know, and the tokens cut when it is longer than the context."""
+        from tinyllm.runtime.sampling import prompt_window
+        from tinyllm.tokenizer import unknown_warning
+
+        message = unknown_warning(self.tokenizer, self.tokenizer.unknown(text))
+        if message:
+            self.log(message)
+        kept = prompt_window(len(ids), self.context_length)
+        if kept < len(ids):
+            self.log(f"warning: the prompt is {len(ids):,} tokens, longer than the model's "
+                     f"{self.context_length}-token context; only its last {kept} are read "
+                     f"({len(ids) - kept:,} cut)")
 
     def classify(self, texts: list[str]) -> np.ndarray:
         """Class probabilities (N, n_classes) for classifier models."""

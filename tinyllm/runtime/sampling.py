@@ -144,6 +144,14 @@ class Decoding:
         return None
 
 
+def prompt_window(n_prompt: int, context_length: int | None) -> int:
+    """How many of a prompt's ``n_prompt`` tokens :func:`generate_ids` reads: all when they fit
+    the context, else the last half context (room for the reply before the window slides)."""
+    if not context_length or n_prompt <= context_length:
+        return n_prompt
+    return max(1, context_length // 2)
+
+
 def generate_ids(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int], np.ndarray],
                  prompt_ids: list[int], cfg: SamplingConfig, eos_id: int | None = None,
                  context_length: int | None = None) -> Iterator[int]:

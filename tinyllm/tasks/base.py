@@ -82,6 +82,8 @@ class Task:
     head: str = "lm"                        # head the model needs: "lm" (next-token) or "classify" (n_classes)
     data_formats: tuple[str, ...] = ()      # file kinds read_data accepts: "tsv", "csv", "jsonl", "json", "txt"
     metric_names: tuple[str, ...] = ()      # keys of the report's "metrics", in display order
+    model_help: str = "Model to start from (path or name)."  # --help of `finetune NAME --model`
+    model_required: bool = False            # `finetune NAME` needs --model
     finetune_options: tuple[Option, ...] = ()  # extra options of `tinyllm finetune NAME`
     eval_options: tuple[Option, ...] = ()      # extra options of `tinyllm eval DIR` for its models
 

@@ -53,6 +53,8 @@ class ClassifyTask(Task):
     metric_names = ("accuracy", "macro_f1")
     labels: tuple[str, ...] = ()      # fixed label order (plugins); empty: discovered from the data, sorted
     default_preset = "tiny"           # model shape when training from scratch (no --model)
+    model_help = ("Model to start from (path or name) [default: none: a small model trained from "
+                  "scratch, shaped by --preset, with a BPE tokenizer trained on the data].")
 
     finetune_options = (
         *_COLUMNS,
@@ -70,7 +72,8 @@ class ClassifyTask(Task):
         Option("--lora-alpha", float, None, "LoRA alpha (default: the rank)."),
         Option("--pooling", choices=("last", "mean"), default="last", show_default=True,
                help="Head input: the last real token, or the mean of all."),
-        Option("--epochs", int, 5, min=1, show_default=True),
+        Option("--epochs", float, 5.0, "Passes over the training split (a fraction allowed).",
+               min=0, min_open=True, show_default=True),
         Option("--dropout", float, None, "Dropout while training (default: the model's; 0.1 from "
                                          "scratch).", min=0, max=1, max_open=True),
         _BATCH,
@@ -78,21 +81,30 @@ class ClassifyTask(Task):
                                     "scratch)."),
         Option("--split", str, "0.7,0.1,0.2", "Train/validation/test fractions (stratified by "
                                               "label).", show_default=True, parse=parse_split),
-        Option("--seed", int, 123, show_default=True),
+        Option("--seed", int, 123, "Seeds the split, the initial weights, the batch order and "
+                                   "dropout.", show_default=True),
         Option("--preset", help="Model shape when training from scratch (no --model); default tiny."),
+        Option("--allow-many-labels", is_flag=True,
+               help="Accept a label column with nearly one distinct value per row."),
         Option("--resume", is_flag=True, help="Continue an interrupted run in --out."),
+        Option("--overwrite", is_flag=True, help="Start over in an --out that holds a run."),
     )
     eval_options = (*_COLUMNS, _BATCH, BACKEND)
 
     # ---- data ---------------------------------------------------------------------------------
-    def read_data(self, path, text_col=None, label_col=None, **_: Any) -> list[Example]:
-        """Examples from a TSV/CSV/JSONL/JSON file; plugins override this for their own formats."""
-        return cdata.read_examples(path, text_col, label_col)
+    def read_data(self, path, text_col=None, label_col=None, log=None, **_: Any) -> list[Example]:
+        """Examples from a TSV/CSV/JSONL/JSON file; plugins override this for their own formats.
+        Columns chosen by content are said through ``log``."""
+        return cdata.read_examples(path, text_col, label_col, log=log)
 
-    def label_set(self, examples: list[Example], path) -> list[str]:
+    def label_set(self, examples: list[Example], path, allow_many_labels: bool = False) -> list[str]:
+        """The class names: the task's own, or those of the data (sorted; refused when there is
+        nearly one per row, unless ``allow_many_labels``)."""
         if self.labels:
             cdata.check_labels(examples, list(self.labels), path)
             return list(self.labels)
+        if not allow_many_labels:
+            cdata.check_label_spread(examples, path)
         labels = cdata.discover_labels(examples)
         if len(labels) < 2:
             raise DataError(f"{path}: a classifier needs at least two labels, found "
@@ -109,7 +121,8 @@ class ClassifyTask(Task):
     def finetune(self, data, out, model=None, text_col=None, label_col=None, balance="none",
                  train_layers="all", lora_rank=0, lora_alpha=None, pooling="last", epochs=5,
                  batch_size=None, lr=None, split=(0.7, 0.1, 0.2), seed=123, preset=None,
-                 resume=False, train_left_out=False, class_weight="none", dropout=None,
+                 resume=False, overwrite=False, train_left_out=False, class_weight="none",
+                 dropout=None, allow_many_labels=False,
                  extra_train: list[Example] | None = None, vocab_size: int = 4096,
                  model_overrides: dict | None = None, save_dtype=None, callbacks=(), log=None,
                  **_: Any) -> dict[str, Any]:
@@ -120,12 +133,12 @@ class ClassifyTask(Task):
         """
         from tinyllm.tasks import classify_train
 
+        from tinyllm.train.pretrain import prepare_out
+
         started = time.time()
-        if not resume and (Path(out) / "train_state").exists():
-            raise UserError(f"{out} holds a training run; --resume continues it, or choose "
-                            "another --out")
-        examples = self.read_data(data, text_col, label_col)
-        labels = self.label_set(examples, data)
+        resume = prepare_out(Path(out), resume, overwrite, log)
+        examples = self.read_data(data, text_col, label_col, log=log)
+        labels = self.label_set(examples, data, allow_many_labels)
         left_out: list[Example] = []
         if balance == "undersample":
             examples, left_out = cdata.undersample(examples, seed)
@@ -188,7 +201,7 @@ class ClassifyTask(Task):
 
     # ---- evaluation and answers ---------------------------------------------------------------
     def evaluate(self, model_dir, data, text_col=None, label_col=None, batch_size=None,
-                 backend=None, **_: Any) -> dict[str, Any]:
+                 backend=None, log=None, **_: Any) -> dict[str, Any]:
         from tinyllm.engines import open_engine
 
         engine = open_engine(model_dir, backend, default=modeldir.DEFAULT_CLASSIFIER)
@@ -201,7 +214,7 @@ class ClassifyTask(Task):
             if Path(data).suffix.lower() in (".jsonl", ".json", ".ndjson"):
                 text_col = None if str(text_col).isdigit() else text_col
                 label_col = None if str(label_col).isdigit() else label_col
-        examples = self.read_data(data, text_col, label_col)
+        examples = self.read_data(data, text_col, label_col, log=log)
         cdata.check_labels(examples, labels, data)
         probs = predict(engine, [e.text for e in examples], batch_size or 64)
         index = {x: i for i, x in enumerate(labels)}

@@ -38,7 +38,7 @@ class Run:
     train_layers: str = "all"         # "all" or "last-N"
     lora_rank: int = 0                # LoRA rank (0 = off)
     lora_alpha: float | None = None   # LoRA alpha (None = rank)
-    epochs: int = 5                   # passes over the training split
+    epochs: float = 5.0               # passes over the training split (a fraction allowed)
     batch_size: int = 16              # examples per micro-batch
     lr: float | None = None           # peak learning rate (None: 5e-5 from a model, 1e-3 from scratch)
     seed: int = 123                   # seeds init, batches, dropout
@@ -115,7 +115,7 @@ class Run:
         val_rows, val_y = encode_examples(tok, self.val, self.labels, ctx)
         dist = ddp.info()
         per_epoch = max(1, math.ceil(len(rows) / (self.batch_size * dist.world_size)))
-        steps = per_epoch * self.epochs
+        steps = max(1, round(per_epoch * self.epochs))
         lr = self.lr if self.lr is not None else (5e-5 if self.base else 1e-3)
         cfg = TrainConfig(batch_size=self.batch_size, max_steps=steps, lr=lr, min_lr=lr / 10,
                           warmup_steps=min(100, steps // 10), eval_every=per_epoch,
@@ -160,7 +160,7 @@ class Run:
                           save_fn=save_fn, callbacks=self.callbacks, resume=self.resume,
                           count_tokens=lambda b: int(b[1].sum()),
                           train_info={"base": self.base, "params": self.param_counts},
-                          log=self.log)
+                          log=self.log, longer="give more --epochs to continue")
         return trainer.fit()
 
 

@@ -70,6 +70,8 @@ class InstructTask(Task):
     head = "lm"
     data_formats = ("json", "jsonl")
     metric_names = ("loss", "val_loss", "judge_score", "judged")
+    model_help = ("Model to start from (path or name); required unless --preset starts from random "
+                  "weights.")
     finetune_options = (
         Option("--template", metavar="NAME|FILE",
                help="Prompt template: alpaca (default), phi3, or a YAML file."),
@@ -78,7 +80,7 @@ class InstructTask(Task):
         Option("--epochs", float, 2.0, "Passes over the training split (ignored with --max-steps).",
                min=0, min_open=True, show_default=True),
         Option("--max-steps", int, None, "Optimizer steps in total.", min=1),
-        Option("--batch-size", int, 8, min=1, show_default=True),
+        Option("--batch-size", int, 8, "Entries per batch.", min=1, show_default=True),
         Option("--lr", float, None,
                "Peak learning rate [5e-5 from a trained model, 1e-3 from a preset]."),
         Option("--eval-every", int, None,
@@ -180,11 +182,13 @@ class InstructTask(Task):
             save_model(m, tok, directory, task=self.name,
                        extra={"template": tmpl.to_dict(), "train": {**provenance, **info}})
 
+        trainer = Trainer(gpt, cfg, batches, self.loss, out, eval_fn=eval_fn, save_fn=save_fn,
+                          callbacks=callbacks, resume=resuming, train_info=provenance, log=log,
+                          longer="give a larger --max-steps (or --epochs) to continue")
         # the held-out test entries beside the model: `tinyllm eval OUT --data OUT/test.json`
         write_entries(out / "test.json", [e.to_dict() for e in test])
         started = time.time()
-        done = Trainer(gpt, cfg, batches, self.loss, out, eval_fn=eval_fn, save_fn=save_fn,
-                       callbacks=callbacks, resume=resuming, train_info=provenance, log=log).fit()
+        done = trainer.fit()
         return {
             "task": self.name, "model": str(out), "base_model": base, "data": str(data),
             "n": len(val_ex), "template": tmpl.name, "mask_prompt": mask_prompt,
@@ -229,6 +233,10 @@ class InstructTask(Task):
         info = modeldir.find(model_dir)
         if info.task != self.name:
             raise UserError(f"{info.path}: task is {info.task!r}, not instruct")
+        judge = Judge(judge_url, judge_model) if judge_url else None
+        if judge is not None:  # a judge that cannot answer is said before the first entry
+            log(f"checking the judge at {judge_url} ({judge_model})")
+            judge.check()
         prov = info.meta.get("train") or {}
         entries = self.read_data(data)
         same = prov.get("data_sha256") == file_sha256(data)
@@ -247,9 +255,10 @@ class InstructTask(Task):
         model, tok, tmpl = load_model(info.path), load_tokenizer(info.path), info.meta.get("template")
         pad_id, max_len = ins.pad_id_for(tok), model.config.context_length
         mask = bool(prov.get("mask_prompt", False))
-        loss = mean_loss(model, ins.encode_entries(entries, tok, tmpl), pad_id, max_len, mask)
-        val_loss = mean_loss(model, ins.encode_entries(val, tok, tmpl), pad_id, max_len, mask) \
-            if val else None
+        loss = mean_loss(model, ins.encode_entries(entries, tok, tmpl), pad_id, max_len, mask,
+                         progress=progress, description="loss")
+        val_loss = mean_loss(model, ins.encode_entries(val, tok, tmpl), pad_id, max_len, mask,
+                             progress=progress, description="validation loss") if val else None
         del model
 
         engine = open_engine(info.path, backend)
@@ -260,10 +269,9 @@ class InstructTask(Task):
         write_entries(out, rows)
 
         metrics: dict[str, Any] = {"loss": loss, "val_loss": val_loss}
-        if judge_url:
+        if judge is not None:
             from tinyllm.data.templates import format_prompt
 
-            judge = Judge(judge_url, judge_model)
             for row in tracked(rows, "judging", progress):
                 row["score"] = judge.score(format_prompt(tmpl, row["instruction"], row["input"]),
                                            row["output"], row["model_response"])
@@ -293,13 +301,21 @@ class InstructTask(Task):
 
 # ---- helpers shared by finetune and evaluate ------------------------------------------------
 def mean_loss(model, examples, pad_id: int, max_len: int, mask_prompt: bool,
-              batch_size: int = 8) -> float:
+              batch_size: int = 8, progress=None, description: str = "loss") -> float:
     """The LM loss per target token over encoded ``examples`` (token-weighted; the prompt's
-    targets left out with ``mask_prompt``)."""
+    targets left out with ``mask_prompt``), advancing ``progress`` by entry when given."""
     from tinyllm.data.instruction import batches
     from tinyllm.models.loss import mean_lm_loss
 
-    return mean_lm_loss(model, batches(examples, batch_size, pad_id, max_len, mask_prompt))
+    parts = batches(examples, batch_size, pad_id, max_len, mask_prompt)
+    if progress is None:
+        return mean_lm_loss(model, parts)
+    with progress(len(examples), description, unit="entries") as advance:
+        def counted():
+            for at, batch in zip(range(0, len(examples), batch_size), parts):
+                yield batch
+                advance(min(batch_size, len(examples) - at))
+        return mean_lm_loss(model, counted())
 
 
 def respond(model, tokenizer, template, entry, max_new_tokens: int = 256) -> str:

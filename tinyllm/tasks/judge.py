@@ -80,6 +80,11 @@ class Judge:
             raise JudgeError(f"judge {url}: the reply has no choices[0].message.content "
                              f"(is this an OpenAI-compatible endpoint?)") from None
 
+    def check(self) -> None:
+        """Ask the judge one short question, so that a server that is down, a wrong URL or an
+        unknown model is reported before any work is done (raises :class:`JudgeError`)."""
+        self.ask("Respond with the number 100 only.")
+
     def score(self, prompt: str, reference: str, response: str) -> int | None:
         """0-100, or None when the judge's reply holds no number."""
         return parse_score(self.ask(judge_prompt(prompt, reference, response)))

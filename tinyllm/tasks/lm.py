@@ -19,12 +19,15 @@ class LMTask(Task):
     head = "lm"
     data_formats = ("txt",)
     metric_names = ("loss", "perplexity")
+    model_help = "Model to continue training (path or name); required (from scratch: `tinyllm train`)."
+    model_required = True
     finetune_options = (
         Option("--max-steps", int, 500, "Optimizer steps.", min=1, show_default=True),
         Option("--lr", float, 3e-4, "Peak learning rate.", show_default=True),
         Option("--batch-size", int, None, "Sequences per batch (default 16).", min=1),
         Option("--seq-len", int, 0, "Tokens per window (0: the model's context length).", min=0),
         Option("--resume", is_flag=True, help="Continue an interrupted run in --out."),
+        Option("--overwrite", is_flag=True, help="Start over in an --out that holds a run."),
     )
     eval_options = (
         Option("--max-windows", int, None, "lm: score at most this many windows, spread over the file.",
@@ -32,7 +35,8 @@ class LMTask(Task):
     )
 
     def finetune(self, data, out, model=None, max_steps=500, lr=3e-4, batch_size=None, seq_len=0,
-                 resume=False, callbacks=(), progress=None, log=None, **_: Any) -> dict[str, Any]:
+                 resume=False, overwrite=False, callbacks=(), progress=None, log=None,
+                 **_: Any) -> dict[str, Any]:
         from tinyllm.config import TrainConfig
         from tinyllm.train.pretrain import train_lm
         from tinyllm.train.runconfig import RunConfig
@@ -43,13 +47,13 @@ class LMTask(Task):
                           lr=lr, min_lr=lr / 10, batch_size=batch_size or 16, seq_len=seq_len,
                           eval_every=min(200, max_steps))
         train_lm(RunConfig(name=Path(out).name, model={}, train=cfg, source="tinyllm finetune lm"),
-                 resume=resume, callbacks=callbacks, progress=progress, log=log)
-        report = self.evaluate(out, data)
+                 resume=resume, overwrite=overwrite, callbacks=callbacks, progress=progress, log=log)
+        report = self.evaluate(out, data, progress=progress, log=log)
         report["split"] = "whole file (train + validation)"
         return report
 
-    def evaluate(self, model_dir, data, max_windows=None, batch_size: int = 8,
-                 **_: Any) -> dict[str, Any]:
+    def evaluate(self, model_dir, data, max_windows=None, batch_size: int = 8, progress=None,
+                 log=None, **_: Any) -> dict[str, Any]:
         import numpy as np
 
         from tinyllm.checkpoint import load_model, load_tokenizer
@@ -58,7 +62,7 @@ class LMTask(Task):
 
         model = load_model(model_dir)
         tok = load_tokenizer(model_dir)
-        tokens = prepare_tokens(data, tok)
+        tokens = prepare_tokens(data, tok, progress=progress, log=log)
         T = min(model.config.context_length, max(1, len(tokens) - 1))
         ds = SlidingWindowDataset(tokens, T, name=str(data))
         idx = np.arange(len(ds)) if not max_windows or max_windows >= len(ds) \

@@ -16,6 +16,7 @@ import torch
 
 from tinyllm.config import TrainConfig, write_yaml
 from tinyllm.data.batching import EpochSampler, RandomSampler, StepBatches
+from tinyllm.data.files import open_regular
 from tinyllm.data.text import (DataError, SlidingWindowDataset, default_cache_dir, iter_text_chunks,
                                no_progress, prepare_tokens, split_tokens)
 from tinyllm.errors import UserError
@@ -41,8 +42,7 @@ def build_tokenizer(cfg: TrainConfig, progress: Callable | None = None) -> Token
     if cfg.tokenizer == "gpt2":
         return get_gpt2()
     path = Path(cfg.data)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    open_regular(path, "text file").close()  # refused as every reader refuses it
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the corpus is empty")
     tag = "char" if cfg.tokenizer == "char" else f"bpe{cfg.bpe_vocab_size}"
@@ -135,6 +135,9 @@ def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok:
 def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log | None = None) -> bool:
     """Check the output directory; returns whether there is a state to resume from (a resume with
     nothing to resume from is a note to ``log``)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file, not a directory; --out names the directory the run "
+                        "writes its model to")
     has_state = state_path(out).is_file()
     if resume:
         if not has_state:
@@ -188,7 +191,7 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False,
 
         # token file: tokenised once per machine (local rank 0), then opened by the others
         if dist.local_rank == 0:
-            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir, progress=progress)
+            tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir, progress=progress, log=log)
         ddp.barrier()
         if dist.local_rank != 0:
             tokens = prepare_tokens(cfg.data, tok, cfg.cache_dir)
@@ -233,10 +236,6 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False,
         batches = StepBatches(sampler, train_ds.batch, cfg.batch_size, cfg.grad_accum,
                               dist.rank, dist.world_size)
 
-        # what gets written
-        if dist.is_main:
-            write_yaml(out / RUN_FILE, {"name": run.name, "model": _model_dict(model_cfg),
-                                        "train": {**run.to_dict()["train"], "out": str(out)}})
         provenance = {"data": str(cfg.data), "tokenizer": cfg.tokenizer,
                       "corpus_tokens": int(tokens.n), "train_tokens": int(train_span.n),
                       "val_tokens": int(val_span.n), "seq_len": seq_len}
@@ -251,6 +250,9 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False,
         trainer = Trainer(model, cfg, batches, lm_loss, out, eval_fn=eval_fn, save_fn=save_fn,
                           callbacks=callbacks, resume=resuming, train_info=provenance, log=log)
         holder.append(trainer)
+        if dist.is_main:  # written once the Trainer has accepted the run (a resume may be refused)
+            write_yaml(out / RUN_FILE, {"name": run.name, "model": _model_dict(model_cfg),
+                                        "train": {**run.to_dict()["train"], "out": str(out)}})
         if on_trainer is not None:
             on_trainer(trainer)
         done = trainer.fit()

@@ -152,6 +152,11 @@ def load_run(config: str | Path | None = None, preset: str | None = None, *, dat
         _set(raw, item)
     model = expand_model(raw["model"], source or "config")
     train = from_dict(TrainConfig, raw["train"], f"{source or 'config'}: train")
+    if train.data is None and resume:
+        if out is None:
+            raise ConfigError("--resume needs --out, the directory of the run to continue")
+        raise ConfigError(f"no run in {out} to resume (no {RUN_FILE}); give --out the directory "
+                          "of a run, or --data FILE to start one there")
     if train.data is None:
         raise ConfigError("no training data: give --data FILE (a UTF-8 text file) or train.data in "
                           "the config")
@@ -184,6 +189,8 @@ def _resume_run(out: Path, options: dict[str, Any], sets) -> RunConfig:
     if expand_model(raw["model"], str(path)) != saved["model"]:
         raise ConfigError(f"--resume: the model of {out} cannot change on resume (see {path})")
     train = from_dict(TrainConfig, raw["train"], f"{path}: train")
+    if train.data is None:
+        raise ConfigError(f"{path}: no train.data; not a run that `tinyllm train` wrote")
     train.out = str(out.resolve())
     return RunConfig(name=raw.get("name") or out.name, model=saved["model"], train=train,
                      source=str(path))

@@ -76,7 +76,8 @@ class Trainer:
                  save_fn: Callable[[nn.Module, Path, dict], Any] | None = None,
                  callbacks: Iterable[Callable[[dict], None]] = (),
                  count_tokens: Callable[[Batch], int] | None = None, resume: bool = False,
-                 train_info: dict | None = None, log: Log | None = None):
+                 train_info: dict | None = None, log: Log | None = None,
+                 longer: str = "give a larger --max-steps to continue"):
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.batches, self.loss_fn, self.eval_fn, self.save_fn = batches, loss_fn, eval_fn, save_fn
@@ -122,6 +123,14 @@ class Trainer:
         self._old_sigint = None
         if resume and state_path(self.out_dir).is_file():
             self._load(state_path(self.out_dir))
+            if self.step >= cfg.max_steps:  # nothing to do: say so before writing anything
+                if self._joined:
+                    ddp.cleanup()
+                from tinyllm.errors import UserError
+
+                raise UserError(f"{self.out_dir} already reached step {self.step}"
+                                f"{'' if self.step == cfg.max_steps else f' (asked for {cfg.max_steps})'}"
+                                f"; {longer}")
         else:
             torch.manual_seed(cfg.seed + self.dist.rank)  # dropout stream (init was seeded by the caller)
         self._rng = capture_rng()

@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Static
 from textual.worker import Worker, get_current_worker
 
+from tinyllm.units import human
 from tinyllm_tui.conversations import Conversation, Message
 from tinyllm_tui.fmt import describe_error
 from tinyllm_tui.screens.base import TinyScreen
@@ -42,9 +43,11 @@ class ChatScreen(TinyScreen):
         self.engine_key: tuple[str, str] | None = None   # (model, backend) it was opened with
         self.conversation = Conversation()
         self.generating = False
+        self.loading = False                     # a model is being opened
         self._gen_worker: Worker | None = None
         self._reply: MessageView | None = None
         self._pending: list[str] = []            # streamed text not yet on screen
+        self._queued: tuple[str, dict, MessageView] | None = None  # sent on Enter while loading
         self._lock = threading.Lock()
         self._flusher = None
 
@@ -61,7 +64,7 @@ class ChatScreen(TinyScreen):
                 yield VerticalScroll(id="messages")
                 yield Static("", id="chat-status", markup=False)
                 yield Input(placeholder="Type a prompt and press Enter (Esc stops a reply)",
-                            id="prompt")
+                            id="prompt", select_on_focus=False)
 
     def on_mount(self) -> None:
         self.query_one("#prompt", Input).focus()
@@ -87,11 +90,18 @@ class ChatScreen(TinyScreen):
         if (event.model, event.backend) != self.engine_key:
             self.load_model(event.model, event.backend)
 
-    def load_model(self, model: str, backend: str) -> None:
+    def load_model(self, model: str, backend: str, keep_conversation: bool = False) -> None:
+        """Open ``model``; another model than the conversation's starts a new conversation (its
+        messages were answered by the old one), unless ``keep_conversation`` (a reopened one)."""
         if self.generating:
             self.error("stop the current reply (Esc) before switching models")
             return
-        self.engine, self.engine_key = None, (model, backend)
+        conv = self.conversation
+        if not keep_conversation and conv.messages and conv.model and conv.model != model:
+            self._drop_queued("the model changed before it was sent")
+            self.start_conversation(f"new conversation with {model} (the last one, with "
+                                    f"{conv.model}, is saved: Ctrl+O reopens it)")
+        self.engine, self.engine_key, self.loading = None, (model, backend), True
         self.query_one("#chat-model-info", Static).update(f"loading {model} ({backend})…")
         self._load_engine(model, backend)
 
@@ -112,13 +122,53 @@ class ChatScreen(TinyScreen):
     def _engine_ready(self, engine: Any, key: tuple[str, str], seconds: float) -> None:
         if key != self.engine_key:
             return
-        self.engine = engine
+        self.engine, self.loading = engine, False
+        if hasattr(engine, "log"):   # what the engine says (a prompt cut at the context, ...)
+            engine.log = self._engine_note
         self.query_one("#chat-model-info", Static).update(model_summary(engine, seconds))
         self.query_one(ModelPicker).refresh_models()
+        if self._queued is not None:   # the prompt typed while the model loaded goes now
+            text, settings, view = self._queued
+            self._queued = None
+            view.pending = False
+            view.refresh_view()
+            self._start_reply(text, settings)
 
     def _engine_failed(self, model: str, message: str) -> None:
+        if self.engine_key and self.engine_key[0] != model:
+            return   # a model chosen since is loading
+        self.loading = False
         self.query_one("#chat-model-info", Static).update(f"could not load {model}: {message}")
         self.error(f"could not load {model}: {message}")
+        self._drop_queued(f"{model} could not be loaded")
+
+    def _engine_note(self, message: str) -> None:
+        """The engine's ``log=``: its notes and warnings as notifications (from any thread)."""
+        warning = message.startswith("warning:")
+
+        def show() -> None:
+            self.app.notify(message.removeprefix("warning:").strip(),
+                            title="warning" if warning else "note",
+                            severity="warning" if warning else "information")
+        try:
+            self.app.call_from_thread(show)
+        except RuntimeError:   # already on the app's thread
+            show()
+
+    def _drop_queued(self, why: str) -> None:
+        """Take back a prompt queued while loading: off the conversation, back into the box."""
+        if self._queued is None:
+            return
+        text, _, view = self._queued
+        self._queued = None
+        if view.message in self.conversation.messages:
+            self.conversation.messages.remove(view.message)
+        view.remove()
+        prompt = self.query_one("#prompt", Input)
+        if not prompt.value:
+            prompt.value = text
+        self.query_one("#chat-status", Static).update(f"not sent: {why}; your prompt is back "
+                                                     "in the box")
 
     # ---- sending and streaming ----------------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -131,8 +181,13 @@ class ChatScreen(TinyScreen):
         if self.generating:
             self.app.notify("a reply is still streaming; Esc stops it", severity="warning")
             return
-        if self.engine is None:
-            self.error("no model loaded yet" if self.engine_key else "choose a model first")
+        if self._queued is not None:
+            self.app.notify("a prompt is already waiting for the model to load",
+                            severity="warning")
+            return
+        if self.engine is None and not self.loading:
+            self.error(f"{self.engine_key[0]} could not be loaded; choose another model"
+                       if self.engine_key else "choose a model first")
             return
         from tinyllm.errors import UserError
 
@@ -142,10 +197,22 @@ class ChatScreen(TinyScreen):
             self.error(str(e))
             return
         event.input.value = ""
+        if self.engine is None:   # still loading: shown as pending, sent when the model is ready
+            view = self._mount_message(self.conversation.add(Message("user", text)))
+            view.pending = True
+            view.refresh_view()
+            self._queued = (text, settings, view)
+            self.query_one("#chat-status", Static).update(
+                f"waiting for {self.engine_key[0]} to load; your prompt is sent when it is ready")
+            return
+        self._mount_message(self.conversation.add(Message("user", text)))
+        self._start_reply(text, settings)
+
+    def _start_reply(self, text: str, settings: dict[str, Any]) -> None:
+        """Stream the engine's reply to ``text`` (already in the conversation) into a new message."""
         conv = self.conversation
         conv.model, conv.backend = self.engine_key or ("", "auto")
         conv.sampling = settings
-        self._mount_message(conv.add(Message("user", text)))
         self._reply = self._mount_message(conv.add(Message("assistant", "")))
         self._reply.streaming = True
         self.generating = True
@@ -252,10 +319,15 @@ class ChatScreen(TinyScreen):
         if self.generating:
             self.error("stop the current reply (Esc) first")
             return
+        self._drop_queued("a new conversation was started")
+        self.start_conversation("new conversation")
+        self.query_one("#prompt", Input).focus()
+
+    def start_conversation(self, status: str) -> None:
+        """An empty conversation on screen (the old one stays saved)."""
         self.conversation = Conversation()
         self.query_one("#messages", VerticalScroll).remove_children()
-        self.query_one("#chat-status", Static).update("new conversation")
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#chat-status", Static).update(status)
 
     def action_open_conversation(self) -> None:
         from tinyllm_tui.screens.dialogs import ConversationPicker
@@ -263,6 +335,7 @@ class ChatScreen(TinyScreen):
         if self.generating:
             self.error("stop the current reply (Esc) first")
             return
+        self._drop_queued("another conversation was opened")
         self.app.push_screen(ConversationPicker(), self.open_conversation)
 
     def open_conversation(self, path: str | None) -> None:
@@ -282,7 +355,10 @@ class ChatScreen(TinyScreen):
         box.scroll_end(animate=False)
         self.query_one(SamplingPanel).set_values(conv.sampling)
         if conv.model:
-            self.query_one(ModelPicker).set_current(conv.model, conv.backend, announce=True)
+            picker = self.query_one(ModelPicker)
+            picker.set_current(conv.model, conv.backend, announce=False)
+            if (conv.model, picker.backend) != self.engine_key:  # its own model, its messages kept
+                self.load_model(conv.model, picker.backend, keep_conversation=True)
         self.query_one("#chat-status", Static).update(f"reopened {conv.title or conv.id}")
 
     def action_export_markdown(self) -> None:
@@ -304,7 +380,7 @@ def model_summary(engine: Any, seconds: float) -> str:
     parts = [name, getattr(engine, "task", "lm"), getattr(engine, "backend", "?")]
     try:
         cfg = info.model_config
-        parts.append(f"{cfg.num_params() / 1e6:.2f}M params, context {cfg.context_length}")
+        parts.append(f"{human(cfg.num_params())} params, context {cfg.context_length}")
     except Exception:
         pass
     if getattr(engine, "labels", None):

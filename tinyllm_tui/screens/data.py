@@ -78,14 +78,16 @@ class DataScreen(TinyScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="data-bar"):
-            yield Input(placeholder="path to a data file, then Enter", id="data-path")
+            yield Input(placeholder="path to a data file, then Enter", id="data-path",
+                        select_on_focus=False)
             yield Select([(p.name, str(p)) for p in sample_files()], prompt="sample data",
                          id="data-sample", compact=True)
             yield Select(tokenizer_choices(), value="gpt2", allow_blank=False, id="data-tokenizer",
                          compact=True)
         with Horizontal(id="data-split"):
             with Vertical(id="data-left"):
-                yield Input(placeholder="search rows (Ctrl+F)", id="data-search", compact=True)
+                yield Input(placeholder="search rows (Ctrl+F)", id="data-search", compact=True,
+                            select_on_focus=False)
                 yield DataTable(id="data-table", cursor_type="row", zebra_stripes=True)
                 yield Static("open a file: type its path above, or pick sample data",
                              id="data-page", markup=False)
@@ -267,6 +269,9 @@ class DataScreen(TinyScreen):
         lo, hi = stats.bin_centers[0], stats.bin_centers[-1]
         ticks = [lo + (hi - lo) * k / 4 for k in range(5)] if hi > lo else [lo]
         plt.xticks(ticks, [f"{t:.0f}" for t in ticks])     # fixed ticks: plotext's own vary
+        yticks, ylabels = count_ticks(max(stats.bin_heights, default=0))
+        plt.yticks(yticks, ylabels)          # whole rows, never 1302.5
+        plt.ylim(0, yticks[-1])
         plt.xlabel("tokens per row")
         plot.refresh()
         table = self.query_one("#data-table", DataTable)
@@ -285,6 +290,16 @@ class DataScreen(TinyScreen):
             lines.append(f"tokenizer: {getattr(self.tokenizer, 'name', '?')} "
                          f"(vocabulary {getattr(self.tokenizer, 'vocab_size', 0):,})")
         self.query_one("#data-summary", Static).update("\n".join(lines))
+
+
+def count_ticks(top: int, n: int = 4) -> tuple[list[int], list[str]]:
+    """Axis ticks for a count from 0 to ``top``: whole numbers only (a count of rows has no
+    fractions), 1, 2 or 5 x 10^k apart, labelled like 1,500."""
+    step = max(1, -(-top // n))
+    scale = 10 ** (len(str(step)) - 1)
+    step = next(m * scale for m in (1, 2, 5, 10) if m * scale >= step)  # 1, 2 or 5 x 10^k
+    ticks = list(range(0, top + step, step)) if top else [0]
+    return ticks, [f"{t:,}" for t in ticks]
 
 
 def _hist_widget():

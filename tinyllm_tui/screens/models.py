@@ -241,9 +241,8 @@ def model_row(info: modeldir.ModelInfo) -> tuple:
         params = human(info.model_config.num_params())
     except Exception:
         params = Text("bad config", style="bold red")
-    onnx = "int8" if info.has_int8 else "yes" if info.has_onnx else "-"
-    return (info.name, info.task, params, info.tokenizer, human_bytes(info.size_bytes()), onnx,
-            info.source)
+    return (info.name, info.task, params, info.tokenizer, human_bytes(info.size_bytes()),
+            info.onnx_label, info.source)
 
 
 def model_details(info: modeldir.ModelInfo) -> Text:
@@ -256,7 +255,7 @@ def model_details(info: modeldir.ModelInfo) -> Text:
                 ("layers × heads × width", f"{s['n_layer']} × {s['n_head']} × {s['n_embd']}"),
                 ("context", s["context_length"]), ("vocabulary", f"{s['vocab_size']:,}"),
                 ("tokenizer", s["tokenizer"]), ("size on disk", human_bytes(s["size_bytes"])),
-                ("onnx", "int8 + fp32" if s["int8"] else "yes" if s["onnx"] else "no")]
+                ("onnx", info.onnx_label)]
         if s.get("labels"):
             rows.append(("labels", ", ".join(map(str, s["labels"]))))
         for k, v in rows:

@@ -20,7 +20,7 @@ from tinyllm import modeldir
 from tinyllm.config import PRESETS
 from tinyllm_tui.fmt import describe_error, fmt_seconds, pretty_path
 from tinyllm_tui.run_log import MetricsFollower, RunState, downsample, metrics_path
-from tinyllm_tui.runner import RunSpec, TrainProcess
+from tinyllm_tui.runner import RunSpec, TrainProcess, run_target
 from tinyllm_tui.screens.base import TinyScreen
 
 POLL = 0.5   # seconds between reads of metrics.jsonl
@@ -45,6 +45,8 @@ class TrainScreen(TinyScreen):
         self.state = RunState()
         self._exit_reported = False
         self._samples_shown = 0
+        self._logged: set[tuple] = set()   # events already in the log panel (a resume re-reads)
+        self._synced_steps: str | None = None  # the steps field as following a run filled it
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="train-body"):
@@ -54,24 +56,27 @@ class TrainScreen(TinyScreen):
                 yield Select(preset_options(), value="tiny", allow_blank=False,
                              id="train-preset", compact=True)
                 yield Input(placeholder="or a YAML config file",
-                            id="train-config", compact=True)
+                            id="train-config", compact=True, select_on_focus=False)
                 yield Label("training text", classes="field-label")
-                yield Input(shown_path(DEFAULT_DATA), id="train-data", compact=True)
+                yield Input(shown_path(DEFAULT_DATA), id="train-data", compact=True,
+                            select_on_focus=False)
                 yield Label("tokenizer", classes="field-label")
                 yield Select([("char (trained on the text)", "char"), ("gpt2", "gpt2"),
                               ("bpe (trained on the text)", "bpe")], value="char",
                              allow_blank=False, id="train-tokenizer", compact=True)
                 yield Label("steps", classes="field-label")
-                yield Input("500", id="train-steps", type="integer", compact=True)
+                yield Input("500", id="train-steps", type="integer", compact=True,
+                            select_on_focus=False)
                 yield Label("run name (in $TINYLLM_HOME/models)", classes="field-label")
-                yield Input(placeholder="default: <preset>-<data>", id="train-name", compact=True)
+                yield Input(placeholder="default: <preset>-<data>", id="train-name", compact=True,
+                            select_on_focus=False)
                 with Horizontal(classes="buttons"):
                     yield Button("Start", id="train-start", variant="primary")
                     yield Button("Stop", id="train-stop", variant="error")
                     yield Button("Resume", id="train-resume")
                 yield Label("follow a run", classes="section")
                 yield Input(placeholder="run folder or metrics.jsonl, Enter", id="train-attach",
-                            compact=True)
+                            compact=True, select_on_focus=False)
                 yield Button("Export PNG", id="train-png")
             with Vertical(id="train-main"):
                 with Horizontal(id="train-stats"):
@@ -81,9 +86,11 @@ class TrainScreen(TinyScreen):
                 yield _loss_plot()
                 yield Static("no run yet: start one on the left, or follow a run folder", markup=False,
                              id="train-status")
-                yield RichLog(id="train-log", wrap=True, markup=False, max_lines=500)
+                yield RichLog(id="train-log", wrap=True, markup=False, max_lines=500,
+                              min_width=20)   # wrapped to the panel, never cut at 78 columns
 
     def on_mount(self) -> None:
+        self.app.train_screen = self   # Ctrl+Q asks before it stops a run going here
         self.set_interval(POLL, self.poll)
         self.draw_plot()
         if self.app.start_attach:
@@ -111,7 +118,16 @@ class TrainScreen(TinyScreen):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "train-attach" and event.value.strip():
+            if self.running:
+                self.error("a run started here is going; stop it (Ctrl+X) before following "
+                           "another")
+                return
             self.attach(event.value.strip())
+
+    @property
+    def running(self) -> bool:
+        """Whether a run started from this screen is going."""
+        return self.process is not None and bool(getattr(self.process, "running", False))
 
     def spec_from_form(self, resume: bool = False) -> RunSpec:
         from tinyllm.errors import UserError
@@ -161,7 +177,9 @@ class TrainScreen(TinyScreen):
         self.launch(spec)
 
     def action_resume(self) -> None:
-        if self.process is not None and getattr(self.process, "running", False):
+        """Continue the run as it was configured; a step count changed in the form on purpose
+        becomes the new target after a confirmation that says so."""
+        if self.running:
             self.error("the run is still going")
             return
         out = self.run_dir
@@ -174,9 +192,30 @@ class TrainScreen(TinyScreen):
         if not (out / "train_state").exists():
             self.error(f"{out}: no checkpoint to resume from (train_state/ missing)")
             return
+        step, target = run_target(out)
+        if step is None and out == self.run_dir:
+            step = self.state.step
         steps = self.query_one("#train-steps", Input).value.strip()
-        self.launch(RunSpec(out=out, preset=None, resume=True,
-                            max_steps=int(steps) if steps.isdigit() else None))
+        wanted = int(steps) if steps.isdigit() and int(steps) > 0 else None
+        if wanted is None or wanted == target or target is None and wanted == self.state.max_steps:
+            if step is not None and target is not None and step >= target:
+                self.error(f"{out.name} already reached step {step}, its target; set steps above "
+                           f"{step} to continue it")
+                return
+            self.launch(RunSpec(out=out, preset=None, resume=True))
+            return
+        if step is not None and wanted <= step:
+            self.error(f"{out.name} is at step {step}: set steps above {step} to continue it")
+            return
+        from tinyllm_tui.screens.dialogs import ConfirmDialog
+
+        was = f"its {target}" if target else "the steps it was started with"
+        self.app.push_screen(
+            ConfirmDialog(f"Resume {out.name} from step {step if step is not None else '?'} to "
+                          f"{wanted:,} steps instead of {was}? Its learning-rate schedule is "
+                          f"stretched to {wanted:,} steps.", yes=f"Resume to {wanted:,}"),
+            lambda yes: self.launch(RunSpec(out=out, preset=None, resume=True, max_steps=wanted))
+            if yes else None)
 
     def launch(self, spec: RunSpec) -> None:
         factory = self.app.trainer_factory or TrainProcess
@@ -188,8 +227,12 @@ class TrainScreen(TinyScreen):
             return
         self.process = proc
         self._exit_reported = False
+        self.query_one("#train-log", RichLog).clear()   # no traceback left from an earlier run
+        self._logged.clear()
         verb = "resuming" if spec.resume else "started"
-        self.log_line(f"{verb} run {spec.out.name} → {pretty_path(spec.out)}")
+        to = f" to step {spec.max_steps:,}" if spec.resume and spec.max_steps else \
+            " as configured" if spec.resume else ""
+        self.log_line(f"{verb} run {spec.out.name}{to} → {pretty_path(spec.out)}")
         # the status first: following may already see a run that has finished and say so
         self.set_status(f"{verb}; waiting for the first step (loading torch and the data)…")
         self.follow(spec.out, keep_state=spec.resume)
@@ -217,7 +260,15 @@ class TrainScreen(TinyScreen):
         if not keep_state:
             self.state = RunState()
             self._samples_shown = 0
+        self.sync_steps(run_target(self.run_dir)[1])
         self.poll()
+
+    def sync_steps(self, target: int | None) -> None:
+        """Show the followed run's step target in the form, unless the user has typed one since
+        (a changed number is a change on purpose: Resume asks before it uses it)."""
+        field = self.query_one("#train-steps", Input)
+        if target and (self._synced_steps is None or field.value.strip() == self._synced_steps):
+            field.value = self._synced_steps = str(target)
 
     def poll(self) -> None:
         if self.follower is not None:
@@ -231,7 +282,12 @@ class TrainScreen(TinyScreen):
                 self._samples_shown = 0
             for ev in events:
                 self.state.apply(ev)
-                self.log_event(ev)
+                key = (ev.get("event"), ev.get("step"), ev.get("kind"), ev.get("time"))
+                if key not in self._logged:   # a resumed run's rewritten file: each line once
+                    self._logged.add(key)
+                    self.log_event(ev)
+                if ev.get("event") == "start":
+                    self.sync_steps(ev.get("max_steps"))
             if events or reset:
                 self.show_state()
         self.check_process()
@@ -244,11 +300,16 @@ class TrainScreen(TinyScreen):
         if code is None:
             return
         self._exit_reported = True
-        if code in (0, 130) or self.state.done is not None:
+        tail = getattr(proc, "tail", lambda: "")()
+        last = tail.strip().splitlines()[-1] if tail.strip() else ""
+        if code == 2 and last.startswith("error:"):  # refused before it started: say why
+            why = last.removeprefix("error:").strip()
+            self.error(f"training did not start: {why}")
+            self.set_status(f"not started: {why}")
+        elif code in (0, 130) or self.state.done is not None:
             self.set_status(self.state.status if self.state.done else f"run ended (exit {code})")
         else:
-            tail = getattr(proc, "tail", lambda: "")()
-            last = tail.strip().splitlines()[-1] if tail.strip() else f"exit code {code}"
+            last = last or f"exit code {code}"
             self.error(f"training failed: {last}")
             self.set_status(f"training failed (exit {code}); see the log below")
             if tail:

@@ -18,6 +18,7 @@ class MessageView(Static):
         super().__init__(classes=f"message {message.role}", **kw)
         self.message = message
         self.streaming = False
+        self.pending = False     # a prompt waiting for the model to load
 
     def on_mount(self) -> None:
         self.border_title = {"user": "you", "assistant": "model", "error": "error"}.get(
@@ -34,6 +35,9 @@ class MessageView(Static):
             self.update(probability_table(m.probs))
             return
         body = Text(m.content)
+        if self.pending:
+            body.append("  (waiting for the model to load; sent when it is ready)",
+                        style="italic dim")
         if self.streaming:
             body.append("▌", style="reverse")
         if m.cancelled:

@@ -35,7 +35,7 @@ class ModelPicker(Vertical):
                      allow_blank=True, prompt="(choose a model)", compact=True,
                      value=self._model if by_name else Select.NULL)
         yield Input("" if by_name else self._model, placeholder="or a path, then Enter",
-                    id="model-path", compact=True)
+                    id="model-path", compact=True, select_on_focus=False)
         yield Label("backend", classes="field-label")
         yield Select(BACKENDS, id="backend-select", allow_blank=False, value=self._backend,
                      compact=True)
@@ -51,8 +51,8 @@ class ModelPicker(Vertical):
     def _options(self, reread: bool = False) -> list[tuple[str, str]]:
         """(label, name) of every known model; read from disk once, then on ``refresh_models``."""
         if reread or self._known is None:
-            self._known = [(f"{m.name} · {m.task} · {m.source}", m.name)
-                           for m in modeldir.list_models()]
+            # short labels: the side panel is narrow, and a cut name is no name
+            self._known = [(f"{m.name} ({m.task})", m.name) for m in modeldir.list_models()]
         return self._known
 
     def refresh_models(self) -> None:

@@ -27,7 +27,7 @@ class SamplingPanel(Vertical):
             yield Label(label, classes="field-label")
             yield Input("" if default is None else str(default), id=f"sampling-{key}",
                         validators=[validator], valid_empty=key in ("top_k", "top_p"),
-                        compact=True)
+                        compact=True, select_on_focus=False)
 
     def values(self) -> dict[str, Any]:
         out = {}
