@@ -236,7 +236,7 @@ def test_enter_while_the_model_loads_is_queued_and_sent_when_ready():
     import threading
 
     ready = threading.Event()
-    engine = FakeEngine(pieces=["Hi", " there"], delay=0)
+    engine = FakeEngine(pieces=["Hi", " there"])
 
     def slow(model, backend):
         ready.wait(10)
@@ -293,8 +293,8 @@ def test_a_queued_prompt_comes_back_when_the_model_fails_to_load():
 
 
 def test_switching_model_starts_a_new_conversation():
-    engines = {"first": FakeEngine(pieces=["one"], delay=0, name="first"),
-               "second": FakeEngine(pieces=["two"], delay=0, name="second")}
+    engines = {"first": FakeEngine(pieces=["one"], name="first"),
+               "second": FakeEngine(pieces=["two"], name="second")}
 
     async def scenario():
         app = TinyLLMApp(model="first", engine_factory=lambda m, b: engines[m])
