@@ -96,6 +96,9 @@ def load_weights(model: GPT, path: str | Path, strict: bool = True) -> None:
             with torch.no_grad():
                 for k in sorted(keys & set(own)):
                     t = f.get_tensor(k)
+                    if not t.dtype.is_floating_point:
+                        raise CheckpointError(f"{path}: tensor {k} is {str(t.dtype).removeprefix('torch.')}, "
+                                              f"expected a float type")
                     if t.shape != own[k].shape:
                         raise CheckpointError(f"{path}: tensor {k} has shape {tuple(t.shape)}, "
                                               f"the config needs {tuple(own[k].shape)}")

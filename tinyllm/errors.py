@@ -1,6 +1,8 @@
 """The one exception family for bad user input: the CLI prints its message and exits with code 2."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class UserError(ValueError):
     """Bad input or usage. The message names the file (and line) and says what is wrong."""
@@ -17,3 +19,14 @@ class RunFailed(RuntimeError):
     """A run that started correctly but failed (exit code 1)."""
 
     exit_code = 1
+
+
+class DiskFull(RunFailed):
+    """A write that ran out of space: "no space left on DEVICE writing FILE" (exit code 1).
+
+    ``path`` is the file being written; whoever knows more (the training loop: which checkpoint is
+    intact) raises a new one with that added."""
+
+    def __init__(self, message: str, path: Path | None = None):
+        super().__init__(message)
+        self.path = path

@@ -455,6 +455,9 @@ def export_hf(name_or_path: str | Path | None, out: str | Path, dtype: torch.dty
             if got[0] != shape:
                 raise GPT2Error(f"{weights}: tensor {tl} has shape {got[0]}, config.yaml needs "
                                 f"{shape}")
+            if got[1] is None or not got[1].is_floating_point:
+                raise GPT2Error(f"{weights}: tensor {tl} is {str(got[1]).removeprefix('torch.')}, "
+                                f"expected a float type")
         if cfg.n_classes:
             log(f"note: the classification head ({cfg.n_classes} classes) is not part of "
                 f"GPT2LMHeadModel and is left out")

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from tinyllm import modeldir
-from tinyllm.errors import UserError
+from tinyllm.errors import RunFailed, UserError
 from tinyllm.runtime.sampling import SamplingConfig, generate_ids, stream_text
 from tinyllm.tokenizer import Tokenizer
 
@@ -78,8 +78,20 @@ class Engine:
         text, stops = self.prompt_and_stops(prompt, cfg, input)
         tok = self.tokenizer
         ids = tok.encode(text) or [tok.eot_id if tok.eot_id is not None else 0]
-        new_ids = generate_ids(self.prefill, self.step, ids, cfg, tok.eot_id, self.context_length)
-        return stream_text(new_ids, tok.token_bytes, stops)
+        vocab = self.info.model_config.vocab_size
+        if max(ids) >= vocab:
+            raise UserError(f"{self.info.path}: the prompt has token id {max(ids)}, beyond the "
+                            f"model's vocabulary of {vocab} ids")
+        new_ids = generate_ids(self.prefill, self.step, ids, cfg, tok.eot_id, self.context_length,
+                               tok.vocab_size)
+        return stream_text(self._naming_model(new_ids), tok.token_bytes, stops)
+
+    def _naming_model(self, ids: Iterator[int]) -> Iterator[int]:
+        """``ids``, with a failed run's message starting with the model's path."""
+        try:
+            yield from ids
+        except RunFailed as e:
+            raise RunFailed(f"{self.info.path}: {e}") from None
 
     def classify(self, texts: list[str]) -> np.ndarray:
         """Class probabilities (N, n_classes) for classifier models."""
