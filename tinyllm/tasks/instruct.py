@@ -23,7 +23,7 @@ from typing import Any
 from tinyllm.data.text import no_progress
 from tinyllm.errors import UserError
 from tinyllm.runtime.engine import no_log
-from tinyllm.tasks.base import Option, Task
+from tinyllm.tasks.base import Option, Task, holds_run_lock
 from tinyllm.tasks.classify import BACKEND
 
 SPLIT_CHOICES = ("auto", "test", "val", "all")
@@ -87,7 +87,6 @@ class InstructTask(Task):
         Option("--preset", help="Start from random weights of this shape (tiny, small, ...) with the "
                                 "GPT-2 tokenizer, instead of --model."),
         Option("--resume", is_flag=True, help="Continue an interrupted run in --out."),
-        Option("--overwrite", is_flag=True, help="Start over in an --out that holds a run."),
     )
     eval_options = (
         Option("--responses", "file", None,
@@ -117,6 +116,7 @@ class InstructTask(Task):
         return lm_loss(model, batch)
 
     # ---- fine-tuning ------------------------------------------------------------------------
+    @holds_run_lock
     def finetune(self, data, out, model=None, template=None, mask_prompt=False, epochs=2.0,
                  max_steps=None, batch_size=8, lr=None, eval_every=None, seed=123, preset=None,
                  resume=False, overwrite=False, callbacks=(), log=None, **_: Any

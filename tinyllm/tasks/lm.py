@@ -32,7 +32,8 @@ class LMTask(Task):
     )
 
     def finetune(self, data, out, model=None, max_steps=500, lr=3e-4, batch_size=None, seq_len=0,
-                 resume=False, callbacks=(), progress=None, log=None, **_: Any) -> dict[str, Any]:
+                 resume=False, overwrite=False, callbacks=(), progress=None, log=None,
+                 **_: Any) -> dict[str, Any]:
         from tinyllm.config import TrainConfig
         from tinyllm.train.pretrain import train_lm
         from tinyllm.train.runconfig import RunConfig
@@ -43,7 +44,7 @@ class LMTask(Task):
                           lr=lr, min_lr=lr / 10, batch_size=batch_size or 16, seq_len=seq_len,
                           eval_every=min(200, max_steps))
         train_lm(RunConfig(name=Path(out).name, model={}, train=cfg, source="tinyllm finetune lm"),
-                 resume=resume, callbacks=callbacks, progress=progress, log=log)
+                 resume=resume, overwrite=overwrite, callbacks=callbacks, progress=progress, log=log)
         report = self.evaluate(out, data)
         report["split"] = "whole file (train + validation)"
         return report
