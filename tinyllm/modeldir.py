@@ -300,11 +300,68 @@ def load_tokenizer(name_or_path: str | Path | None = None, default: str = DEFAUL
     return read_info(resolve(name_or_path, default)).load_tokenizer()
 
 
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")  # safetensors' dtype names
+
+
+def weights_problem(path: str | Path) -> str | None:
+    """What is wrong with a safetensors file, read from its header alone (no torch, no tensor
+    data): not safetensors, a tensor that is not a float type, data past the end (truncated).
+    None when it looks whole."""
+    import json
+    import struct
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            if not 0 < n <= min(size - 8, 100 << 20):
+                return f"{path}: not a safetensors file (no header)"
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        return f"{path}: unreadable safetensors header ({e})"
+    if not isinstance(header, dict):
+        return f"{path}: not a safetensors file (bad header)"
+    data = size - 8 - n
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(t, dict):
+            return f"{path}: not a safetensors file (bad entry {name})"
+        if t.get("dtype") not in FLOAT_DTYPES:
+            kind = str(t.get("dtype"))
+            kind = {"I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64", "U8": "uint8",
+                    "U16": "uint16", "U32": "uint32", "U64": "uint64"}.get(kind, kind.lower())
+            return f"{path}: tensor {name} is {kind}, expected a float type"
+        offsets = t.get("data_offsets") or [0, 0]
+        if not isinstance(offsets, list) or len(offsets) != 2 or offsets[1] > data:
+            return f"{path}: truncated (tensor {name} lies past the end of the file)"
+    return None
+
+
+def check_files(info: ModelInfo) -> str | None:
+    """What stops a listed model from loading, beyond its config.yaml: a tokenizer file that is
+    missing or garbage, weights that are missing, truncated or not floats. None when it looks
+    usable (what `tinyllm models` and the TUI list as broken otherwise)."""
+    try:
+        info.load_tokenizer()
+    except UserError as e:
+        return str(e)
+    weights = info.path / WEIGHTS
+    if weights.is_file():
+        return weights_problem(weights)
+    if not onnx_graphs(info.path):
+        return f"{weights}: missing (and no exported ONNX graph)"
+    return None
+
+
 def list_models(include_broken: bool = False) -> list[ModelInfo]:
     """Every model in ``$TINYLLM_HOME/models`` and the bundled ones (user models first).
 
-    A directory whose config.yaml cannot be used is left out, or with ``include_broken`` listed
-    with its :attr:`ModelInfo.problem` (what `tinyllm models` and the TUI show)."""
+    A directory whose config.yaml cannot be used is left out; with ``include_broken`` (what
+    `tinyllm models` and the TUI's Models screen list) it is kept with the reason in
+    :attr:`ModelInfo.problem`, and the files of the others are checked too (:func:`check_files`)."""
     out, seen = [], set()
     for source, root in search_path():
         if not root.is_dir():
@@ -313,8 +370,12 @@ def list_models(include_broken: bool = False) -> list[ModelInfo]:
             if (d / CONFIG).is_file() and d.name not in seen:
                 seen.add(d.name)
                 try:
-                    out.append(read_info(d, source))
+                    info = read_info(d, source)
                 except UserError as e:
                     if include_broken:
                         out.append(ModelInfo(path=d, source=source, meta={}, problem=str(e)))
+                    continue
+                if include_broken:
+                    info.problem = check_files(info)
+                out.append(info)
     return out

@@ -10,6 +10,7 @@ import sys
 import click
 
 from tinyllm import modeldir
+from tinyllm.data.files import read_stdin
 from tinyllm.errors import UserError
 from tinyllm.units import human, human_bytes
 
@@ -29,7 +30,7 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
 @click.option("--decode", is_flag=True, help="Read space-separated ids and print the text.")
 @click.argument("text")
 def tokenize(tokenizer_name, model, as_json, decode, text):
-    """Print the token ids of TEXT, space-separated ("-" reads TEXT from stdin).
+    """Print the token ids of TEXT, space-separated ("-" reads TEXT from stdin, at most 1 MiB).
 
     The default tokenizer is gpt2 (from the vocabulary files shipped in the package).
 
@@ -42,7 +43,7 @@ def tokenize(tokenizer_name, model, as_json, decode, text):
     if tokenizer_name and model:
         raise UserError("give --tokenizer or --model, not both")
     if text == "-":
-        text = sys.stdin.read()
+        text = read_stdin(sys.stdin.buffer)
     tok = modeldir.load_tokenizer(model or tokenizer_name or "gpt2")
     if decode:
         try:
@@ -65,25 +66,37 @@ def tokenize(tokenizer_name, model, as_json, decode, text):
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def models(as_json):
-    """List the models in $TINYLLM_HOME/models and the bundled ones."""
+    """List the models in $TINYLLM_HOME/models and the bundled ones.
+
+    A model directory that cannot be used (a bad config.yaml) is listed as broken, with the
+    reason (in --json: a "broken" key), and the others are listed as usual."""
     found = []
-    for info in modeldir.list_models():
-        try:
-            found.append(info.summary())
-        except UserError as e:
-            click.echo(f"warning: skipping {info.path}: {e}", err=True)
+    for info in modeldir.list_models(include_broken=True):
+        problem = info.problem
+        if problem is None:
+            try:
+                found.append(info.summary())
+                continue
+            except (UserError, OSError) as e:
+                problem = str(e)
+        found.append({"name": info.name, "path": str(info.path), "source": info.source,
+                      "broken": problem})
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
     if not found:
         click.echo(f"no models in {modeldir.models_home()} and none bundled", err=True)
         return
-    rows = [[m["name"], m["task"], human(m["params"]), m["tokenizer"],
+    rows = [[m["name"], "BROKEN", "-", "-", "-", "-", "-", "-", m["source"]] if "broken" in m else
+            [m["name"], m["task"], human(m["params"]), m["tokenizer"],
              f"{m['n_layer']}x{m['n_embd']}", str(m["context_length"]),
              "int8" if m["int8"] else ("yes" if m["onnx"] else "-"),
              human_bytes(m["size_bytes"]), m["source"]] for m in found]
     print_table(rows, ["NAME", "TASK", "PARAMS", "TOKENIZER", "SHAPE", "CONTEXT", "ONNX", "SIZE",
                        "SOURCE"])
+    for m in found:
+        if "broken" in m:
+            click.echo(f"{m['name']}: broken: {m['broken']}")
 
 
 @click.command()
@@ -95,6 +108,7 @@ def info(model, as_json):
     mi = modeldir.find(model)
     cfg = mi.model_config
     s = mi.summary()
+    s["broken"] = modeldir.check_files(mi)
     s.update({
         "params_non_embedding": cfg.num_params(include_embeddings=False),
         "forward_flops_per_token": s["flops_per_token"] // 3,
@@ -132,6 +146,8 @@ def info(model, as_json):
     if s["saved_at"]:
         lines.append(("saved", s["saved_at"]))
     lines.append(("size", f"{human_bytes(s['size_bytes'])} in {len(s['files'])} files"))
+    if s["broken"]:
+        lines.append(("BROKEN", s["broken"]))
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
         click.echo(f"{k.ljust(width)}  {v}")

@@ -11,7 +11,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from tinyllm import modeldir
+from tinyllm import modeldir, runlock
+from tinyllm.errors import UserError
 from tinyllm.units import human, human_bytes
 from tinyllm_tui.screens.base import TinyScreen
 from tinyllm_tui.fmt import describe_error, pretty_path
@@ -69,7 +70,7 @@ class ModelsScreen(TinyScreen):
         keep = self.selected_name()
         table.clear()
         self.infos = {}
-        for info in modeldir.list_models():
+        for info in modeldir.list_models(include_broken=True):
             self.infos[info.name] = info
             table.add_row(*model_row(info), key=info.name)
         if not self.infos:
@@ -155,11 +156,25 @@ class ModelsScreen(TinyScreen):
         if info.source == "bundled":
             self.error(f"{name} is bundled with tinyllm and cannot be deleted")
             return
+        if not self._free(info):
+            return
         size = human_bytes(info.size_bytes())
         self.app.push_screen(ConfirmDialog(f"Delete {name} ({size})?\n{pretty_path(info.path)}"),
                              lambda yes: self.delete(info) if yes else None)
 
+    def _free(self, info: modeldir.ModelInfo) -> bool:
+        """False (and an error naming the holder) while a trainer or an export writes the model."""
+        try:
+            runlock.ensure_free(info.path, "it cannot be deleted while it is being written; "
+                                           "stop that first")
+        except UserError as e:
+            self.error(str(e))
+            return False
+        return True
+
     def delete(self, info: modeldir.ModelInfo) -> None:
+        if not self._free(info):  # asked again: a run may have started while the dialog was open
+            return
         try:
             shutil.rmtree(info.path)
         except OSError as e:
@@ -170,6 +185,9 @@ class ModelsScreen(TinyScreen):
 
 
 def model_row(info: modeldir.ModelInfo) -> tuple:
+    if info.problem:
+        broken = Text("broken", style="bold red")
+        return (info.name, broken, "-", "-", human_bytes(info.size_bytes()), "-", info.source)
     try:
         params = human(info.model_config.num_params())
     except Exception:
@@ -183,6 +201,9 @@ def model_details(info: modeldir.ModelInfo) -> Text:
     out = Text()
     out.append(f"{info.name}\n", style="bold")
     out.append(f"{pretty_path(info.path)}\n\n", style="dim")
+    if info.problem:
+        out.append(f"broken: {info.problem}\n", style="bold red")
+        return out
     try:
         s = info.summary()
         rows = [("task", s["task"]), ("parameters", f"{s['params']:,}"),
