@@ -17,6 +17,7 @@ from tinyllm.units import human, human_bytes
 from tinyllm_tui.screens.base import TinyScreen
 from tinyllm_tui.fmt import describe_error, pretty_path
 
+DELETE_ADVICE = "it cannot be deleted while it is being written; stop that first"
 COLUMNS = ("name", "task", "params", "tokenizer", "size", "onnx", "source")
 
 
@@ -165,18 +166,19 @@ class ModelsScreen(TinyScreen):
     def _free(self, info: modeldir.ModelInfo) -> bool:
         """False (and an error naming the holder) while a trainer or an export writes the model."""
         try:
-            runlock.ensure_free(info.path, "it cannot be deleted while it is being written; "
-                                           "stop that first")
+            runlock.ensure_free(info.path, DELETE_ADVICE)
         except UserError as e:
             self.error(str(e))
             return False
         return True
 
     def delete(self, info: modeldir.ModelInfo) -> None:
-        if not self._free(info):  # asked again: a run may have started while the dialog was open
+        try:  # held while deleting: a run that started while the dialog was open is refused
+            with runlock.acquire(info.path, action=DELETE_ADVICE):
+                shutil.rmtree(info.path)
+        except UserError as e:
+            self.error(str(e))
             return
-        try:
-            shutil.rmtree(info.path)
         except OSError as e:
             self.error(f"could not delete {info.path}: {e}")
             return
