@@ -89,10 +89,16 @@ def read_table(path: Path, text: str, kind: str, text_col: str | int, label_col:
     ti = _column(text_col, header, path, line1)
     li = _column(label_col, header, path, line1)
     headerless_pair = header is None and (ti, li) == (1, 0) and kind == "tsv"
+    width = 2 if headerless_pair else len(fields1)  # every row has the first row's columns
     out = []
     for line, fields in ([] if has_header else [first]) + list(rows):
         if headerless_pair and len(fields) > 2:  # tabs inside the text stay in the text
             fields = [fields[0], "\t".join(fields[1:])]
+        if len(fields) > width:  # refused like a missing column: a field was split, or shifted
+            hint = "a tab inside a field?" if kind == "tsv" else "an unquoted comma inside a field? " \
+                "Quote the field"
+            raise DataError(f"{path}:{line}: {len(fields)} fields, but the "
+                            f"{'header' if header else 'first row'} has {width} ({hint})")
         need = max(ti, li) + 1
         if len(fields) < need:
             missing = "text" if len(fields) <= ti else "label"
