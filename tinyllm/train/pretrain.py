@@ -16,6 +16,7 @@ import torch
 
 from tinyllm import runlock
 from tinyllm.config import TrainConfig, write_yaml
+from tinyllm.atomic import open_regular
 from tinyllm.data.batching import EpochSampler, RandomSampler, StepBatches
 from tinyllm.data.text import (DataError, SlidingWindowDataset, default_cache_dir, iter_text_chunks,
                                no_progress, prepare_tokens, split_tokens)
@@ -43,8 +44,7 @@ def build_tokenizer(cfg: TrainConfig, progress: Callable | None = None) -> Token
     if cfg.tokenizer == "gpt2":
         return get_gpt2()
     path = Path(cfg.data)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    open_regular(path, "text file").close()  # refused as every reader refuses it
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the corpus is empty")
     tag = "char" if cfg.tokenizer == "char" else f"bpe{cfg.bpe_vocab_size}"

@@ -189,7 +189,7 @@ class ModelsScreen(TinyScreen):
 def model_row(info: modeldir.ModelInfo) -> tuple:
     if info.problem:
         broken = Text("broken", style="bold red")
-        return (info.name, broken, "-", "-", human_bytes(info.size_bytes()), "-", info.source)
+        return (info.name, "-", broken, "-", human_bytes(info.size_bytes()), "-", info.source)
     try:
         params = human(info.model_config.num_params())
     except Exception:
