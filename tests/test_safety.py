@@ -576,3 +576,18 @@ def test_full_disk_during_export(small_disk, tmp_path):
     r = cli("export-onnx", d, "-o", small_disk / "onnx")
     refused(r, "no space left on tmpfs", code=1)
     assert not _temp_files(small_disk)
+
+
+def test_finetune_into_its_own_model_is_refused(tiny_lm_dir, corpus):
+    before = snapshot(tiny_lm_dir)
+    r = cli("finetune", "lm", "--model", tiny_lm_dir, "--data", corpus, "--out", tiny_lm_dir,
+            "--overwrite")
+    refused(r, "is the model being fine-tuned")
+    assert snapshot(tiny_lm_dir) == before
+
+
+def test_an_imported_config_json_is_validated_like_every_config():
+    from tinyllm.convert.gpt2 import GPT2Error, model_config_from_hf
+
+    with pytest.raises(GPT2Error, match="model.n_layer must be a whole number, not 2.5"):
+        model_config_from_hf({"model_type": "gpt2", "n_layer": 2.5}, "config.json")

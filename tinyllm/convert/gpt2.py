@@ -107,11 +107,11 @@ def model_config_from_hf(hf_config: Any, where: str = "config.json") -> ModelCon
             raise GPT2Error(f"{where}: {key}={c.get(key)!r} is a GPT-2 variant tinyllm's model "
                             f"cannot represent")
     try:
-        return ModelConfig(
-            vocab_size=int(c["vocab_size"]), context_length=int(c.get("n_positions") or c["n_ctx"]),
-            n_layer=int(c["n_layer"]), n_head=int(c["n_head"]), n_embd=int(c["n_embd"]),
-            dropout=0.0, bias=True, qkv_bias=True, layer_norm_eps=float(c["layer_norm_epsilon"]),
-            gelu=ACTIVATIONS[act], tie_weights=bool(c.get("tie_word_embeddings", True)))
+        return ModelConfig(  # the values as config.json gives them: ModelConfig checks them
+            vocab_size=c["vocab_size"], context_length=c.get("n_positions") or c["n_ctx"],
+            n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"],
+            dropout=0.0, bias=True, qkv_bias=True, layer_norm_eps=c["layer_norm_epsilon"],
+            gelu=ACTIVATIONS[act], tie_weights=c.get("tie_word_embeddings", True))
     except (TypeError, ValueError, KeyError, ConfigError) as e:
         raise GPT2Error(f"{where}: {e}") from None
 

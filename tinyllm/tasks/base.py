@@ -27,6 +27,22 @@ RESERVED_NAMES = frozenset({"data", "model", "out", "as_json", "model_dir", "log
                             "callbacks", "overwrite"})
 
 
+def _not_the_model(out, model) -> None:
+    """Refuse ``--out`` naming the model being fine-tuned: preparing ``out`` would remove the very
+    files it starts from."""
+    if not model:
+        return
+    from tinyllm import modeldir
+    from tinyllm.errors import UserError
+
+    try:
+        src = modeldir.resolve(model)
+    except UserError:
+        return  # the task reports a missing model itself
+    if Path(src).resolve() == Path(out).resolve():
+        raise UserError(f"{out}: is the model being fine-tuned (--model); choose another --out")
+
+
 def holds_run_lock(finetune: Callable) -> Callable:
     """Decorate a task's ``finetune(self, data, out, ...)``: it runs holding ``out``'s run lock
     (:mod:`tinyllm.runlock`), so a second writer of the folder is refused, naming this one. Inside,
@@ -34,6 +50,7 @@ def holds_run_lock(finetune: Callable) -> Callable:
 
     @functools.wraps(finetune)
     def wrapper(self, data, out, *args, **kwargs):
+        _not_the_model(out, kwargs.get("model", args[0] if args else None))
         with runlock.acquire(out):
             return finetune(self, data, out, *args, **kwargs)
 

@@ -187,6 +187,12 @@ def _train_lm(run: RunConfig, resume: bool, overwrite: bool, callbacks, progress
     dist = ddp.info()
     log = log or no_log
     progress = progress if dist.is_main else None
+    if cfg.init_from and not resume:
+        from tinyllm.modeldir import resolve
+
+        if resolve(cfg.init_from).resolve() == Path(out).resolve():
+            raise UserError(f"{out}: is the model this run starts from (train.init_from); choose "
+                            f"another --out")
     resuming = prepare_out(out, resume, overwrite, log) if dist.is_main else resume
     joined = False
     try:
