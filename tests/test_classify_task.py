@@ -150,7 +150,7 @@ def test_resume_continues_the_run_and_refuses_to_overwrite(tmp_path):
     kw = dict(batch_size=8, vocab_size=300, model_overrides=SMALL)
     first = ClassifyTask().finetune(data, out, epochs=1, **kw)
     tok = (out / "tokenizer.json").read_text()
-    with pytest.raises(UserError, match="holds a training run; --resume"):
+    with pytest.raises(UserError, match="holds a training run; use --resume"):
         ClassifyTask().finetune(data, out, epochs=2, **kw)
     second = ClassifyTask().finetune(data, out, epochs=2, resume=True, **kw)
     assert second["train"]["steps"] == 2 * first["train"]["steps"]
