@@ -591,3 +591,25 @@ def test_an_imported_config_json_is_validated_like_every_config():
 
     with pytest.raises(GPT2Error, match="model.n_layer must be a whole number, not 2.5"):
         model_config_from_hf({"model_type": "gpt2", "n_layer": 2.5}, "config.json")
+
+
+def test_tui_train_screen_refuses_to_start_in_a_folder_being_written(tmp_path):
+    import asyncio
+
+    from tinyllm_tui.app import TinyLLMApp
+    from tinyllm_tui.runner import RunSpec
+    from tui_fakes import wait_for
+
+    out = modeldir.models_home() / "busy-run"
+    started = []
+
+    async def scenario():
+        app = TinyLLMApp(screen="train", trainer_factory=lambda spec: started.append(spec))
+        async with app.run_test(size=(130, 40)) as pilot:
+            app.screen.spec_from_form = lambda resume=False: RunSpec(out=out)
+            app.screen.action_start()
+            await wait_for(pilot, lambda: any("is being written by pid" in n.message
+                                              for n in app._notifications))
+    with held(out):
+        asyncio.run(scenario())
+    assert not started
