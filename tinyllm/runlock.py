@@ -252,8 +252,11 @@ def acquire(directory: str | Path, command: str | None = None, action: str = WAI
     created = not key.exists()
     if key.exists() and not key.is_dir():
         raise UserError(f"{key}: exists and is not a folder")
-    key.mkdir(parents=True, exist_ok=True)
-    fd = _lock_file(key, action)
+    try:
+        key.mkdir(parents=True, exist_ok=True)
+        fd = _lock_file(key, action)
+    except OSError as e:  # a read-only folder (an installed package's bundled models), a full disk
+        raise UserError(f"{key}: cannot write here ({e.strerror or e})") from None
     os.ftruncate(fd, 0)
     record = {"pid": info.pid, "host": info.host, "command": info.command, "started": info.started}
     os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
