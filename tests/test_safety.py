@@ -260,13 +260,14 @@ def test_export_onnx_into_another_model_needs_overwrite(tmp_path, tiny_lm_dir):
     before = snapshot(other)
     refused(cli("export-onnx", tiny_lm_dir, "-o", other), "already holds a model", "--overwrite")
     assert snapshot(other) == before
-    # an earlier export of the same model is its own: replaced without asking, stale temps go
+    # with --overwrite the other model's files go, but only once the new graphs are ready
+    assert "model.safetensors" in _prepare_export_dir(tiny_lm_dir, other, True, lambda m: None)
+    assert snapshot(other) == before
+    # an earlier export of the same model is its own: replaced without asking
     again = tmp_path / "again"
     again.mkdir()
     shutil.copyfile(tiny_lm_dir / "config.yaml", again / "config.yaml")
-    (again / ".export-onnx-abc").mkdir()
-    _prepare_export_dir(tiny_lm_dir, again, overwrite=False, log=lambda m: None)
-    assert not (again / ".export-onnx-abc").exists()
+    assert _prepare_export_dir(tiny_lm_dir, again, overwrite=False, log=lambda m: None) == []
 
 
 # ---- bad values: clean errors, nothing written ------------------------------------------------

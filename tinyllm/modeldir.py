@@ -250,7 +250,7 @@ def model_files(path: str | Path) -> list[str]:
 
 
 def prepare_output(out: str | Path, overwrite: bool, names: Iterable[str] = (),
-                   flag: str = "--overwrite", log=None) -> list[str]:
+                   flag: str = "--overwrite", log=None, remove: bool = True) -> list[str]:
     """Make ``out`` ready to be written, or refuse: the one rule of every command that writes a
     folder. Call it while holding the folder's run lock (:func:`tinyllm.runlock.acquire`).
 
@@ -258,12 +258,15 @@ def prepare_output(out: str | Path, overwrite: bool, names: Iterable[str] = (),
     folder with anything else in it is refused (:class:`UserError`, exit 2) unless ``overwrite``:
     then the files of the old model go (:func:`model_files`, plus ``names``), so nothing stale
     (an old ONNX graph, an old train state) is left beside the new model; files that are not a
-    model's stay. Returns the names removed.
+    model's stay. Returns the names removed. With ``remove=False`` nothing changes: the same
+    checks, and the names an ``overwrite`` would remove (call it again with ``remove=True`` right
+    before the first write, so a command refused later on still leaves the folder as it was).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
-    remove_stale_temps(out)
+    if remove:
+        remove_stale_temps(out)
     present = folder_contents(out)
     if not present:
         return []
@@ -272,6 +275,8 @@ def prepare_output(out: str | Path, overwrite: bool, names: Iterable[str] = (),
         what = "a model" if CONFIG in present or "config.json" in present else "files"
         raise UserError(f"{out}: already holds {what} ({shown}); pass {flag} to replace it, or "
                         f"choose another folder")
+    if not remove:
+        return [n for n in dict.fromkeys([*model_files(out), *names]) if n in present]
     removed = remove_files(out, [*model_files(out), *names])
     if removed and log is not None:
         log(f"note: {flag}: removed {', '.join(removed)} from {out}")

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tinyllm import runlock
+from tinyllm import modeldir, runlock
 from tinyllm.atomic import EXPORT_TEMP_PREFIX, atomic_path, remove_stale_temps, reporting_full_disk
 from tinyllm.errors import RunFailed, UserError
 from tinyllm.export import AUTO_CANDIDATES, FP32_FILE, INT8_FILE, QUANT_CHOICES
@@ -317,7 +317,6 @@ def _quantize(model: GPT, kind: str, fp32: Path, dst: Path, quant: str, external
     fastest first, until one keeps the top-1 next token of the float graph on >= 97% of the
     validation split and its loss within 2% (:mod:`tinyllm.export.onnx_check`). Without that
     text, and for classifiers, it is ``dynamic``, the fastest."""
-    from tinyllm import modeldir
     from tinyllm.export.onnx_check import choose_quantization, model_validation_ids
 
     if quant != "auto":
@@ -342,8 +341,6 @@ def _copy_model_files(src: Path, out: Path) -> None:
     tokenizer file beside the graphs (the weights are in the graphs)."""
     import shutil
 
-    from tinyllm import modeldir
-
     meta = modeldir.read_info(src).meta
     names = [modeldir.CONFIG]
     spec = meta.get("tokenizer")
@@ -363,21 +360,17 @@ def _remove_stale(path: Path, log: Callable[[str], None]) -> None:
         log(f"removed {path} from an earlier export")
 
 
-def _prepare_export_dir(src: Path, out: Path, overwrite: bool, log: Callable[[str], None]) -> None:
-    """The model's own folder gets its graphs (stale temp files of an interrupted export go);
-    another folder must be new, empty or an export of this same model (the same config.yaml),
+def _prepare_export_dir(src: Path, out: Path, overwrite: bool, log: Callable[[str], None]
+                        ) -> list[str]:
+    """Check the folder the graphs go to, changing nothing; returns the names an ``overwrite``
+    removes once the new graphs are ready. The model's own folder, or an earlier export of this
+    same model (the same config.yaml), takes the graphs; another folder must be new or empty
     unless ``overwrite`` (:func:`tinyllm.modeldir.prepare_output`)."""
-    from tinyllm import modeldir
-
-    if out.resolve() == src.resolve():
-        remove_stale_temps(out)
-        return
     mine = out / modeldir.CONFIG
-    if mine.is_file() and mine.read_bytes() == (src / modeldir.CONFIG).read_bytes():
-        remove_stale_temps(out)
-        return
-    modeldir.prepare_output(out, overwrite, log=log)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() == src.resolve() or \
+            (mine.is_file() and mine.read_bytes() == (src / modeldir.CONFIG).read_bytes()):
+        return []
+    return modeldir.prepare_output(out, overwrite, log=log, remove=False)
 
 
 def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = None,
@@ -408,7 +401,8 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
     cfg = model.config
     out = Path(out_dir) if out_dir else Path(model.path)
     with runlock.acquire(out):  # no trainer (or other export) writes the folder meanwhile
-        _prepare_export_dir(Path(model.path), out, overwrite, log)
+        stale = _prepare_export_dir(Path(model.path), out, overwrite, log)
+        remove_stale_temps(out)  # an earlier export's working folder, before this one makes its own
         kind = graph_kind(model)
         if kind == "classify":
             module, names = ClassifierGraph(model).eval(), (["input_ids", "lengths"], ["logits"])
@@ -460,6 +454,9 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
                 q8 = tmp / INT8_FILE
                 method, check = _quantize(model, kind, fp32, q8, quant, external, log)
                 written.append(q8)
+            if stale:  # --overwrite: the other model's files go once the new graphs are ready
+                log(f"note: --overwrite: removed {', '.join(modeldir.remove_files(out, stale))} "
+                    f"from {out}")
             _install(written, out)
             if out.resolve() != Path(model.path).resolve():
                 _copy_model_files(Path(model.path), out)

@@ -120,7 +120,6 @@ class ClassifyTask(Task):
         ``model_overrides`` changes ModelConfig fields of a from-scratch model.
         """
         from tinyllm.tasks import classify_train
-
         from tinyllm.train.pretrain import prepare_out
 
         started = time.time()
@@ -136,7 +135,8 @@ class ClassifyTask(Task):
         train = train + extra_train
         if not train or not test:
             raise DataError(f"{data}: too few examples ({len(examples)}) for a train/val/test split")
-        resume = prepare_out(Path(out), resume, overwrite, log)  # nothing written before this
+        asked = (Path(out), resume, overwrite)
+        resume = prepare_out(*asked, log, remove=False)  # refused here: nothing was written
         info = {
             "data": str(data), "text_col": text_col, "label_col": label_col, "balance": balance,
             "split": {"train": len(train), "val": len(val), "test": len(test),
@@ -152,7 +152,7 @@ class ClassifyTask(Task):
             preset=preset or self.default_preset, vocab_size=vocab_size,
             model_overrides=model_overrides or {}, save_dtype=save_dtype, resume=resume,
             callbacks=list(callbacks), log=log, info=info, class_weight=class_weight,
-            dropout=dropout)
+            dropout=dropout, prepare_out=lambda: prepare_out(*asked))
         done = run.fit()
         test_file, test_cols = self.write_test(Path(out), test, text_col, label_col)
         report = self.evaluate(out, test_file, backend="torch", **test_cols)

@@ -138,7 +138,7 @@ class InstructTask(Task):
         if not train or not val:
             raise UserError(f"{data}: {len(entries)} entries are too few for an 85/10/5 split "
                             "(need at least 20)")
-        resuming = prepare_out(out, resume, overwrite, log)
+        resuming = prepare_out(out, resume, overwrite, log, remove=False)  # only checks
         gpt, tok, base = base_model(model, preset)
         tmpl = load_template(template or getattr(gpt, "meta", {}).get("template") or "alpaca")
         pad_id, max_len = ins.pad_id_for(tok), gpt.config.context_length
@@ -180,7 +180,9 @@ class InstructTask(Task):
             save_model(m, tok, directory, task=self.name,
                        extra={"template": tmpl.to_dict(), "train": {**provenance, **info}})
 
-        # the held-out test entries beside the model: `tinyllm eval OUT --data OUT/test.json`
+        # every check has passed: --overwrite clears the old model, then the first file: the
+        # held-out test entries beside the model (`tinyllm eval OUT --data OUT/test.json`)
+        prepare_out(out, resume, overwrite)
         write_entries(out / "test.json", [e.to_dict() for e in test])
         started = time.time()
         done = Trainer(gpt, cfg, batches, self.loss, out, eval_fn=eval_fn, save_fn=save_fn,

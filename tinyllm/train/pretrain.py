@@ -134,7 +134,8 @@ def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok:
 
 
 # ---- the run ------------------------------------------------------------------------------------
-def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log | None = None) -> bool:
+def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log | None = None,
+                remove: bool = True) -> bool:
     """Check the output directory of a training run; returns whether there is a state to resume
     from. Call it while holding the folder's run lock (:func:`tinyllm.runlock.acquire`).
 
@@ -142,6 +143,9 @@ def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log | None = None
     new run). Otherwise ``out`` must be empty or new: a train state, a model or any other file
     there is refused (exit 2) unless ``overwrite``, which removes the old run's and model's files
     (:func:`tinyllm.modeldir.prepare_output`). Temp files of an interrupted write are removed.
+
+    ``remove=False`` only checks (and returns the same answer): a command that still has checks
+    to make calls it first, then again with ``remove=True`` right before its first write.
     """
     from tinyllm.atomic import remove_stale_temps
     from tinyllm.modeldir import folder_contents, prepare_output, remove_files
@@ -150,7 +154,8 @@ def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log | None = None
     log = log or no_log
     if resume and overwrite:
         raise UserError("give --resume (continue the run) or --overwrite (start over), not both")
-    remove_stale_temps(out)
+    if remove:
+        remove_stale_temps(out)
     has_state = state_path(out).is_file()
     if resume:
         if has_state:
@@ -158,11 +163,13 @@ def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log | None = None
         log(f"note: {out} has no train state yet; starting a new run")
         started = {RUN_FILE, METRICS_FILE, "tokenizer.json"}  # a run stopped before it saved
         if set(folder_contents(out)) <= started:
-            remove_files(out, started)
+            if remove:
+                remove_files(out, started)
+            return False
     if has_state and not overwrite:
         raise UserError(f"{out}: already holds a training run; use --resume to continue it or "
                         f"--overwrite to start over")
-    prepare_output(out, overwrite, log=log)
+    prepare_output(out, overwrite, log=log, remove=remove)
     return False
 
 
@@ -193,7 +200,7 @@ def _train_lm(run: RunConfig, resume: bool, overwrite: bool, callbacks, progress
         if resolve(cfg.init_from).resolve() == Path(out).resolve():
             raise UserError(f"{out}: is the model this run starts from (train.init_from); choose "
                             f"another --out")
-    resuming = prepare_out(out, resume, overwrite, log) if dist.is_main else resume
+    resuming = prepare_out(out, resume, overwrite, log, remove=False) if dist.is_main else resume
     joined = False
     try:
         from tinyllm.train.device import resolve_device
@@ -277,7 +284,8 @@ def _train_lm(run: RunConfig, resume: bool, overwrite: bool, callbacks, progress
         trainer = Trainer(model, cfg, batches, lm_loss, out, eval_fn=eval_fn, save_fn=save_fn,
                           callbacks=callbacks, resume=resuming, train_info=provenance, log=log)
         holder.append(trainer)
-        if dist.is_main:  # written once every check has passed and the model is built
+        if dist.is_main:  # every check has passed: now --overwrite clears the old run, and
+            prepare_out(out, resume, overwrite)  # the first file is written
             write_yaml(out / RUN_FILE, {"name": run.name, "model": _model_dict(model_cfg),
                                         "train": {**run.to_dict()["train"], "out": str(out)}})
         if on_trainer is not None:
