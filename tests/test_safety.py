@@ -614,3 +614,13 @@ def test_tui_train_screen_refuses_to_start_in_a_folder_being_written(tmp_path):
     with held(out):
         asyncio.run(scenario())
     assert not started
+
+
+def test_overwrite_refused_late_still_leaves_the_old_model(tmp_path, tiny_lm_dir, corpus):
+    out = tmp_path / "m"
+    shutil.copytree(tiny_lm_dir, out)
+    before = snapshot(out)
+    r = cli("train", "--preset", "tiny", "--data", corpus, "--out", out, "--overwrite", *SMALL,
+            "--set", "seq_len=1000")  # refused once the model is built, after the folder checks
+    refused(r, "longer than the model's context_length")
+    assert snapshot(out) == before
