@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     ["tinyllm", "tinyllm.errors", "tinyllm.units"],
     ["tinyllm.atomic"],
+    ["tinyllm.runlock"],
     ["tinyllm.config"],
     ["tinyllm.tokenizer"],
     ["tinyllm.modeldir"],

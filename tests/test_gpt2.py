@@ -159,7 +159,7 @@ def test_export_round_trip(tmp_path):
     from tinyllm.tokenizer import get_gpt2
     assert tok(text)["input_ids"] == get_gpt2().encode(text)
     again = cli("export-hf", tmp_path / "ours", "-o", tmp_path / "back")
-    assert again.exit_code == 2 and "--force" in again.stderr
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
 
 
 def test_export_native_model_without_biases(tmp_path):
@@ -260,7 +260,7 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
     r = cli("import-gpt2", good, "-o", tmp_path / "ok")
     assert r.exit_code == 0
     r = cli("import-gpt2", good, "-o", tmp_path / "ok")
-    assert r.exit_code == 2 and "--force" in r.stderr
+    assert r.exit_code == 2 and "--overwrite" in r.stderr
     assert cli("import-gpt2", good, "-o", tmp_path / "ok", "--force").exit_code == 0
     r = cli("import-gpt2", tmp_path / "ok", "-o", tmp_path / "again")
     assert r.exit_code == 2 and "already a tinyllm model" in r.stderr

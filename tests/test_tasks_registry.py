@@ -156,7 +156,7 @@ def test_generic_finetune_command_calls_the_task(tmp_path):
         r = CliRunner().invoke(main, ["finetune", "toy", "--data", "d.txt", "--out", "o",
                                       "--strength", "7"])
         assert r.exit_code == 0, r.output
-        assert calls == [("d.txt", "o", None, {"strength": 7})]
+        assert calls == [("d.txt", "o", None, {"overwrite": False, "strength": 7})]
         assert "score" in r.output and "0.5000" in r.output
         r = CliRunner().invoke(main, ["finetune", "toy", "--data", "d", "--out", "o", "--json"])
         assert json.loads(r.stdout)["metrics"] == {"score": 0.5}

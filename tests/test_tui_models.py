@@ -126,7 +126,7 @@ def test_broken_config_is_shown_not_a_crash():
         app = TinyLLMApp(screen="models")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: rows(app) == ["odd"])
-            assert str(app.screen.query_one("#models-table").get_row_at(0)[2]) == "bad config"
+            assert str(app.screen.query_one("#models-table").get_row_at(0)[2]) == "broken"
             assert "divisible" in text_of(app.screen.query_one("#model-info"))
     asyncio.run(scenario())
 

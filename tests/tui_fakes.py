@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from tinyllm.config import ModelConfig, to_dict, write_yaml
+from tinyllm.tokenizer import CharTokenizer
 
 HANG_SECONDS = 300.0   # hang protection for waits on a condition; never a speed limit
 
@@ -169,5 +170,18 @@ def make_model(root: Path, name: str, task: str = "lm", n_layer: int = 2, labels
     if labels:
         meta["labels"] = labels
     write_yaml(d / "config.yaml", meta)
-    (d / "model.safetensors").write_bytes(b"\0" * weights)
+    CharTokenizer([chr(32 + i) for i in range(65)]).save(d)
+    (d / "model.safetensors").write_bytes(safetensors_bytes(weights))
     return d
+
+
+def safetensors_bytes(size: int) -> bytes:
+    """A well-formed safetensors file of about ``size`` bytes (one float32 tensor of zeros): what
+    `tinyllm models` checks (its header) without the weights of a real model."""
+    import json
+    import struct
+
+    n = max(1, (size - 128) // 4)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}})
+    header += " " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header.encode() + b"\0" * (4 * n)

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from tinyllm import modeldir
 from tinyllm.atomic import atomic_path
-from tinyllm.config import ConfigError, ModelConfig, to_dict, write_yaml
+from tinyllm.config import ConfigError, ModelConfig, check_memory, to_dict, write_yaml
 from tinyllm.models.decoder import GPT
 from tinyllm.modeldir import load_tokenizer  # noqa: F401  (load_model's companion, importable here)
 from tinyllm.tokenizer import Tokenizer
@@ -96,6 +96,9 @@ def load_weights(model: GPT, path: str | Path, strict: bool = True) -> None:
             with torch.no_grad():
                 for k in sorted(keys & set(own)):
                     t = f.get_tensor(k)
+                    if not t.dtype.is_floating_point:
+                        raise CheckpointError(f"{path}: tensor {k} is {str(t.dtype).removeprefix('torch.')}, "
+                                              f"expected a float type")
                     if t.shape != own[k].shape:
                         raise CheckpointError(f"{path}: tensor {k} has shape {tuple(t.shape)}, "
                                               f"the config needs {tuple(own[k].shape)}")
@@ -110,6 +113,7 @@ def load_model(name_or_path: str | Path | None = None, default: str = modeldir.D
                device: str | torch.device = "cpu") -> GPT:
     """Load a model by path or name; ``model.meta`` holds its config.yaml, ``model.path`` its folder."""
     info = modeldir.read_info(modeldir.resolve(name_or_path, default))
+    check_memory(info.model_config, where=str(info.path / modeldir.CONFIG))
     model = GPT(info.model_config)
     load_weights(model, info.path / modeldir.WEIGHTS)
     model.eval().to(device)

@@ -6,6 +6,8 @@ This module imports no torch, so the ONNX runtime path and the CLI can read a mo
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,93 @@ from typing import Any
 import yaml
 
 from tinyllm.errors import UserError
+from tinyllm.units import human, human_bytes
+
+MAX_YAML_BYTES = 16 << 20   # the largest YAML file read (a config is a few kB)
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class ConfigError(UserError):
     """A configuration file or ``--set`` override is wrong (the message names which and why)."""
+
+
+# ---- the one validation of config values --------------------------------------------------------
+_KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false",
+               "str": "a string", "None": "null"}
+
+
+def check_fields(obj, section: str) -> None:
+    """Check every field of dataclass ``obj`` against its annotation (``int``, ``float``,
+    ``bool``, ``str``, ``X | None``): whole numbers are not floats or strings (``2.5``, ``"two"``,
+    ``[1, 2]`` are refused), booleans are ``true``/``false`` (not ``maybe``), numbers are finite.
+    A float field also takes a string YAML 1.1 reads for a number (``3e-4``) and an integer.
+    Raises :class:`ConfigError` naming ``section.field``. Fields of other types are left alone."""
+    for f in fields(obj):
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if not set(kinds) <= set(_KIND_WORDS):
+            continue
+        v = getattr(obj, f.name)
+        name = f"{section}.{f.name}"
+        if v is None and "None" in kinds:
+            continue
+        if isinstance(v, bool):
+            if "bool" in kinds:
+                continue
+        elif isinstance(v, int) and "int" in kinds:
+            continue
+        elif "float" in kinds and isinstance(v, (int, float, str)):
+            try:
+                number = float(v)
+            except ValueError:
+                number = None
+            if number is not None:
+                if not math.isfinite(number):
+                    raise ConfigError(f"{name} must be a finite number, not {v!r}")
+                setattr(obj, f.name, number)
+                continue
+        elif isinstance(v, str) and "str" in kinds:
+            continue
+        want = " or ".join(_KIND_WORDS[k] for k in kinds)
+        raise ConfigError(f"{name} must be {want}, not {v!r}")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still take: the system's available memory, or what is
+    left under its cgroup's limit when that is smaller; None when neither can be read."""
+    found = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit, encoding="ascii") as f:
+                text = f.read().strip()
+            if text == "max":
+                continue
+            with open(usage, encoding="ascii") as f:
+                found.append(max(0, int(text) - int(f.read().strip())))
+        except (OSError, ValueError):
+            continue
+    return min(found) if found else None
+
+
+def check_memory(cfg: "ModelConfig", training: bool = False, where: str = "model") -> None:
+    """Refuse (:class:`ConfigError`) a model whose float32 weights (and, to train, gradients and
+    optimizer state) would not fit in the memory available, before anything is allocated."""
+    need = cfg.memory_bytes(training)
+    have = available_memory()
+    if have is not None and need > have:
+        verb = "to train" if training else "to hold"
+        raise ConfigError(f"{where}: a model of {human(cfg.num_params())} parameters needs about "
+                          f"{human_bytes(need)} of memory {verb}, more than the "
+                          f"{human_bytes(have)} available (check n_layer, n_embd, "
+                          f"context_length and vocab_size)")
 
 
 @dataclass
@@ -36,6 +121,16 @@ class ModelConfig:
     pooling: str = "last"          # classification pooling: "last" non-padding token or "mean"
 
     def __post_init__(self) -> None:
+        check_fields(self, "model")
+        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be a whole number >= 1, not {getattr(self, name)!r}")
+        if self.n_classes < 0:
+            raise ConfigError(f"model.n_classes must be >= 0, not {self.n_classes!r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout must be in [0, 1), not {self.dropout!r}")
+        if not self.layer_norm_eps > 0:
+            raise ConfigError(f"model.layer_norm_eps must be > 0, not {self.layer_norm_eps!r}")
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.gelu not in ("tanh", "exact"):
@@ -76,6 +171,11 @@ class ModelConfig:
         if not self.tie_weights:
             n -= self.vocab_size * self.n_embd  # already counted by num_params
         return 6 * n + 12 * self.n_layer * self.n_head * self.head_size * T
+
+    def memory_bytes(self, training: bool = False) -> int:
+        """About how much memory the model takes in float32: the weights, and to train, their
+        gradients and AdamW's two moments as well (activations not counted)."""
+        return self.num_params() * 4 * (4 if training else 1)
 
 
 @dataclass
@@ -130,37 +230,47 @@ class TrainConfig:
     out: str | None = None         # output model directory; None = $TINYLLM_HOME/models/<run name>
 
     def __post_init__(self) -> None:
-        for f in fields(self):  # YAML reads 3e-4 as a string (YAML 1.1 wants 3.0e-4): accept it
-            v = getattr(self, f.name)
-            if f.type == "float" and isinstance(v, (str, int)) and not isinstance(v, bool):
-                try:
-                    setattr(self, f.name, float(v))
-                except ValueError:
-                    raise ConfigError(f"train.{f.name} must be a number, not {v!r}") from None
+        check_fields(self, "train")
         choices = {"tokenizer": ("gpt2", "char", "bpe"), "sampling": ("random", "windows"),
                    "schedule": ("cosine", "linear", "constant"), "best_mode": ("min", "max"),
-                   "precision": ("auto", "fp32", "bf16", "fp16")}
+                   "precision": ("auto", "fp32", "bf16", "fp16"),
+                   "ddp_backend": ("auto", "gloo", "nccl")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}, "
                                   f"not {getattr(self, name)!r}")
+        if not DEVICE.match(self.device):
+            raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, not {self.device!r}")
         positive = ("batch_size", "grad_accum", "max_steps", "eval_batches", "log_every")
         for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be a positive integer, not {getattr(self, name)!r}")
         for name in ("seq_len", "stride", "eval_every", "save_every", "sample_tokens", "num_threads"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+            if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be an integer >= 0, not {getattr(self, name)!r}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ConfigError(f"train.warmup_steps must be >= 0, not {self.warmup_steps!r}")
+        if self.bpe_vocab_size < 257:
+            raise ConfigError(f"train.bpe_vocab_size must be at least 257 (256 bytes and "
+                              f"end-of-text), not {self.bpe_vocab_size!r}")
+        if not 0 <= self.seed < 2 ** 63:
+            raise ConfigError(f"train.seed must be in [0, 2**63), not {self.seed!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"train.val_fraction must be in [0, 1), not {self.val_fraction!r}")
         if self.max_time_minutes < 0:
             raise ConfigError(f"train.max_time_minutes must be >= 0, not {self.max_time_minutes!r}")
         if not self.lr > 0 or self.min_lr < 0:
             raise ConfigError("train.lr must be > 0 and train.min_lr >= 0")
-        if not isinstance(self.deterministic, bool):
-            raise ConfigError(f"train.deterministic must be true or false, not {self.deterministic!r}")
-        if not isinstance(self.fsdp, bool):
-            raise ConfigError(f"train.fsdp must be true or false, not {self.fsdp!r}")
+        for name in ("weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, not {getattr(self, name)!r}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be in [0, 1), not {getattr(self, name)!r}")
+        if not self.eps > 0:
+            raise ConfigError(f"train.eps must be > 0, not {self.eps!r}")
+        if not self.best_metric:
+            raise ConfigError("train.best_metric must name an eval metric (e.g. val_loss)")
 
     @property
     def warmup(self) -> int:
@@ -202,6 +312,12 @@ def from_dict(cls, data: dict[str, Any] | None, where: str = "config"):
         return cls(**data)
     except TypeError as e:
         raise ConfigError(f"{where}: {e}") from None
+    except ConfigError as e:  # "x.yaml: model" + "model.n_head must be ..." -> "x.yaml: model.n_head ..."
+        head, _, section = where.rpartition(": ")
+        text = str(e)
+        if head and text.startswith(section + "."):
+            raise ConfigError(f"{head}: {text}") from None
+        raise ConfigError(f"{where}: {text}") from None
 
 
 def to_dict(obj) -> dict[str, Any]:
@@ -210,11 +326,11 @@ def to_dict(obj) -> dict[str, Any]:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``safe_load``; errors name the file and line."""
+    from tinyllm.atomic import read_bytes_limited
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
+        text = read_bytes_limited(path, MAX_YAML_BYTES, "YAML file").decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
@@ -229,6 +345,20 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def path_inside(directory: str | Path, name: Any, where: str = "file") -> Path:
+    """``directory / name``, refused (:class:`ConfigError`) unless it resolves (symbolic links
+    followed) to a place inside ``directory``: a model directory's config.yaml may name only its
+    own files (``tokenizer.file: ../../etc/passwd`` is an error, not a read)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}: expected a file name inside the model directory, not {name!r}")
+    root = Path(directory).resolve()
+    target = (root / name).resolve()
+    if target != root and root in target.parents:
+        return target
+    raise ConfigError(f"{where}: {name!r} lies outside the model directory {directory}; a model "
+                      f"directory may only name files inside it")
 
 
 def write_yaml(path: str | Path, data: dict[str, Any]) -> None:
@@ -267,6 +397,6 @@ def apply_overrides(data: dict[str, Any], items: list[str] | tuple[str, ...]) ->
 
 
 __all__ = [
-    "ConfigError", "ModelConfig", "TrainConfig", "PRESETS", "preset", "from_dict", "to_dict",
-    "read_yaml", "write_yaml", "parse_override", "apply_overrides", "field",
+    "ConfigError", "ModelConfig", "TrainConfig", "check_fields", "check_memory", "available_memory", "PRESETS", "preset", "from_dict", "to_dict",
+    "read_yaml", "write_yaml", "path_inside", "parse_override", "apply_overrides", "field",
 ]

@@ -6,6 +6,7 @@ Library code never prints: what goes wrong is raised from here; what a person sh
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 Log = Callable[[str], None]
@@ -30,3 +31,14 @@ class RunFailed(RuntimeError):
     """A run that started correctly but failed (exit code 1)."""
 
     exit_code = 1
+
+
+class DiskFull(RunFailed):
+    """A write that ran out of space: "no space left on DEVICE writing FILE" (exit code 1).
+
+    ``path`` is the file being written; whoever knows more (the training loop: which checkpoint is
+    intact) raises a new one with that added."""
+
+    def __init__(self, message: str, path: Path | None = None):
+        super().__init__(message)
+        self.path = path

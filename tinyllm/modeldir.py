@@ -5,15 +5,24 @@ provenance), ``model.safetensors`` and optionally a tokenizer file, ``model.onnx
 ``model.int8.onnx`` and ``train_state/``. Models are found by path, then by name in
 ``$TINYLLM_HOME/models``, then in the folders of ``$TINYLLM_PATH`` (``:``-separated), then among
 the bundled ones.
+
+Every reader of a model directory goes through :func:`read_info`, which checks ``config.yaml``
+before anything else reads the folder (:func:`check_meta`): its format, task, model shape (the one
+validation of :class:`tinyllm.config.ModelConfig`), and that every file it names lies inside the
+folder. The folder's own files are listed here too (:data:`MODEL_FILES`, :data:`RUN_FILES`), so an
+``--overwrite`` removes exactly the old model's files (:func:`prepare_output`).
 """
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from tinyllm.config import ConfigError, ModelConfig, from_dict, read_yaml
+from tinyllm.atomic import is_tool_file, remove_stale_temps
+from tinyllm.config import ConfigError, ModelConfig, from_dict, path_inside, read_yaml
+from tinyllm.errors import UserError
 from tinyllm.tokenizer import Tokenizer, from_spec
 
 BUNDLED_MODELS = Path(__file__).parent / "bundled" / "models"
@@ -24,6 +33,17 @@ CONFIG = "config.yaml"
 FP32_FILE = "model.onnx"          # the float32 graph written by `tinyllm export-onnx`
 INT8_FILE = "model.int8.onnx"     # the graph with quantized weights (--int8)
 ONNX_GRAPHS = {"int8": INT8_FILE, "fp32": FP32_FILE}  # precision -> file, preferred first
+FORMATS = ("tinyllm/1",)          # the config.yaml formats this version reads (the first is written)
+# tasks a config.yaml may name besides the installed ones (entry points of group tinyllm.tasks)
+BUILTIN_TASKS = ("lm", "classify", "instruct", "chat", "embed")
+TEMPLATES_DIR = Path(__file__).parent / "bundled" / "templates"
+# the files (and folders) that make a model directory and a run folder: what --overwrite removes
+MODEL_FILES = (CONFIG, WEIGHTS, "tokenizer.json", "chat_template.jinja", FP32_FILE,
+               FP32_FILE + ".data", INT8_FILE, INT8_FILE + ".data")
+RUN_FILES = ("train.yaml", "metrics.jsonl", "last", "train_state", "test.jsonl", "test.json",
+             "responses.json")
+HF_FILES = ("config.json", "model.safetensors", "generation_config.json", "vocab.json",
+            "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 class ModelNotFound(ConfigError):
@@ -88,6 +108,7 @@ class ModelInfo:
     path: Path
     source: str                      # "user", "bundled" or "path"
     meta: dict[str, Any]
+    problem: str | None = None       # why the directory cannot be used (list_models keeps broken ones)
 
     @property
     def name(self) -> str:
@@ -156,9 +177,144 @@ def onnx_label(graphs: list[str]) -> str:
 
 
 def read_info(path: str | Path, source: str = "path") -> ModelInfo:
+    """What ``path/config.yaml`` says, checked by :func:`check_meta` (a ConfigError names why)."""
     path = Path(path)
     meta = read_yaml(path / CONFIG)
+    check_meta(meta, path)
     return ModelInfo(path=path, source=source, meta=meta)
+
+
+_PLUGIN_TASKS: list[set[str]] = []
+
+
+def known_task(name: str) -> bool:
+    """A built-in task, or one an installed package declares (entry point names only: nothing
+    is imported)."""
+    if name in BUILTIN_TASKS:
+        return True
+    if not _PLUGIN_TASKS:
+        from importlib.metadata import distributions
+
+        _PLUGIN_TASKS.append({ep.name for d in distributions() for ep in d.entry_points
+                              if ep.group == "tinyllm.tasks"})
+    return name in _PLUGIN_TASKS[0]
+
+
+def check_meta(meta: dict[str, Any], path: str | Path) -> None:
+    """Refuse a ``config.yaml`` no reader can use, naming it: empty, a format of a newer tinyllm,
+    an unknown task, a model shape :class:`ModelConfig` refuses, a tokenizer or template file
+    outside the directory, labels that are not a list."""
+    path = Path(path)
+    where = path / CONFIG
+    if not meta:
+        raise ConfigError(f"{where}: empty; a model's config.yaml names its format, task, model "
+                          f"shape and tokenizer (it was not written by tinyllm, or was emptied)")
+    fmt = meta.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        if isinstance(fmt, str) and fmt.startswith("tinyllm/"):
+            raise ConfigError(f"{where}: format {fmt} is not one this tinyllm reads "
+                              f"({', '.join(FORMATS)}); it was written by another version: "
+                              f"upgrade tinyllm")
+        raise ConfigError(f"{where}: format {fmt!r} is not a tinyllm model format "
+                          f"({', '.join(FORMATS)})")
+    task = meta.get("task", "lm")
+    if not isinstance(task, str) or not task:
+        raise ConfigError(f"{where}: task must be a task name, not {task!r}")
+    if not known_task(task):
+        raise ConfigError(f"{where}: unknown task {task!r}; built in: {', '.join(BUILTIN_TASKS)} "
+                          f"(a plugin task needs its package installed; `tinyllm tasks` lists them)")
+    if not isinstance(meta.get("model"), dict):
+        raise ConfigError(f"{where}: 'model' must be a mapping of the model's shape "
+                          f"(n_layer, n_head, n_embd, ...), not {meta.get('model')!r}")
+    from_dict(ModelConfig, meta["model"], f"{where}: model")
+    spec = meta.get("tokenizer")
+    if spec is not None and not isinstance(spec, (str, dict)):
+        raise ConfigError(f"{where}: tokenizer must be a name or a mapping, not {spec!r}")
+    if isinstance(spec, dict) and spec.get("file") is not None:
+        path_inside(path, spec["file"], f"{where}: tokenizer.file")
+    labels = meta.get("labels")
+    if labels is not None and (not isinstance(labels, list) or not labels
+                               or not all(isinstance(x, (str, int, float)) for x in labels)):
+        raise ConfigError(f"{where}: labels must be a list of names, not {labels!r}")
+    template = meta.get("template")
+    if template is not None and not isinstance(template, dict) and \
+            not (isinstance(template, str) and "/" not in template and os.sep not in template
+                 and (TEMPLATES_DIR / f"{template}.yaml").is_file()):
+        raise ConfigError(f"{where}: template must be a built-in template name or a mapping, not "
+                          f"{template!r} (a model directory never reads template files elsewhere)")
+
+
+# ---- output folders -----------------------------------------------------------------------------
+def folder_contents(path: str | Path) -> list[str]:
+    """The names in folder ``path``, tinyllm's own temp and lock files left out (sorted; [] when
+    the folder does not exist)."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    return sorted(p.name for p in path.iterdir() if not is_tool_file(p.name))
+
+
+def remove_files(path: str | Path, names: Iterable[str]) -> list[str]:
+    """Remove the files and folders called ``names`` in ``path`` (others stay); what went."""
+    path = Path(path)
+    removed = []
+    for name in dict.fromkeys(names):
+        p = path / name
+        if p.is_symlink() or p.is_file():
+            p.unlink()
+        elif p.is_dir():
+            shutil.rmtree(p)
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def model_files(path: str | Path) -> list[str]:
+    """The names of an existing model's (and run's) files in ``path``: :data:`MODEL_FILES`,
+    :data:`RUN_FILES` and the tokenizer file its config.yaml names."""
+    names = list(MODEL_FILES) + list(RUN_FILES)
+    try:
+        spec = read_yaml(Path(path) / CONFIG).get("tokenizer")
+        if isinstance(spec, dict) and isinstance(spec.get("file"), str):
+            names.append(path_inside(path, spec["file"], "tokenizer.file").name)
+    except UserError:
+        pass
+    return names
+
+
+def prepare_output(out: str | Path, overwrite: bool, names: Iterable[str] = (),
+                   flag: str = "--overwrite", log=None, remove: bool = True) -> list[str]:
+    """Make ``out`` ready to be written, or refuse: the one rule of every command that writes a
+    folder. Call it while holding the folder's run lock (:func:`tinyllm.runlock.acquire`).
+
+    Stale temp files of interrupted writes are removed first. An empty (or new) folder is ready. A
+    folder with anything else in it is refused (:class:`UserError`, exit 2) unless ``overwrite``:
+    then the files of the old model go (:func:`model_files`, plus ``names``), so nothing stale
+    (an old ONNX graph, an old train state) is left beside the new model; files that are not a
+    model's stay. Returns the names removed. With ``remove=False`` nothing changes: the same
+    checks, and the names an ``overwrite`` would remove (call it again with ``remove=True`` right
+    before the first write, so a command refused later on still leaves the folder as it was).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if remove:
+        remove_stale_temps(out)
+    present = folder_contents(out)
+    if not present:
+        return []
+    if not overwrite:
+        shown = ", ".join(present[:4]) + (f" and {len(present) - 4} more" if len(present) > 4 else "")
+        what = "a model" if CONFIG in present or "config.json" in present else "files"
+        raise UserError(f"{out}: already holds {what} ({shown}); pass {flag} to replace it, or "
+                        f"choose another folder")
+    if not remove:
+        return [n for n in dict.fromkeys([*model_files(out), *names]) if n in present]
+    removed = remove_files(out, [*model_files(out), *names])
+    if removed and log is not None:
+        log(f"note: {flag}: removed {', '.join(removed)} from {out}")
+    return removed
 
 
 def source_of(path: str | Path) -> str:
@@ -184,10 +340,71 @@ def load_tokenizer(name_or_path: str | Path | None = None, default: str = DEFAUL
     return read_info(resolve(name_or_path, default)).load_tokenizer()
 
 
-def list_models(extra: list[str | Path] | tuple = ()) -> list[ModelInfo]:
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")  # safetensors' dtype names
+
+
+def weights_problem(path: str | Path) -> str | None:
+    """What is wrong with a safetensors file, read from its header alone (no torch, no tensor
+    data): not safetensors, a tensor that is not a float type, data past the end (truncated).
+    None when it looks whole."""
+    import json
+    import struct
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            if not 0 < n <= min(size - 8, 100 << 20):
+                return f"{path}: not a safetensors file (no header)"
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        return f"{path}: unreadable safetensors header ({e})"
+    if not isinstance(header, dict):
+        return f"{path}: not a safetensors file (bad header)"
+    data = size - 8 - n
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(t, dict):
+            return f"{path}: not a safetensors file (bad entry {name})"
+        if t.get("dtype") not in FLOAT_DTYPES:
+            kind = str(t.get("dtype"))
+            kind = {"I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64", "U8": "uint8",
+                    "U16": "uint16", "U32": "uint32", "U64": "uint64"}.get(kind, kind.lower())
+            return f"{path}: tensor {name} is {kind}, expected a float type"
+        offsets = t.get("data_offsets") or [0, 0]
+        if not isinstance(offsets, list) or len(offsets) != 2 or offsets[1] > data:
+            return f"{path}: truncated (tensor {name} lies past the end of the file)"
+    return None
+
+
+def check_files(info: ModelInfo) -> str | None:
+    """What stops a listed model from loading, beyond its config.yaml: a tokenizer file that is
+    missing or garbage, weights that are missing, truncated or not floats. None when it looks
+    usable (what `tinyllm models` and the TUI list as broken otherwise)."""
+    try:
+        info.load_tokenizer()
+    except UserError as e:
+        return str(e)
+    weights = info.path / WEIGHTS
+    if weights.is_file():
+        return weights_problem(weights)
+    if not onnx_graphs(info.path):
+        return f"{weights}: missing (and no exported ONNX graph)"
+    return None
+
+
+def list_models(extra: list[str | Path] | tuple = (), include_broken: bool = False
+                ) -> list[ModelInfo]:
     """Every model found by name: in ``$TINYLLM_HOME/models``, the folders of ``extra`` and of
     ``$TINYLLM_PATH``, and the bundled ones, in that order (a name is listed once, where
-    :func:`resolve` finds it)."""
+    :func:`resolve` finds it).
+
+    A directory whose config.yaml cannot be used is left out; with ``include_broken`` (what
+    `tinyllm models` and the TUI's Models screen list) it is kept with the reason in
+    :attr:`ModelInfo.problem`, and the files of the others are checked too (:func:`check_files`)."""
     out, seen = [], set()
     for source, root in search_path(extra):
         if not root.is_dir():
@@ -196,7 +413,12 @@ def list_models(extra: list[str | Path] | tuple = ()) -> list[ModelInfo]:
             if (d / CONFIG).is_file() and d.name not in seen:
                 seen.add(d.name)
                 try:
-                    out.append(read_info(d, source))
-                except ConfigError:
+                    info = read_info(d, source)
+                except UserError as e:
+                    if include_broken:
+                        out.append(ModelInfo(path=d, source=source, meta={}, problem=str(e)))
                     continue
+                if include_broken:
+                    info.problem = check_files(info)
+                out.append(info)
     return out

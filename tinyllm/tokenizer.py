@@ -38,6 +38,22 @@ class Tokenizer:
     def token_bytes(self, token_id: int) -> bytes:
         raise NotImplementedError
 
+    @property
+    def max_token_chars(self) -> int:
+        """The most characters one token stands for (the longest token's bytes): a text cut to
+        ``n * max_token_chars`` characters still gives its first ``n`` tokens (classify and
+        embed cut long lines before tokenising them)."""
+        cached = getattr(self, "_max_token_chars", None)
+        if cached is None:
+            longest = 1
+            for i in range(self.vocab_size):
+                try:
+                    longest = max(longest, len(self.token_bytes(i)))
+                except Exception:  # an id without bytes (a gap in the vocabulary)
+                    continue
+            cached = self._max_token_chars = longest
+        return cached
+
     def token_str(self, token_id: int) -> str:
         """A printable form of one token (for previews)."""
         return self.token_bytes(token_id).decode("utf-8", errors="replace")
@@ -136,13 +152,24 @@ class CharTokenizer(Tokenizer):
     """One id per character of the training corpus. Characters it never saw map to ``unk``."""
 
     name = "char"
+    max_token_chars = 1
 
-    def __init__(self, chars: list[str], unk: str | None = None):
+    def __init__(self, chars: list[str], unk: str | None = None, where: str = "char tokenizer"):
+        if not isinstance(chars, list) or not chars:
+            raise TokenizerError(f"{where}: 'chars' must be a non-empty list of characters")
+        bad = next((c for c in chars if not isinstance(c, str) or len(c) != 1), None)
+        if bad is not None or any(isinstance(c, bool) for c in chars):
+            raise TokenizerError(f"{where}: 'chars' must hold single characters, not {bad!r}")
+        if len(set(chars)) != len(chars):
+            dup = next(c for i, c in enumerate(chars) if c in chars[:i])
+            raise TokenizerError(f"{where}: character {dup!r} appears twice in 'chars'")
         self.chars = list(chars)
         self.stoi = {c: i for i, c in enumerate(self.chars)}
         self.vocab_size = len(self.chars)
         if unk is None:
             unk = " " if " " in self.stoi else self.chars[0]
+        if unk not in self.stoi:
+            raise TokenizerError(f"{where}: 'unk' {unk!r} is not one of its characters")
         self.unk = unk
         self.unk_id = self.stoi[unk]
 
@@ -180,9 +207,10 @@ class CharTokenizer(Tokenizer):
     @classmethod
     def load(cls, path: Path) -> "CharTokenizer":
         data = _read_json(path)
-        if not isinstance(data.get("chars"), list) or not data["chars"]:
-            raise TokenizerError(f"{path}: no 'chars' list in a char tokenizer file")
-        return cls(data["chars"], data.get("unk"))
+        if not isinstance(data, dict) or not isinstance(data.get("chars"), list) or not data["chars"]:
+            raise TokenizerError(f"{path}: not a char tokenizer file (expected an object with a "
+                                 f"'chars' list)")
+        return cls(data["chars"], data.get("unk"), str(path))
 
 
 # ---- bpe (trained with Hugging Face tokenizers) ------------------------------------------------
@@ -238,19 +266,39 @@ class BPETokenizer(Tokenizer):
     def load(cls, path: Path) -> "BPETokenizer":
         from tokenizers import Tokenizer as HFTokenizer
 
+        _check_file(path)
         try:
             return cls(HFTokenizer.from_file(str(path)))
         except FileNotFoundError:
             raise TokenizerError(f"{path}: tokenizer file missing") from None
+        except TokenizerError:
+            raise
         except Exception as e:  # tokenizers raises a bare Exception on bad JSON
-            raise TokenizerError(f"{path}: not a BPE tokenizer file ({e})") from None
+            raise TokenizerError(f"{path}: not a BPE tokenizer file "
+                                 f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})"
+                                 ) from None
 
 
-def _read_json(path: Path) -> dict:
+MAX_TOKENIZER_BYTES = 256 << 20  # the largest tokenizer file read
+
+
+def _check_file(path: Path) -> None:
+    if not Path(path).exists():
+        raise TokenizerError(f"{path}: tokenizer file missing")
+    if not Path(path).is_file():
+        raise TokenizerError(f"{path}: not a regular file, not a tokenizer file")
+
+
+def _read_json(path: Path):
+    from tinyllm.atomic import read_bytes_limited
+
+    _check_file(path)
+    raw = read_bytes_limited(path, MAX_TOKENIZER_BYTES, "tokenizer file")
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TokenizerError(f"{path}: tokenizer file missing") from None
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise TokenizerError(f"{path}: not a tokenizer file (not UTF-8 text: byte "
+                             f"0x{raw[e.start]:02x} at offset {e.start})") from None
     except json.JSONDecodeError as e:
         raise TokenizerError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
 
@@ -273,13 +321,18 @@ def from_spec(spec: dict | str | None, model_dir: str | Path | None = None) -> T
         spec = {"type": "gpt2"}
     if isinstance(spec, str):
         spec = {"type": spec}
+    if not isinstance(spec, dict):
+        raise TokenizerError(f"a tokenizer spec is a name or a mapping, not {spec!r}")
     kind = spec.get("type")
     if kind == "gpt2":
         return get_gpt2()
     if kind in ("char", "bpe"):
         if model_dir is None:
             raise TokenizerError(f"a {kind} tokenizer is stored in a model directory; give --model")
+        from tinyllm.config import path_inside
+
         path = Path(model_dir) / spec.get("file", "tokenizer.json")
+        path_inside(model_dir, spec.get("file", "tokenizer.json"), f"{model_dir}: tokenizer.file")
         return CharTokenizer.load(path) if kind == "char" else BPETokenizer.load(path)
     raise TokenizerError(f"unknown tokenizer type {kind!r}; known: {', '.join(TOKENIZER_TYPES)}")
 

@@ -30,20 +30,25 @@ def _ready(fd: int) -> bool:
 def read_batches(fd: int, batch_size: int, chunk: int = 1 << 16) -> Iterator[list[bytes]]:
     """Batches of raw lines (without the newline) from ``fd``: up to ``batch_size`` lines, and never
     waiting for more lines while some are already in hand."""
-    buf = b""
-    lines: list[bytes] = []
+    partial: list[bytes] = []  # the pieces of a line not yet ended (joined once: a long line
+    lines: list[bytes] = []    # costs linear time, not a copy per chunk)
     eof = False
     while True:
         while not eof and (not lines or (len(lines) < batch_size and _ready(fd))):
             data = os.read(fd, chunk)
             if not data:
                 eof = True
-                if buf:
-                    lines.append(buf)
-                    buf = b""
+                if partial:
+                    lines.append(b"".join(partial))
+                    partial = []
                 break
-            *complete, buf = (buf + data).split(b"\n")
+            if b"\n" not in data:
+                partial.append(data)
+                continue
+            first, *complete, rest = data.split(b"\n")
+            lines.append(b"".join([*partial, first]))
             lines.extend(complete)
+            partial = [rest] if rest else []
         if not lines:
             return
         yield lines[:batch_size]

@@ -84,7 +84,7 @@ def stream_to_stdout(pieces) -> str:
 @click.argument("prompt", required=False)
 def generate(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed,
              backend, echo, prompt):
-    """Generate text from PROMPT (or from stdin with "-"), streaming tokens to stdout.
+    """Generate text from PROMPT (or from stdin with "-", at most 1 MiB), streaming tokens to stdout.
 
     Without PROMPT the model starts from its end-of-text token. Instruct models wrap PROMPT in
     their template and print only the response.
@@ -96,7 +96,9 @@ def generate(model, max_new_tokens, temperature, top_k, top_p, repetition_penalt
       echo "To be, or not" | tinyllm generate --seed 1 -
     """
     if prompt == "-":
-        prompt = sys.stdin.read()
+        from tinyllm.data.files import read_stdin
+
+        prompt = read_stdin(sys.stdin.buffer)
         if prompt.endswith("\n"):
             prompt = prompt[:-1]
     cfg = make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed)

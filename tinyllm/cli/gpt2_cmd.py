@@ -9,6 +9,10 @@ from pathlib import Path
 import click
 
 DTYPES = click.Choice(["auto", "float32", "float16", "bfloat16"])
+OVERWRITE = click.option("--overwrite", is_flag=True,
+                         help="Replace what DIR holds (the old model's files are removed).")
+# the old name of --overwrite, still accepted (hidden from --help)
+FORCE = click.option("--force", is_flag=True, hidden=True)
 
 
 def _log(msg: str) -> None:
@@ -25,9 +29,10 @@ def _log(msg: str) -> None:
               help="Store the weights as this type (auto: as in the checkpoint).")
 @click.option("--n-head", type=int, default=None,
               help="Heads, only for a lone weights file without config.json of a non-GPT-2 width.")
-@click.option("--force", is_flag=True, help="Overwrite DIR if it already holds a model.")
+@OVERWRITE
+@FORCE
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the path.")
-def import_gpt2(name_or_path, out, dtype, n_head, force, as_json):
+def import_gpt2(name_or_path, out, dtype, n_head, overwrite, force, as_json):
     """Import GPT-2 weights in Hugging Face format as a tinyllm model directory.
 
     NAME_OR_PATH is a folder with config.json and model.safetensors (or pytorch_model.bin, or
@@ -54,7 +59,7 @@ def import_gpt2(name_or_path, out, dtype, n_head, force, as_json):
 
     from tinyllm.convert.gpt2 import import_gpt2 as run, torch_dtype
 
-    summary = run(name_or_path, out, torch_dtype(dtype), n_head, force, _log, located)
+    summary = run(name_or_path, out, torch_dtype(dtype), n_head, overwrite or force, _log, located)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     _log(f"imported {summary['params'] / 1e6:.1f}M parameters into {out} "
          f"in {summary['seconds']:.1f} s")
@@ -66,9 +71,10 @@ def import_gpt2(name_or_path, out, dtype, n_head, force, as_json):
 @click.option("-o", "--out", required=True, metavar="DIR", help="Folder to write.")
 @click.option("--dtype", type=DTYPES, default="auto", show_default=True,
               help="Store the weights as this type (auto: as in the model directory).")
-@click.option("--force", is_flag=True, help="Overwrite DIR if it already holds a config.json.")
+@OVERWRITE
+@FORCE
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the path.")
-def export_hf(model, out, dtype, force, as_json):
+def export_hf(model, out, dtype, overwrite, force, as_json):
     """Export a tinyllm model (path or name) as a Hugging Face GPT-2 folder.
 
     DIR gets config.json, model.safetensors, generation_config.json and the tokenizer
@@ -83,6 +89,6 @@ def export_hf(model, out, dtype, force, as_json):
     """
     from tinyllm.convert.gpt2 import export_hf as run, torch_dtype
 
-    summary = run(model, out, torch_dtype(dtype), force, _log)
+    summary = run(model, out, torch_dtype(dtype), overwrite or force, _log)
     _log(f"exported {summary['params'] / 1e6:.1f}M parameters to {out}")
     click.echo(json.dumps(summary) if as_json else summary["out"])

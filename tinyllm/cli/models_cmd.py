@@ -11,6 +11,7 @@ import click
 
 from tinyllm import modeldir
 from tinyllm.cli.notes import quiet_option
+from tinyllm.data.files import read_stdin
 from tinyllm.errors import UserError
 from tinyllm.units import human, human_bytes
 
@@ -31,7 +32,7 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
 @click.argument("text")
 @quiet_option
 def tokenize(tokenizer_name, model, as_json, decode, text):
-    """Print the token ids of TEXT, space-separated ("-" reads TEXT from stdin).
+    """Print the token ids of TEXT, space-separated ("-" reads TEXT from stdin, at most 1 MiB).
 
     The default tokenizer is gpt2 (from the vocabulary files shipped in the package).
 
@@ -44,7 +45,7 @@ def tokenize(tokenizer_name, model, as_json, decode, text):
     if tokenizer_name and model:
         raise UserError("give --tokenizer or --model, not both")
     if text == "-":
-        text = sys.stdin.read()
+        text = read_stdin(sys.stdin.buffer)
     tok = modeldir.load_tokenizer(model or tokenizer_name or "gpt2")
     if decode:
         try:
@@ -80,18 +81,26 @@ def models(folders, as_json):
     """List the models found by name: in $TINYLLM_HOME/models, in the folders of $TINYLLM_PATH
     (":"-separated) and of --path, and the bundled ones.
 
-    \b
+    A model directory that cannot be used (a bad config.yaml, a broken tokenizer or weights file)
+    is listed as broken, with the reason (in --json: a "broken" key), and the others as usual.
+
+    
     Examples:
       tinyllm models
       tinyllm models --path runs          # models that `tinyllm train --out runs/NAME` wrote
       export TINYLLM_PATH=$PWD/runs       # then `--model NAME` finds them too
     """
     found = []
-    for info in modeldir.list_models(folders):
-        try:
-            found.append(info.summary())
-        except UserError as e:
-            click.echo(f"warning: skipping {info.path}: {e}", err=True)
+    for info in modeldir.list_models(folders, include_broken=True):
+        problem = info.problem
+        if problem is None:
+            try:
+                found.append(info.summary())
+                continue
+            except (UserError, OSError) as e:
+                problem = str(e)
+        found.append({"name": info.name, "path": str(info.path), "source": info.source,
+                      "broken": problem})
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
@@ -99,12 +108,16 @@ def models(folders, as_json):
         where = ", ".join(str(root) for _, root in modeldir.search_path(folders))
         click.echo(f"no models in {where}", err=True)
         return
-    rows = [[m["name"], m["task"], human(m["params"]), m["tokenizer"],
+    rows = [[m["name"], "BROKEN", "-", "-", "-", "-", "-", "-", m["source"]] if "broken" in m else
+            [m["name"], m["task"], human(m["params"]), m["tokenizer"],
              f"{m['n_layer']}x{m['n_embd']}", str(m["context_length"]),
              modeldir.onnx_label(m["onnx_graphs"]),
              human_bytes(m["size_bytes"]), m["source"]] for m in found]
     print_table(rows, ["NAME", "TASK", "PARAMS", "TOKENIZER", "SHAPE", "CONTEXT", "ONNX", "SIZE",
                        "SOURCE"])
+    for m in found:
+        if "broken" in m:
+            click.echo(f"{m['name']}: broken: {m['broken']}")
 
 
 @click.command()
@@ -116,6 +129,7 @@ def info(model, as_json):
     mi = modeldir.find(model)
     cfg = mi.model_config
     s = mi.summary()
+    s["broken"] = modeldir.check_files(mi)
     s.update({
         "params_non_embedding": cfg.num_params(include_embeddings=False),
         "forward_flops_per_token": s["flops_per_token"] // 3,
@@ -153,6 +167,8 @@ def info(model, as_json):
     if s["saved_at"]:
         lines.append(("saved", s["saved_at"]))
     lines.append(("size", f"{human_bytes(s['size_bytes'])} in {len(s['files'])} files"))
+    if s["broken"]:
+        lines.append(("BROKEN", s["broken"]))
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
         click.echo(f"{k.ljust(width)}  {v}")

@@ -25,11 +25,15 @@ from tinyllm.units import human_bytes
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), default=None,
               help="Directory for the graphs (default: the model directory itself); it also gets "
                    "config.yaml and the tokenizer, so it runs on its own with --backend onnx.")
+@click.option("--overwrite", is_flag=True,
+              help="With --out: replace another model already in that directory (an earlier "
+                   "export of this same model is replaced without it).")
 @click.option("--no-optimize", is_flag=True, help="Skip ONNX Runtime's transformer optimizer.")
 @click.option("--external-data", is_flag=True,
               help="Keep weights in model.onnx.data beside the graph (automatic above 2 GB).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def export_onnx(model, int8, quant, int8_only, out, no_optimize, external_data, as_json):
+def export_onnx(model, int8, quant, int8_only, out, overwrite, no_optimize, external_data,
+                as_json):
     """Export MODEL (a path or a name) to ONNX for `--backend onnx`.
 
     A language model becomes one graph with a KV cache (past keys/values in, present out) that
@@ -50,7 +54,8 @@ def export_onnx(model, int8, quant, int8_only, out, no_optimize, external_data, 
 
     result = export_model(model, out, int8=int8 or int8_only, quant=quant,
                           keep_fp32=not int8_only, optimize=not no_optimize,
-                          external_data=True if external_data else None, log=log)
+                          external_data=True if external_data else None, overwrite=overwrite,
+                          log=log)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
         return

@@ -57,11 +57,13 @@ def for_people() -> dict[str, Any]:
 def finetune_command(task: Task) -> click.Command:
     """`tinyllm finetune NAME`: --data, --model, --out, --json plus the task's ``finetune_options``."""
 
-    def run(data, model, out, as_json, **options):
+    def run(data, model, out, overwrite, as_json, **options):
+        from tinyllm import runlock
         from tinyllm.cli.progress import TrainProgress
 
-        report = task.finetune(data=data, out=out, model=model, callbacks=[TrainProgress()],
-                               **for_people(), **options)
+        with runlock.acquire(out):  # for every task, plugins too: one writer per folder
+            report = task.finetune(data=data, out=out, model=model, overwrite=overwrite,
+                                   callbacks=[TrainProgress()], **for_people(), **options)
         emit_report(task, report, as_json)
 
     params = [
@@ -70,7 +72,9 @@ def finetune_command(task: Task) -> click.Command:
         click.Option(["--model"], default=None, required=task.model_required, metavar="M",
                      help=task.model_help),
         click.Option(["--out"], required=True, type=click.Path(file_okay=False),
-                     help="Output model directory."),
+                     help="Output model directory (new or empty, unless --overwrite or --resume)."),
+        click.Option(["--overwrite"], is_flag=True,
+                     help="Replace the model or run already in --out (its files are removed)."),
         *(click_option(o) for o in task.finetune_options),
         click.Option(["--json", "as_json"], is_flag=True, help="Print the final report as JSON."),
     ]

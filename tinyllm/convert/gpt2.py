@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 import torch
 
-from tinyllm import modeldir
-from tinyllm.atomic import atomic_write_text
+from tinyllm import modeldir, runlock
+from tinyllm.atomic import atomic_path, atomic_write_text
 from tinyllm.checkpoint import CheckpointError, write_meta
 from tinyllm.config import ConfigError, ModelConfig
 from tinyllm.convert.tensors import ST_NAMES, WeightsReader, shard_files, write_safetensors
@@ -107,11 +107,11 @@ def model_config_from_hf(hf_config: Any, where: str = "config.json") -> ModelCon
             raise GPT2Error(f"{where}: {key}={c.get(key)!r} is a GPT-2 variant tinyllm's model "
                             f"cannot represent")
     try:
-        return ModelConfig(
-            vocab_size=int(c["vocab_size"]), context_length=int(c.get("n_positions") or c["n_ctx"]),
-            n_layer=int(c["n_layer"]), n_head=int(c["n_head"]), n_embd=int(c["n_embd"]),
-            dropout=0.0, bias=True, qkv_bias=True, layer_norm_eps=float(c["layer_norm_epsilon"]),
-            gelu=ACTIVATIONS[act], tie_weights=bool(c.get("tie_word_embeddings", True)))
+        return ModelConfig(  # the values as config.json gives them: ModelConfig checks them
+            vocab_size=c["vocab_size"], context_length=c.get("n_positions") or c["n_ctx"],
+            n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"],
+            dropout=0.0, bias=True, qkv_bias=True, layer_norm_eps=c["layer_norm_epsilon"],
+            gelu=ACTIVATIONS[act], tie_weights=c.get("tie_word_embeddings", True))
     except (TypeError, ValueError, KeyError, ConfigError) as e:
         raise GPT2Error(f"{where}: {e}") from None
 
@@ -359,30 +359,43 @@ def locate(name_or_path: str | Path, log: Log | None = None) -> dict[str, Any]:
 
 
 # ---- import ------------------------------------------------------------------------------------
-def _check_out(out: Path, force: bool, marker: str, sources: list[Path]) -> None:
+def _holding_out_lock(write: Callable) -> Callable:
+    """Run an importer ``write(source, out, ...)`` holding ``out``'s run lock."""
+    import functools
+
+    @functools.wraps(write)
+    def wrapper(name_or_path, out, *args, **kwargs):
+        with runlock.acquire(out):
+            return write(name_or_path, out, *args, **kwargs)
+
+    return wrapper
+
+
+def _check_out(out: Path, sources: list[Path]) -> None:
     if out.exists() and not out.is_dir():
         raise GPT2Error(f"{out}: exists and is not a folder")
     if any(out.resolve() == s.resolve().parent for s in sources):
         raise GPT2Error(f"{out}: is the folder being read; choose another output folder")
-    if (out / marker).exists() and not force:
-        raise GPT2Error(f"{out}: already holds a model ({marker}); pass --force to overwrite it")
 
 
+@_holding_out_lock
 def import_gpt2(name_or_path: str | Path, out: str | Path, dtype: torch.dtype | None = None,
-                n_head: int | None = None, force: bool = False, log: Log | None = None,
+                n_head: int | None = None, overwrite: bool = False, log: Log | None = None,
                 located: dict[str, Any] | None = None) -> dict[str, Any]:
     """Import a Hugging Face GPT-2 checkpoint as a tinyllm model directory; returns a summary.
 
     Tensors stream from the source file to ``out/model.safetensors`` one at a time. ``dtype``
     converts floating weights (default: keep the file's); ``n_head`` is needed only for a lone
     weights file without config.json whose width is not a released GPT-2 width. ``located``: the
-    files as :func:`locate` (or ``gpt2_hub.download``) already found them.
+    files as :func:`locate` (or ``gpt2_hub.download``) already found them. ``out`` must be new or
+    empty unless ``overwrite`` (the old model's files are removed then); it is written holding
+    its run lock.
     """
     log = log or (lambda msg: None)
     out = Path(out)
     src = located or locate(name_or_path, log)
     where = str(src["weights"][0] if len(src["weights"]) == 1 else src["weights"][0].parent)
-    _check_out(out, force, modeldir.CONFIG, src["weights"])
+    _check_out(out, src["weights"])
     with WeightsReader(src["weights"]) as reader:
         if src["config"] is not None:
             hf_cfg, cfg_where = read_hf_config(src["config"]), str(src["config"])
@@ -416,6 +429,7 @@ def import_gpt2(name_or_path: str | Path, out: str | Path, dtype: torch.dtype | 
         if cfg.vocab_size <= EOT_ID:
             log(f"note: vocab_size={cfg.vocab_size} is smaller than the gpt2 tokenizer's 50257 "
                 f"ids; prompts with larger ids will not run")
+        modeldir.prepare_output(out, overwrite, modeldir.HF_FILES, log=log)  # checked: now write
         out.mkdir(parents=True, exist_ok=True)
         log(f"writing {out / modeldir.WEIGHTS} ({len(entries)} tensors)")
         nbytes = write_safetensors(out / modeldir.WEIGHTS, entries, produce)
@@ -430,20 +444,27 @@ def import_gpt2(name_or_path: str | Path, out: str | Path, dtype: torch.dtype | 
 
 # ---- export ------------------------------------------------------------------------------------
 def export_hf(name_or_path: str | Path | None, out: str | Path, dtype: torch.dtype | None = None,
-              force: bool = False, log: Log | None = None) -> dict[str, Any]:
+              overwrite: bool = False, log: Log | None = None) -> dict[str, Any]:
     """Write a tinyllm model as a folder GPT2LMHeadModel.from_pretrained loads; returns a summary.
 
     Writes config.json, model.safetensors (streamed, one tensor at a time), generation_config.json
     and the tokenizer as transformers reads it: vocab.json + merges.txt for gpt2, tokenizer.json
-    for bpe (a char tokenizer has no equivalent), with tokenizer_config.json.
+    for bpe (a char tokenizer has no equivalent), with tokenizer_config.json. ``out`` must be new
+    or empty unless ``overwrite`` (what it held is removed then); it is written holding its run
+    lock.
     """
     log = log or (lambda msg: None)
     info = modeldir.find(name_or_path)
+    with runlock.acquire(out):
+        return _export_hf(info, Path(out), dtype, overwrite, log)
+
+
+def _export_hf(info: modeldir.ModelInfo, out: Path, dtype: torch.dtype | None, overwrite: bool,
+               log: Log) -> dict[str, Any]:
     cfg = info.model_config
     tokenizer = info.load_tokenizer()
-    out = Path(out)
     weights = info.path / modeldir.WEIGHTS
-    _check_out(out, force, "config.json", [weights])
+    _check_out(out, [weights])
     shapes = tinyllm_shapes(cfg)
     with WeightsReader([weights]) as reader:
         for tl, shape in shapes.items():
@@ -455,6 +476,9 @@ def export_hf(name_or_path: str | Path | None, out: str | Path, dtype: torch.dty
             if got[0] != shape:
                 raise GPT2Error(f"{weights}: tensor {tl} has shape {got[0]}, config.yaml needs "
                                 f"{shape}")
+            if got[1] is None or not got[1].is_floating_point:
+                raise GPT2Error(f"{weights}: tensor {tl} is {str(got[1]).removeprefix('torch.')}, "
+                                f"expected a float type")
         if cfg.n_classes:
             log(f"note: the classification head ({cfg.n_classes} classes) is not part of "
                 f"GPT2LMHeadModel and is left out")
@@ -471,6 +495,7 @@ def export_hf(name_or_path: str | Path | None, out: str | Path, dtype: torch.dty
             t = reader.get(tl) if tl in reader.shapes else None
             return _export_tensor(t, conv, store, hf_shape)
 
+        modeldir.prepare_output(out, overwrite, modeldir.HF_FILES, log=log)  # checked: now write
         out.mkdir(parents=True, exist_ok=True)
         log(f"writing {out / 'model.safetensors'} ({len(entries)} tensors)")
         nbytes = write_safetensors(out / "model.safetensors", entries, produce, {"format": "pt"})
@@ -489,17 +514,22 @@ def _export_tokenizer(tokenizer: Tokenizer, model_dir: Path, out: Path, max_len:
     """Write the tokenizer files transformers' AutoTokenizer reads; False when there are none."""
     special = {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT, "model_max_length": max_len}
     if tokenizer.name == "gpt2":
-        shutil.copyfile(GPT2_DIR / "encoder.json", out / "vocab.json")
-        shutil.copyfile(GPT2_DIR / "vocab.bpe", out / "merges.txt")
+        _copy(GPT2_DIR / "encoder.json", out / "vocab.json")
+        _copy(GPT2_DIR / "vocab.bpe", out / "merges.txt")
         _write_json(out / "tokenizer_config.json", {"tokenizer_class": "GPT2Tokenizer",
                                                      "add_prefix_space": False, **special})
         return True
     if tokenizer.name == "bpe":  # trained with Hugging Face tokenizers: its own file format
-        shutil.copyfile(model_dir / tokenizer.spec()["file"], out / "tokenizer.json")
+        _copy(model_dir / tokenizer.spec()["file"], out / "tokenizer.json")
         _write_json(out / "tokenizer_config.json",
                     {"tokenizer_class": "PreTrainedTokenizerFast", **special})
         return True
     return False
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def _write_json(path: Path, data: dict) -> None:

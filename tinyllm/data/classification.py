@@ -201,10 +201,16 @@ def read_table(path: Path, text: str, kind: str, text_col: str | int | None,
         names = {f.strip().lower() for f in rows[0][1]}
         header = any(_is_name(c) and str(c).strip().lower() in names for c in (text_col, label_col))
     ti, li, headerless_pair = _choose_columns(path, kind, rows, header, text_col, label_col, log)
+    width = 2 if headerless_pair else len(rows[0][1])  # every row has the first row's columns
     out = []
     for line, fields in rows[1 if header else 0:]:
         if headerless_pair and len(fields) > 2:  # tabs inside the text stay in the text
             fields = [fields[0], "\t".join(fields[1:])]
+        if len(fields) > width:  # refused like a missing column: a field was split, or shifted
+            hint = "a tab inside a field?" if kind == "tsv" else "an unquoted comma inside a field? " \
+                "Quote the field"
+            raise DataError(f"{path}:{line}: {len(fields)} fields, but the "
+                            f"{'header' if header else 'first row'} has {width} ({hint})")
         need = max(ti, li) + 1
         if len(fields) < need:
             missing = "text" if len(fields) <= ti else "label"

@@ -17,37 +17,30 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import IO, Any, Iterator
 
+from tinyllm.atomic import open_regular  # noqa: F401  (every reader opens files through it)
 from tinyllm.errors import DataError
 from tinyllm.units import human_bytes
 
 MAX_BYTES = 512 << 20   # the largest file read whole into memory
+MAX_STDIN_BYTES = 1 << 20  # the most text a prompt read from stdin may be (`generate -`, `tokenize -`)
 JSONL_HINT = "JSONL has one JSON object per line; a JSON file is one array [...]"
 
 
-def open_regular(path: str | Path, what: str = "data file") -> BinaryIO:
-    """``path`` opened for reading in binary, refusing what is not a regular file.
-
-    ``what`` names the expected kind in the message (``is a directory, not a data file``)."""
-    path = Path(path)
-    try:  # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below)
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a {what}") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        if stat.S_ISDIR(mode):
-            raise DataError(f"{path}: is a directory, not a {what}")
-        raise DataError(f"{path}: not a regular file (a device, pipe or socket), not a {what}")
-    return os.fdopen(fd, "rb")
+def read_stdin(stream: IO[bytes], what: str = "stdin", limit: int = MAX_STDIN_BYTES) -> str:
+    """All of ``stream`` (stdin as bytes) as UTF-8 text, refused past ``limit`` bytes (1 MiB): an
+    endless stream (``yes | tinyllm generate -``) is an error, not a process that grows forever."""
+    raw = stream.read(limit + 1)
+    if len(raw) > limit:
+        raise DataError(f"{what}: more than {human_bytes(limit)} of text; a prompt read from stdin "
+                        f"may be at most {human_bytes(limit)}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise utf8_error(what, raw, e) from None
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def utf8_error(path: str | Path, data: bytes, error: UnicodeDecodeError, line: int = 1,

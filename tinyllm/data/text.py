@@ -19,9 +19,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from tinyllm.atomic import atomic_write_text
+from tinyllm.atomic import atomic_write_text, reporting_full_disk
 from tinyllm.data.files import open_regular, utf8_error
-from tinyllm.errors import DataError, Log, no_log
+from tinyllm.errors import DataError, DiskFull, Log, no_log
 from tinyllm.tokenizer import CharTokenizer, Tokenizer
 
 CHUNK_BYTES = 1 << 20          # read size; chunks grow up to MAX_CHUNK_BYTES to find a safe cut
@@ -227,29 +227,35 @@ def prepare_tokens(path: str | Path, tok: Tokenizer, cache_dir: str | Path | Non
 
     progress = progress or no_progress
     mode = "r+b" if done_bytes else "wb"
-    with open(partial, mode) as out, progress(st.st_size, f"tokenising {path.name}",
-                                              start=done_bytes) as advance:
-        out.truncate(n * dtype.itemsize)
-        out.seek(n * dtype.itemsize)
-        unflushed = 0
-        for end, text in iter_text_chunks(path, start=done_bytes):
-            ids = encode_array(tok, text)
-            for c, k in tok.unknown(text).items():
-                unknown[c] = unknown.get(c, 0) + k
-            out.write(ids.astype(dtype).tobytes())
-            n += len(ids)
-            meta["nonspace"] = meta["nonspace"] or bool(text.strip())
-            unflushed += end - done_bytes
-            advance(end - done_bytes)
-            done_bytes = end
-            if unflushed >= FLUSH_BYTES:
-                out.flush()
-                os.fsync(out.fileno())
-                meta.update(n=n, bytes_done=done_bytes)
-                atomic_write_text(meta_path, json.dumps(meta))
-                unflushed = 0
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with reporting_full_disk(partial), open(partial, mode) as out, \
+                progress(st.st_size, f"tokenising {path.name}", start=done_bytes) as advance:
+            out.truncate(n * dtype.itemsize)
+            out.seek(n * dtype.itemsize)
+            unflushed = 0
+            for end, text in iter_text_chunks(path, start=done_bytes):
+                ids = encode_array(tok, text)
+                for c, k in tok.unknown(text).items():
+                    unknown[c] = unknown.get(c, 0) + k
+                out.write(ids.astype(dtype).tobytes())
+                n += len(ids)
+                meta["nonspace"] = meta["nonspace"] or bool(text.strip())
+                unflushed += end - done_bytes
+                advance(end - done_bytes)
+                done_bytes = end
+                if unflushed >= FLUSH_BYTES:
+                    out.flush()
+                    os.fsync(out.fileno())
+                    meta.update(n=n, bytes_done=done_bytes)
+                    atomic_write_text(meta_path, json.dumps(meta))
+                    unflushed = 0
+            out.flush()
+            os.fsync(out.fileno())
+    except DiskFull as e:  # the half-written cache goes: the space is the user's, not the cache's
+        partial.unlink(missing_ok=True)
+        meta_path.unlink(missing_ok=True)
+        raise DiskFull(f"{e} (the token cache of {path.name}); free some space, or set "
+                       f"train.cache_dir to a disk with room", e.path) from None
     if n == 0 or not meta["nonspace"]:
         partial.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)

@@ -45,11 +45,11 @@ class TorchDecoder:
 
 
 def generate_token_ids(model: GPT, prompt_ids: list[int], cfg: SamplingConfig,
-                       eos_id: int | None = None) -> Iterator[int]:
-    """New token ids for a prompt, one at a time."""
+                       eos_id: int | None = None, vocab_size: int | None = None) -> Iterator[int]:
+    """New token ids for a prompt, one at a time (only ids below ``vocab_size`` are drawn)."""
     dec = TorchDecoder(model)
     return generate_ids(dec.prefill, dec.step, prompt_ids, cfg, eos_id,
-                        context_length=model.config.context_length)
+                        context_length=model.config.context_length, vocab_size=vocab_size)
 
 
 def generate(model: GPT, tokenizer: Tokenizer, prompt: str, cfg: SamplingConfig | None = None
@@ -59,7 +59,7 @@ def generate(model: GPT, tokenizer: Tokenizer, prompt: str, cfg: SamplingConfig 
     ids = tokenizer.encode(prompt)
     if not ids:
         ids = [tokenizer.eot_id if tokenizer.eot_id is not None else 0]
-    return stream_text(generate_token_ids(model, ids, cfg, tokenizer.eot_id),
+    return stream_text(generate_token_ids(model, ids, cfg, tokenizer.eot_id, tokenizer.vocab_size),
                        tokenizer.token_bytes, cfg.stop)
 
 

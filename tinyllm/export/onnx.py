@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tinyllm import modeldir, runlock
+from tinyllm.atomic import EXPORT_TEMP_PREFIX, atomic_path, remove_stale_temps, reporting_full_disk
 from tinyllm.errors import RunFailed, UserError
 from tinyllm.export import AUTO_CANDIDATES, FP32_FILE, INT8_FILE, QUANT_CHOICES
 from tinyllm.export.onnx_passes import (files_of, fold_constant_transposes, optimize_graph,
@@ -332,7 +334,6 @@ def _quantize(model: GPT, kind: str, fp32: Path, dst: Path, quant: str, external
     fastest first, until one keeps the top-1 next token of the float graph on >= 97% of the
     validation split and its loss within 2% (:mod:`tinyllm.export.onnx_check`). Without that
     text, and for classifiers, it is ``dynamic``, the fastest."""
-    from tinyllm import modeldir
     from tinyllm.export.onnx_check import choose_quantization, model_validation_ids
 
     if quant != "auto":
@@ -357,8 +358,6 @@ def _copy_model_files(src: Path, out: Path) -> None:
     tokenizer file beside the graphs (the weights are in the graphs)."""
     import shutil
 
-    from tinyllm import modeldir
-
     meta = modeldir.read_info(src).meta
     names = [modeldir.CONFIG]
     spec = meta.get("tokenizer")
@@ -366,8 +365,8 @@ def _copy_model_files(src: Path, out: Path) -> None:
         names.append(spec["file"])
     for name in names:
         if (src / name).is_file():
-            shutil.copyfile(src / name, out / (name + ".tmp"))
-            os.replace(out / (name + ".tmp"), out / name)
+            with atomic_path(out / name) as tmp:
+                shutil.copyfile(src / name, tmp)
 
 
 def _remove_stale(path: Path, log: Callable[[str], None]) -> None:
@@ -378,10 +377,23 @@ def _remove_stale(path: Path, log: Callable[[str], None]) -> None:
         log(f"removed {path} from an earlier export")
 
 
+def _prepare_export_dir(src: Path, out: Path, overwrite: bool, log: Callable[[str], None]
+                        ) -> list[str]:
+    """Check the folder the graphs go to, changing nothing; returns the names an ``overwrite``
+    removes once the new graphs are ready. The model's own folder, or an earlier export of this
+    same model (the same config.yaml), takes the graphs; another folder must be new or empty
+    unless ``overwrite`` (:func:`tinyllm.modeldir.prepare_output`)."""
+    mine = out / modeldir.CONFIG
+    if out.resolve() == src.resolve() or \
+            (mine.is_file() and mine.read_bytes() == (src / modeldir.CONFIG).read_bytes()):
+        return []
+    return modeldir.prepare_output(out, overwrite, log=log, remove=False)
+
+
 def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = None,
                  int8: bool = False, quant: str = QUANT_CHOICES[0], keep_fp32: bool = True,
                  optimize: bool = True, external_data: bool | None = None,
-                 force_torchscript: bool = False,
+                 force_torchscript: bool = False, overwrite: bool = False,
                  log: Callable[[str], None] | None = None) -> ExportResult:
     """Export a model directory (path or name) to ``out_dir`` (default: the model directory).
 
@@ -389,7 +401,8 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
     ``auto``: see :func:`_quantize`); ``keep_fp32=False`` keeps only the int8 graph. Another ``out_dir`` also gets config.yaml and
     the tokenizer file, so it is a model directory that ``--backend onnx`` runs without torch or
     the safetensors weights. ``external_data`` None keeps the weights inside the graph unless it
-    would pass 2 GB.
+    would pass 2 GB. The folder written is held under its run lock; another ``out_dir`` must be
+    empty, or an earlier export of this same model, unless ``overwrite``.
     """
     import tempfile
 
@@ -404,69 +417,75 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
     model = load_model(name_or_path)
     cfg = model.config
     out = Path(out_dir) if out_dir else Path(model.path)
-    out.mkdir(parents=True, exist_ok=True)
-    kind = graph_kind(model)
-    if kind == "classify":
-        module, names = ClassifierGraph(model).eval(), (["input_ids", "lengths"], ["logits"])
-        dyn = {"input_ids": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}}
-    else:
-        module, names = LMWithPast(model).eval(), lm_io_names(cfg.n_layer)
-        dyn = {"input_ids": {0: "batch", 1: "seq"}, "seqlens_k": {0: "batch"},
-               **{n: {0: "batch", 2: "past"} for n in names[0] if n.startswith("past.")}}
-    torch.manual_seed(0)
-    args = example_inputs(model, kind)
+    with runlock.acquire(out):  # no trainer (or other export) writes the folder meanwhile
+        stale = _prepare_export_dir(Path(model.path), out, overwrite, log)
+        remove_stale_temps(out)  # an earlier export's working folder, before this one makes its own
+        kind = graph_kind(model)
+        if kind == "classify":
+            module, names = ClassifierGraph(model).eval(), (["input_ids", "lengths"], ["logits"])
+            dyn = {"input_ids": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}}
+        else:
+            module, names = LMWithPast(model).eval(), lm_io_names(cfg.n_layer)
+            dyn = {"input_ids": {0: "batch", 1: "seq"}, "seqlens_k": {0: "batch"},
+                   **{n: {0: "batch", 2: "past"} for n in names[0] if n.startswith("past.")}}
+        torch.manual_seed(0)
+        args = example_inputs(model, kind)
 
-    with tempfile.TemporaryDirectory(dir=out, prefix=".export-onnx-") as tmp:
-        tmp = Path(tmp)
-        log(f"exporting the {kind} graph of {model.path} with torch.onnx (dynamo)")
-        exporter, reason = _torch_export(module, args, tmp / "raw.onnx", *names, dyn,
-                                         force_torchscript=force_torchscript)
-        if reason:
-            log(f"the dynamo exporter failed ({reason}); used the TorchScript exporter")
-        proto = onnx.load(str(tmp / "raw.onnx"))
-        folded = fold_constant_transposes(proto)
-        tanh_gelu_to_fastgelu(proto)
-        fusions: dict[str, int] = {}
-        if optimize:
-            proto, fusions = optimize_graph(proto, cfg.n_head, cfg.n_embd)
-        n_attn = sum(n.op_type == "GroupQueryAttention" for n in proto.graph.node)
-        if n_attn:  # fused by the exporter itself (see onnx_attention), not by the optimizer
-            fusions = dict(sorted({**fusions, "GroupQueryAttention": n_attn}.items()))
-        log("fused operators: " + (", ".join(f"{k} x{v}" for k, v in fusions.items()) or "none"))
-        del proto.graph.value_info[:]  # stale shape notes after fusion trip ORT's quantizer
-        external = (_initializer_bytes(proto) > TWO_GB * 0.9 if external_data is None
-                    else external_data)
-        meta = {"tinyllm.kind": kind, "tinyllm.exporter": exporter, "tinyllm.quant": "none",
-                # GroupQueryAttention updates a shared cache buffer in place
-                "tinyllm.kv_cache": "shared" if module.fused else "concat",
-                # rows of one batch may sit at different positions (batched decoding)
-                "tinyllm.positions": "per_row" if module.fused else "shared",
-                "tinyllm.context_length": str(cfg.context_length),
-                "tinyllm.saved_at": str(model.meta.get("saved_at"))}
-        _set_metadata(proto, meta)
-        fp32 = tmp / FP32_FILE
-        save_onnx(proto, fp32, external)
-        del proto
-        diff = _verify(module, fp32, verify_cases(model, kind), names[0])
-        log(f"checked against torch: max |difference| {diff:.2e}")
-        if diff > 1e-3:
-            raise RunFailed(f"{model.path}: the exported graph differs from torch by {diff:.2e}")
-        written = [fp32] if keep_fp32 else []
-        method, check = None, None
-        if int8:
-            q8 = tmp / INT8_FILE
-            method, check = _quantize(model, kind, fp32, q8, quant, external, log)
-            written.append(q8)
-        _install(written, out)
-        if out.resolve() != Path(model.path).resolve():
-            _copy_model_files(Path(model.path), out)
-        for name in ({FP32_FILE, INT8_FILE} - {p.name for p in written}):
-            _remove_stale(out / name, log)
-    result = ExportResult(kind=kind, exporter=exporter,
-                          fp32_path=out / FP32_FILE if keep_fp32 else None,
-                          int8_path=out / INT8_FILE if int8 else None,
-                          quant_method=method, quant_check=check, fusions=fusions,
-                          fallback_reason=reason, folded=folded, max_abs_diff=diff)
-    result.sizes = {f.name: f.stat().st_size for p in written for f in files_of(out / p.name)}
-    result.seconds = time.perf_counter() - t0
-    return result
+        with tempfile.TemporaryDirectory(dir=out, prefix=EXPORT_TEMP_PREFIX) as tmp, \
+                reporting_full_disk(out / FP32_FILE):  # asked before the temp folder is removed
+            tmp = Path(tmp)
+            log(f"exporting the {kind} graph of {model.path} with torch.onnx (dynamo)")
+            exporter, reason = _torch_export(module, args, tmp / "raw.onnx", *names, dyn,
+                                             force_torchscript=force_torchscript)
+            if reason:
+                log(f"the dynamo exporter failed ({reason}); used the TorchScript exporter")
+            proto = onnx.load(str(tmp / "raw.onnx"))
+            folded = fold_constant_transposes(proto)
+            tanh_gelu_to_fastgelu(proto)
+            fusions: dict[str, int] = {}
+            if optimize:
+                proto, fusions = optimize_graph(proto, cfg.n_head, cfg.n_embd)
+            n_attn = sum(n.op_type == "GroupQueryAttention" for n in proto.graph.node)
+            if n_attn:  # fused by the exporter itself (see onnx_attention), not by the optimizer
+                fusions = dict(sorted({**fusions, "GroupQueryAttention": n_attn}.items()))
+            log("fused operators: " + (", ".join(f"{k} x{v}" for k, v in fusions.items()) or "none"))
+            del proto.graph.value_info[:]  # stale shape notes after fusion trip ORT's quantizer
+            external = (_initializer_bytes(proto) > TWO_GB * 0.9 if external_data is None
+                        else external_data)
+            meta = {"tinyllm.kind": kind, "tinyllm.exporter": exporter, "tinyllm.quant": "none",
+                    # GroupQueryAttention updates a shared cache buffer in place
+                    "tinyllm.kv_cache": "shared" if module.fused else "concat",
+                    # rows of one batch may sit at different positions (batched decoding)
+                    "tinyllm.positions": "per_row" if module.fused else "shared",
+                    "tinyllm.context_length": str(cfg.context_length),
+                    "tinyllm.saved_at": str(model.meta.get("saved_at"))}
+            _set_metadata(proto, meta)
+            fp32 = tmp / FP32_FILE
+            save_onnx(proto, fp32, external)
+            del proto
+            diff = _verify(module, fp32, verify_cases(model, kind), names[0])
+            log(f"checked against torch: max |difference| {diff:.2e}")
+            if diff > 1e-3:
+                raise RunFailed(f"{model.path}: the exported graph differs from torch by {diff:.2e}")
+            written = [fp32] if keep_fp32 else []
+            method, check = None, None
+            if int8:
+                q8 = tmp / INT8_FILE
+                method, check = _quantize(model, kind, fp32, q8, quant, external, log)
+                written.append(q8)
+            if stale:  # --overwrite: the other model's files go once the new graphs are ready
+                log(f"note: --overwrite: removed {', '.join(modeldir.remove_files(out, stale))} "
+                    f"from {out}")
+            _install(written, out)
+            if out.resolve() != Path(model.path).resolve():
+                _copy_model_files(Path(model.path), out)
+            for name in ({FP32_FILE, INT8_FILE} - {p.name for p in written}):
+                _remove_stale(out / name, log)
+        result = ExportResult(kind=kind, exporter=exporter,
+                              fp32_path=out / FP32_FILE if keep_fp32 else None,
+                              int8_path=out / INT8_FILE if int8 else None,
+                              quant_method=method, quant_check=check, fusions=fusions,
+                              fallback_reason=reason, folded=folded, max_abs_diff=diff)
+        result.sizes = {f.name: f.stat().st_size for p in written for f in files_of(out / p.name)}
+        result.seconds = time.perf_counter() - t0
+        return result

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tinyllm.config import ModelConfig
+from tinyllm.config import ModelConfig, check_memory
 from tinyllm.models.loss import lm_loss
 
 
@@ -113,6 +113,8 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if torch.get_default_device().type != "meta":  # refuse before allocating what cannot fit
+            check_memory(cfg)
         self.config = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.n_embd)

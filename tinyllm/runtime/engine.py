@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from tinyllm import modeldir
-from tinyllm.errors import Log, UserError, no_log
+from tinyllm.errors import Log, RunFailed, UserError, no_log
 from tinyllm.runtime.decode_batch import DecodeBatch
 from tinyllm.runtime.sampling import SamplingConfig, generate_ids, stream_text
 from tinyllm.tokenizer import Tokenizer
@@ -74,6 +74,10 @@ class Engine:
         text, stops = self.prompt_and_stops(prompt, cfg, input)
         tok = self.tokenizer
         ids = tok.encode(text) or [tok.eot_id if tok.eot_id is not None else 0]
+        vocab = self.info.model_config.vocab_size
+        if max(ids) >= vocab:
+            raise UserError(f"{self.info.path}: the prompt has token id {max(ids)}, beyond the "
+                            f"model's vocabulary of {vocab} ids")
         self.warn_about_prompt(text, ids)
         return ids, stops
 
@@ -83,8 +87,16 @@ class Engine:
         cfg = cfg or SamplingConfig()
         ids, stops = self.prompt_ids(prompt, cfg, input)
         tok = self.tokenizer
-        new_ids = generate_ids(self.prefill, self.step, ids, cfg, tok.eot_id, self.context_length)
-        return stream_text(new_ids, tok.token_bytes, stops)
+        new_ids = generate_ids(self.prefill, self.step, ids, cfg, tok.eot_id, self.context_length,
+                               tok.vocab_size)
+        return stream_text(self._naming_model(new_ids), tok.token_bytes, stops)
+
+    def _naming_model(self, ids: Iterator[int]) -> Iterator[int]:
+        """``ids``, with a failed run's message starting with the model's path."""
+        try:
+            yield from ids
+        except RunFailed as e:
+            raise RunFailed(f"{self.info.path}: {e}") from None
 
     def decode_batch(self, max_batch: int) -> "DecodeBatch":
         """Slots to decode up to ``max_batch`` sequences together (the server's scheduler; see

@@ -24,8 +24,12 @@ class OnnxClassifier:
         if not isinstance(session, ort.InferenceSession):
             session = open_session(session)
         names = {i.name for i in session.get_inputs()}
-        if names != {"input_ids", "lengths"}:
-            raise ValueError("not a tinyllm classifier graph (inputs input_ids, lengths)")
+        outputs = session.get_outputs()
+        if names != {"input_ids", "lengths"} or not outputs or outputs[0].name != "logits" \
+                or not isinstance(outputs[0].shape[-1] if outputs[0].shape else None, int):
+            raise ValueError(f"not a tinyllm classifier graph (it has inputs "
+                             f"{', '.join(sorted(names)) or 'none'}; expected input_ids, lengths "
+                             f"in and logits (batch, n_classes) out)")
         self.session = session
         self.tokenizer = tokenizer
         self.context_length = context_length
@@ -43,7 +47,7 @@ class OnnxClassifier:
         """
         if not texts:
             return np.zeros((0, self.n_classes))
-        rows = encode_texts(self.tokenizer, texts)
+        rows = encode_texts(self.tokenizer, texts, self.context_length)
         out = np.empty((len(rows), self.n_classes), dtype=np.float32)
         pad = pad_id_of(self.tokenizer)
         for part in length_batches(rows, chunk):

@@ -28,12 +28,22 @@ class OnnxDecoder:
             session = open_session(session)
         self.session = session
         inputs = {i.name: i for i in session.get_inputs()}
+        outputs = [o.name for o in session.get_outputs()]
         self.past_names = [n for n in inputs if n.startswith("past.")]
-        if "input_ids" not in inputs or not self.past_names:
-            raise ValueError("not a tinyllm language-model graph (no input_ids / past.* inputs)")
-        self.present_names = [o.name for o in session.get_outputs() if o.name.startswith("present.")]
+        self.present_names = [n for n in outputs if n.startswith("present.")]
+        found = f"inputs {', '.join(inputs) or 'none'}; outputs {', '.join(outputs) or 'none'}"
+        if "input_ids" not in inputs or not self.past_names or "logits" not in outputs:
+            raise ValueError(f"not a tinyllm language-model graph (it has {found}; expected "
+                             f"input_ids and past.N.key/value in, logits and present.N.key/value "
+                             f"out)")
+        if inputs["input_ids"].type != "tensor(int64)" or \
+                [n.replace("past.", "present.", 1) for n in self.past_names] != self.present_names:
+            raise ValueError(f"not a tinyllm language-model graph (it has {found})")
         self.has = set(inputs)
         shape = inputs[self.past_names[0]].shape        # (batch, n_head, past, head_size)
+        if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in (shape[1], shape[3])):
+            raise ValueError(f"not a tinyllm language-model graph ({self.past_names[0]} has shape "
+                             f"{shape}, expected (batch, n_head, past, head_size))")
         self.n_head, self.head_size = shape[1], shape[3]
         props = session.get_modelmeta().custom_metadata_map
         self.shared = props.get("tinyllm.kv_cache") == "shared"

@@ -68,14 +68,29 @@ class OnnxEngine(Engine):
                 self.decoder = OnnxDecoder(self.session, max_len=self.context_length)
         except ValueError as e:
             raise UserError(f"{graph}: {e}") from None
+        if self.kind == "classify" and self.labels and self.classifier.n_classes != len(self.labels):
+            raise UserError(f"{graph}: the graph has {self.classifier.n_classes} classes, config.yaml "
+                            f"{len(self.labels)} labels; run `tinyllm export-onnx {info.path}` again")
+
+    def _run(self, fn, *args):
+        """A graph that loads but fails to run (wrong shapes or types inside) is the graph's
+        fault: a UserError naming it, never onnxruntime's traceback."""
+        try:
+            return fn(*args)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise UserError(f"{self.graph}: the graph failed to run ({first}); run `tinyllm "
+                            f"export-onnx {self.info.path}` again or use --backend torch") from None
 
     def prefill(self, ids: list[int]) -> np.ndarray:
         if self.kind != "lm":
             return super().prefill(ids)
-        return self.decoder.prefill(ids)
+        return self._run(self.decoder.prefill, ids)
 
     def step(self, token: int) -> np.ndarray:
-        return self.decoder.step(token)
+        return self._run(self.decoder.step, token)
 
     def decode_batch(self, max_batch: int):
         """One batched pass per step when the graph places rows at their own positions (graphs
@@ -101,4 +116,4 @@ class OnnxEngine(Engine):
     def classify(self, texts: list[str]) -> np.ndarray:
         if self.kind != "classify" or not self.labels:
             return super().classify(texts)
-        return self.classifier.classify(texts)
+        return self._run(self.classifier.classify, texts)

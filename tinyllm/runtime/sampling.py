@@ -8,10 +8,13 @@ multi-byte UTF-8 character and stop cleanly at a stop string.
 from __future__ import annotations
 
 import codecs
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+
+from tinyllm.errors import RunFailed
 
 
 @dataclass
@@ -26,6 +29,15 @@ class SamplingConfig:
     seed: int | None = None          # fixes the random choices
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "repetition_penalty", "top_p"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v)):
+                raise ValueError(f"{name.replace('_', '-')} must be a finite number, not {v!r}")
+        for name in ("max_new_tokens", "top_k", "seed"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise ValueError(f"{name.replace('_', '-')} must be a whole number, not {v!r}")
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
         if self.top_p is not None and not 0 < self.top_p <= 1:
@@ -36,6 +48,8 @@ class SamplingConfig:
             raise ValueError("max_new_tokens must be >= 0")
         if self.repetition_penalty <= 0:
             raise ValueError("repetition_penalty must be > 0")
+        if self.seed is not None and not 0 <= self.seed < 2 ** 63:
+            raise ValueError(f"seed must be in [0, 2**63), not {self.seed}")
 
     @property
     def greedy(self) -> bool:
@@ -45,13 +59,16 @@ class SamplingConfig:
 class Sampler:
     """Picks the next token from a logits vector under a :class:`SamplingConfig`."""
 
-    def __init__(self, cfg: SamplingConfig):
+    def __init__(self, cfg: SamplingConfig, vocab_size: int | None = None):
         self.cfg = cfg
         self.rng = np.random.default_rng(cfg.seed)
+        self.vocab_size = vocab_size  # ids the tokenizer can decode: logits beyond are never drawn
 
     def __call__(self, logits: np.ndarray, context: Iterable[int] = ()) -> int:
         cfg = self.cfg
         logits = np.asarray(logits, dtype=np.float32).reshape(-1)
+        if self.vocab_size is not None and self.vocab_size < logits.size:
+            logits = logits[:self.vocab_size]  # a model padded past its tokenizer's vocabulary
         if cfg.repetition_penalty != 1.0:
             seen = np.fromiter(set(context), dtype=np.int64)
             if seen.size:
@@ -96,14 +113,14 @@ class Decoding:
     """
 
     def __init__(self, prompt_ids: list[int], cfg: SamplingConfig, eos_id: int | None = None,
-                 context_length: int | None = None):
+                 context_length: int | None = None, vocab_size: int | None = None):
         if not prompt_ids:
             raise ValueError("the prompt is empty (no tokens)")
         self.cfg = cfg
         self.eos_id = eos_id
         self.window = context_length or 1 << 62
         self.keep = max(1, self.window // 2)
-        self.sampler = Sampler(cfg)
+        self.sampler = Sampler(cfg, vocab_size)  # only ids below vocab_size (the tokenizer's)
         self.context = list(prompt_ids)   # the prompt and every token chosen so far
         self.count = 0                    # tokens chosen
         self.used = 0                     # positions in the cache
@@ -120,6 +137,9 @@ class Decoding:
         if self.count >= self.cfg.max_new_tokens:
             self.finish_reason = "length"
             return None
+        if np.isnan(logits).any():
+            raise RunFailed(f"the model produced NaN logits at step {self.count + 1} (its weights "
+                            f"hold NaN or inf values; retrain it or load another checkpoint)")
         tok = self.sampler(logits, self.context)
         if self.cfg.stop_at_eos and self.eos_id is not None and tok == self.eos_id:
             self.finish_reason = "stop"
@@ -154,13 +174,15 @@ def prompt_window(n_prompt: int, context_length: int | None) -> int:
 
 def generate_ids(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int], np.ndarray],
                  prompt_ids: list[int], cfg: SamplingConfig, eos_id: int | None = None,
-                 context_length: int | None = None) -> Iterator[int]:
+                 context_length: int | None = None, vocab_size: int | None = None) -> Iterator[int]:
     """Yield new token ids one by one.
 
     ``prefill(ids)`` starts a fresh cache from ``ids``; ``step(tok)`` appends one token. When the
     context fills up, the window slides: the cache is rebuilt from the last half of the context.
+    Only ids below ``vocab_size`` (the tokenizer's) are drawn. Logits with a NaN (a model whose
+    weights hold NaN or inf) are :class:`tinyllm.errors.RunFailed`, not a sample of garbage.
     """
-    d = Decoding(prompt_ids, cfg, eos_id, context_length)
+    d = Decoding(prompt_ids, cfg, eos_id, context_length, vocab_size)
     if cfg.max_new_tokens <= 0:
         return
     logits = prefill(d.start())

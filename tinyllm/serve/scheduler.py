@@ -46,9 +46,9 @@ class Generation:
 
     def __init__(self, prompt_ids: list[int], cfg: SamplingConfig, stops: list[str],
                  eos_id: int | None, context_length: int, token_bytes: Callable[[int], bytes],
-                 loop: asyncio.AbstractEventLoop):
+                 loop: asyncio.AbstractEventLoop, vocab_size: int | None = None):
         self.prompt_ids = prompt_ids
-        self.decoding = Decoding(prompt_ids, cfg, eos_id, context_length)
+        self.decoding = Decoding(prompt_ids, cfg, eos_id, context_length, vocab_size)
         self.streamer = TextStreamer(token_bytes, stops)
         self.loop = loop
         self.queue: asyncio.Queue = asyncio.Queue()
@@ -121,7 +121,7 @@ class Scheduler:
                        loop: asyncio.AbstractEventLoop) -> Generation:
         tok = self.engine.tokenizer
         return Generation(prompt_ids, cfg, stops, tok.eot_id, self.engine.context_length,
-                          tok.token_bytes, loop)
+                          tok.token_bytes, loop, tok.vocab_size)
 
     def submit(self, gen: Generation) -> None:
         with self.cond:

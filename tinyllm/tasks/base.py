@@ -13,16 +13,48 @@ inside the methods that train or run models.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tinyllm import runlock
 from tinyllm.errors import DataError
 
 OPTION_TYPES = (str, int, float, "file")
 # keyword arguments the commands pass themselves: no option may be called one of these
 RESERVED_NAMES = frozenset({"data", "model", "out", "as_json", "model_dir", "log", "progress",
-                            "callbacks"})
+                            "callbacks", "overwrite"})
+
+
+def _not_the_model(out, model) -> None:
+    """Refuse ``--out`` naming the model being fine-tuned: preparing ``out`` would remove the very
+    files it starts from."""
+    if not model:
+        return
+    from tinyllm import modeldir
+    from tinyllm.errors import UserError
+
+    try:
+        src = modeldir.resolve(model)
+    except UserError:
+        return  # the task reports a missing model itself
+    if Path(src).resolve() == Path(out).resolve():
+        raise UserError(f"{out}: is the model being fine-tuned (--model); choose another --out")
+
+
+def holds_run_lock(finetune: Callable) -> Callable:
+    """Decorate a task's ``finetune(self, data, out, ...)``: it runs holding ``out``'s run lock
+    (:mod:`tinyllm.runlock`), so a second writer of the folder is refused, naming this one. Inside,
+    call :func:`tinyllm.train.pretrain.prepare_out` before writing anything."""
+
+    @functools.wraps(finetune)
+    def wrapper(self, data, out, *args, **kwargs):
+        _not_the_model(out, kwargs.get("model", args[0] if args else None))
+        with runlock.acquire(out):
+            return finetune(self, data, out, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -101,7 +133,10 @@ class Task:
                  **options: Any) -> dict[str, Any]:
         """Train on ``data`` (starting from ``model``), save a model directory at ``out``.
 
-        ``options`` are the ``finetune_options`` values plus what the CLI passes for people:
+        ``out`` is written under its run lock (decorate with :func:`holds_run_lock`) and must be
+        empty unless resuming or ``overwrite`` (:func:`tinyllm.train.pretrain.prepare_out`).
+        ``options`` are the ``finetune_options`` values plus ``overwrite`` (``--overwrite``: replace
+        a model in ``out``) and what the CLI passes for people:
         ``callbacks`` (Trainer event callbacks: the progress bar), ``progress`` (a bar for long
         reads, as :func:`tinyllm.data.text.prepare_tokens` takes) and ``log`` (notes and warnings,
         one line each). Returns a report like :meth:`evaluate`'s (metrics of the held-out split)

@@ -38,8 +38,24 @@ def classification_metrics(y_true: list[int], y_pred: list[int], labels: list[st
     }
 
 
+MATRIX_LABELS = 20   # the text report prints the confusion matrix up to this many labels
+TOP_CONFUSIONS = 10  # beyond that, the most frequent (true, predicted) mistakes instead
+
+
+def top_confusions(metrics: dict[str, Any], n: int = TOP_CONFUSIONS) -> list[tuple[str, str, int]]:
+    """The ``n`` most frequent mistakes as (true label, predicted label, count), most first."""
+    labels, m = metrics["labels"], metrics["confusion"]
+    pairs = [(labels[t], labels[p], c) for t, row in enumerate(m) for p, c in enumerate(row)
+             if t != p and c]
+    return sorted(pairs, key=lambda x: -x[2])[:n]
+
+
 def format_classification(metrics: dict[str, Any]) -> str:
-    """A plain-text report: accuracy, per-class table and the confusion matrix (rows = true)."""
+    """A plain-text report: accuracy, per-class table and the confusion matrix (rows = true).
+
+    With more than ``MATRIX_LABELS`` labels the matrix would be unreadable (1,000 labels: a
+    million cells): the report lists the most frequent confusions instead; ``--json`` keeps the
+    whole matrix."""
     labels = metrics["labels"]
     w = max([len(x) for x in labels] + [5])
     lines = [f"accuracy  {metrics['accuracy']:.4f}   macro F1  {metrics['macro_f1']:.4f}", "",
@@ -47,6 +63,17 @@ def format_classification(metrics: dict[str, Any]) -> str:
     for name, v in metrics["per_class"].items():
         lines.append(f"{name:<{w}}  {v['precision']:9.4f}  {v['recall']:6.4f}  {v['f1']:.4f}  "
                      f"{v['support']:7d}")
+    if len(labels) > MATRIX_LABELS:
+        mistakes = top_confusions(metrics)
+        lines += ["", f"most frequent confusions (of {len(labels)} labels; the confusion matrix "
+                      f"is in --json)"]
+        if not mistakes:
+            lines.append("  none")
+        tw = max([len(t) for t, _, _ in mistakes] + [4])
+        pw = max([len(p) for _, p, _ in mistakes] + [4])
+        for t, p, c in mistakes:
+            lines.append(f"  {t:<{tw}}  predicted as  {p:<{pw}}  {c:>7d}")
+        return "\n".join(lines)
     cw = max([len(x) for x in labels] + [len(str(c)) for row in metrics["confusion"] for c in row])
     lines += ["", "confusion matrix (rows: true, columns: predicted)",
               " " * w + "  " + "  ".join(f"{x:>{cw}}" for x in labels)]

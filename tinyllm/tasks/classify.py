@@ -21,7 +21,7 @@ from tinyllm.config import read_yaml, write_yaml
 from tinyllm.data import classification as cdata
 from tinyllm.data.classification import Example
 from tinyllm.errors import UserError
-from tinyllm.tasks.base import DataError, Option, Task
+from tinyllm.tasks.base import DataError, Option, Task, holds_run_lock
 from tinyllm.tasks.classification_metrics import classification_metrics, format_classification
 
 _COLUMNS = (
@@ -118,25 +118,24 @@ class ClassifyTask(Task):
         ids, lengths, y = batch
         return F.cross_entropy(model.classify(ids, lengths).float(), y)
 
+    @holds_run_lock
     def finetune(self, data, out, model=None, text_col=None, label_col=None, balance="none",
                  train_layers="all", lora_rank=0, lora_alpha=None, pooling="last", epochs=5,
                  batch_size=None, lr=None, split=(0.7, 0.1, 0.2), seed=123, preset=None,
                  resume=False, overwrite=False, train_left_out=False, class_weight="none",
                  dropout=None, allow_many_labels=False,
                  extra_train: list[Example] | None = None, vocab_size: int = 4096,
-                 model_overrides: dict | None = None, save_dtype=None, callbacks=(), log=None,
-                 **_: Any) -> dict[str, Any]:
+                 model_overrides: dict | None = None, save_dtype=None,
+                 callbacks=(), log=None, **_: Any) -> dict[str, Any]:
         """Fine-tune (or train from scratch) and report the test split's metrics.
 
         ``extra_train`` adds examples to the training split only (never validated or tested);
         ``model_overrides`` changes ModelConfig fields of a from-scratch model.
         """
         from tinyllm.tasks import classify_train
-
         from tinyllm.train.pretrain import prepare_out
 
         started = time.time()
-        resume = prepare_out(Path(out), resume, overwrite, log)
         examples = self.read_data(data, text_col, label_col, log=log)
         labels = self.label_set(examples, data, allow_many_labels)
         left_out: list[Example] = []
@@ -149,6 +148,8 @@ class ClassifyTask(Task):
         train = train + extra_train
         if not train or not test:
             raise DataError(f"{data}: too few examples ({len(examples)}) for a train/val/test split")
+        asked = (Path(out), resume, overwrite)
+        resume = prepare_out(*asked, log, remove=False)  # refused here: nothing was written
         info = {
             "data": str(data), "text_col": text_col, "label_col": label_col, "balance": balance,
             "split": {"train": len(train), "val": len(val), "test": len(test),
@@ -164,7 +165,7 @@ class ClassifyTask(Task):
             preset=preset or self.default_preset, vocab_size=vocab_size,
             model_overrides=model_overrides or {}, save_dtype=save_dtype, resume=resume,
             callbacks=list(callbacks), log=log, info=info, class_weight=class_weight,
-            dropout=dropout)
+            dropout=dropout, prepare_out=lambda: prepare_out(*asked))
         done = run.fit()
         test_file, test_cols = self.write_test(Path(out), test, text_col, label_col)
         report = self.evaluate(out, test_file, backend="torch", **test_cols)

@@ -52,6 +52,7 @@ class Run:
     callbacks: list = field(default_factory=list)   # Trainer event callbacks (a progress bar)
     log: Any = None                   # log(line): notes for people (None: silent)
     info: dict = field(default_factory=dict)        # provenance for config.yaml `train:`
+    prepare_out: Any = None           # called once the model is built, before the first write
     param_counts: dict = field(default_factory=dict)  # filled by build(): trainable/total/lora_modules
 
     # ---- model ----------------------------------------------------------------------------------
@@ -91,13 +92,10 @@ class Run:
         """A BPE tokenizer trained on the training texts (reused from the run dir on --resume)."""
         from tinyllm.tokenizer import BPETokenizer
 
-        saved = self.out / "tokenizer.json"
-        if self.resume and saved.is_file():
-            return BPETokenizer.load(saved)
-        tok = BPETokenizer.train([e.text for e in self.train], self.vocab_size)
-        self.out.mkdir(parents=True, exist_ok=True)
-        tok.save(self.out)  # a resumed run reuses it
-        return tok
+        for saved in (self.out / "last" / "tokenizer.json", self.out / "tokenizer.json"):
+            if self.resume and saved.is_file():  # saved with every checkpoint: the resumed run's
+                return BPETokenizer.load(saved)
+        return BPETokenizer.train([e.text for e in self.train], self.vocab_size)
 
     # ---- training -------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -108,6 +106,8 @@ class Run:
         from tinyllm.train.trainer import Trainer
 
         model, tok = self.build()
+        if self.prepare_out is not None:  # every check has passed: --overwrite clears the old model
+            self.prepare_out()
         self.param_counts = set_trainable(model, self.train_layers, self.lora_rank, self.lora_alpha)
         ctx = model.config.context_length
         pad = pad_id_of(tok)
@@ -212,7 +212,7 @@ def score(model: GPT, rows: list[list[int]], y: np.ndarray, ctx: int, pad: int,
 def encode_examples(tokenizer, examples: list[Example], labels: list[str], context_length: int):
     """Token rows and class ids of examples (rows are truncated later, per batch)."""
     index = {x: i for i, x in enumerate(labels)}
-    rows = [r[:context_length] for r in encode_texts(tokenizer, [e.text for e in examples])]
+    rows = encode_texts(tokenizer, [e.text for e in examples], context_length)
     return rows, np.array([index[e.label] for e in examples], dtype=np.int64)
 
 

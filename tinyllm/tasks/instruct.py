@@ -23,7 +23,7 @@ from typing import Any
 from tinyllm.data.text import no_progress
 from tinyllm.errors import UserError
 from tinyllm.runtime.engine import no_log
-from tinyllm.tasks.base import Option, Task
+from tinyllm.tasks.base import Option, Task, holds_run_lock
 from tinyllm.tasks.classify import BACKEND
 
 SPLIT_CHOICES = ("auto", "test", "val", "all")
@@ -89,7 +89,6 @@ class InstructTask(Task):
         Option("--preset", help="Start from random weights of this shape (tiny, small, ...) with the "
                                 "GPT-2 tokenizer, instead of --model."),
         Option("--resume", is_flag=True, help="Continue an interrupted run in --out."),
-        Option("--overwrite", is_flag=True, help="Start over in an --out that holds a run."),
     )
     eval_options = (
         Option("--responses", "file", None,
@@ -119,6 +118,7 @@ class InstructTask(Task):
         return lm_loss(model, batch)
 
     # ---- fine-tuning ------------------------------------------------------------------------
+    @holds_run_lock
     def finetune(self, data, out, model=None, template=None, mask_prompt=False, epochs=2.0,
                  max_steps=None, batch_size=8, lr=None, eval_every=None, seed=123, preset=None,
                  resume=False, overwrite=False, callbacks=(), log=None, **_: Any
@@ -140,7 +140,7 @@ class InstructTask(Task):
         if not train or not val:
             raise UserError(f"{data}: {len(entries)} entries are too few for an 85/10/5 split "
                             "(need at least 20)")
-        resuming = prepare_out(out, resume, overwrite, log)
+        resuming = prepare_out(out, resume, overwrite, log, remove=False)  # only checks
         gpt, tok, base = base_model(model, preset)
         tmpl = load_template(template or getattr(gpt, "meta", {}).get("template") or "alpaca")
         pad_id, max_len = ins.pad_id_for(tok), gpt.config.context_length
@@ -185,7 +185,10 @@ class InstructTask(Task):
         trainer = Trainer(gpt, cfg, batches, self.loss, out, eval_fn=eval_fn, save_fn=save_fn,
                           callbacks=callbacks, resume=resuming, train_info=provenance, log=log,
                           longer="give a larger --max-steps (or --epochs) to continue")
-        # the held-out test entries beside the model: `tinyllm eval OUT --data OUT/test.json`
+        # every check has passed (the Trainer may refuse a finished run): --overwrite clears the
+        # old model, then the first file: the held-out test entries beside the model
+        # (`tinyllm eval OUT --data OUT/test.json`)
+        prepare_out(out, resume, overwrite)
         write_entries(out / "test.json", [e.to_dict() for e in test])
         started = time.time()
         done = trainer.fit()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyllm.errors import UserError
-from tinyllm.tasks.base import Option, Task
+from tinyllm.tasks.base import Option, Task, holds_run_lock
 
 
 class LMTask(Task):
@@ -34,6 +34,7 @@ class LMTask(Task):
                min=1),
     )
 
+    @holds_run_lock
     def finetune(self, data, out, model=None, max_steps=500, lr=3e-4, batch_size=None, seq_len=0,
                  resume=False, overwrite=False, callbacks=(), progress=None, log=None,
                  **_: Any) -> dict[str, Any]:

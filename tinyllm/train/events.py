@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tinyllm.atomic import atomic_write_text
+from tinyllm.atomic import atomic_write_text, reporting_full_disk
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -62,12 +62,16 @@ class MetricsWriter:
         atomic_write_text(self.path, "".join(dumps(e) + "\n" for e in kept))
 
     def write(self, ev: dict[str, Any]) -> None:
-        if self._f is None:
-            self._f = open(self.path, "a", encoding="utf-8")
-        self._f.write(dumps(ev) + "\n")
-        self._f.flush()
+        with reporting_full_disk(self.path):
+            if self._f is None:
+                self._f = open(self.path, "a", encoding="utf-8")
+            self._f.write(dumps(ev) + "\n")
+            self._f.flush()
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:  # a full disk: the error that matters was raised by write()
+                pass
             self._f = None

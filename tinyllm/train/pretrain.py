@@ -5,18 +5,19 @@ with ``trainer.request_stop()`` through the ``on_trainer`` hook).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 
+from tinyllm import runlock
 from tinyllm.config import TrainConfig, write_yaml
+from tinyllm.atomic import open_regular
 from tinyllm.data.batching import EpochSampler, RandomSampler, StepBatches
-from tinyllm.data.files import open_regular
 from tinyllm.data.text import (DataError, SlidingWindowDataset, default_cache_dir, iter_text_chunks,
                                no_progress, prepare_tokens, split_tokens)
 from tinyllm.errors import UserError
@@ -26,6 +27,7 @@ from tinyllm.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, from_spec,
 from tinyllm.train import ddp
 from tinyllm.train.runconfig import RUN_FILE, RunConfig
 from tinyllm.train.state import state_path
+from tinyllm.train.events import METRICS_FILE
 from tinyllm.train.trainer import LAST_DIR, Trainer
 
 
@@ -132,23 +134,45 @@ def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok:
 
 
 # ---- the run ------------------------------------------------------------------------------------
-def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log | None = None) -> bool:
-    """Check the output directory; returns whether there is a state to resume from (a resume with
-    nothing to resume from is a note to ``log``)."""
+def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log | None = None,
+                remove: bool = True) -> bool:
+    """Check the output directory of a training run; returns whether there is a state to resume
+    from. Call it while holding the folder's run lock (:func:`tinyllm.runlock.acquire`).
+
+    ``resume`` continues the run in ``out`` (with nothing to resume from, a note to ``log`` and a
+    new run). Otherwise ``out`` must be empty or new: a train state, a model or any other file
+    there is refused (exit 2) unless ``overwrite``, which removes the old run's and model's files
+    (:func:`tinyllm.modeldir.prepare_output`). Temp files of an interrupted write are removed.
+
+    ``remove=False`` only checks (and returns the same answer): a command that still has checks
+    to make calls it first, then again with ``remove=True`` right before its first write.
+    """
+    from tinyllm.atomic import remove_stale_temps
+    from tinyllm.modeldir import folder_contents, prepare_output, remove_files
+
+    out = Path(out)
+    log = log or no_log
+    if resume and overwrite:
+        raise UserError("give --resume (continue the run) or --overwrite (start over), not both")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: is a file, not a directory; --out names the directory the run "
                         "writes its model to")
+    if remove:
+        remove_stale_temps(out)
     has_state = state_path(out).is_file()
     if resume:
-        if not has_state:
-            (log or no_log)(f"note: {out} has no train state yet; starting a new run")
-        return has_state
+        if has_state:
+            return True
+        log(f"note: {out} has no train state yet; starting a new run")
+        started = {RUN_FILE, METRICS_FILE, "tokenizer.json"}  # a run stopped before it saved
+        if set(folder_contents(out)) <= started:
+            if remove:
+                remove_files(out, started)
+            return False
     if has_state and not overwrite:
         raise UserError(f"{out}: already holds a training run; use --resume to continue it or "
                         f"--overwrite to start over")
-    if overwrite:
-        for sub in ("train_state", LAST_DIR):
-            shutil.rmtree(out / sub, ignore_errors=True)
+    prepare_output(out, overwrite, log=log, remove=remove)
     return False
 
 
@@ -161,12 +185,25 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False,
     Trainer's events (a progress bar), ``progress`` shows reading and tokenising the corpus (on
     rank 0), ``log`` gets notes.
     """
+    dist = ddp.info()
+    with runlock.acquire(run.out) if dist.is_main else contextlib.nullcontext():  # rank 0 holds it
+        return _train_lm(run, resume, overwrite, callbacks, progress, log, on_trainer)
+
+
+def _train_lm(run: RunConfig, resume: bool, overwrite: bool, callbacks, progress, log, on_trainer
+              ) -> dict:
     cfg = run.train
     out = run.out
     dist = ddp.info()
     log = log or no_log
     progress = progress if dist.is_main else None
-    resuming = prepare_out(out, resume, overwrite, log) if dist.is_main else resume
+    if cfg.init_from and not resume:
+        from tinyllm.modeldir import resolve
+
+        if resolve(cfg.init_from).resolve() == Path(out).resolve():
+            raise UserError(f"{out}: is the model this run starts from (train.init_from); choose "
+                            f"another --out")
+    resuming = prepare_out(out, resume, overwrite, log, remove=False) if dist.is_main else resume
     joined = False
     try:
         from tinyllm.train.device import resolve_device
@@ -250,7 +287,8 @@ def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False,
         trainer = Trainer(model, cfg, batches, lm_loss, out, eval_fn=eval_fn, save_fn=save_fn,
                           callbacks=callbacks, resume=resuming, train_info=provenance, log=log)
         holder.append(trainer)
-        if dist.is_main:  # written once the Trainer has accepted the run (a resume may be refused)
+        if dist.is_main:  # the Trainer accepted the run (a resume may be refused), every check has
+            prepare_out(out, resume, overwrite)  # passed: --overwrite clears the old run, then writes
             write_yaml(out / RUN_FILE, {"name": run.name, "model": _model_dict(model_cfg),
                                         "train": {**run.to_dict()["train"], "out": str(out)}})
         if on_trainer is not None:

@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,10 @@ def load_state(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{path}: no train state to resume from") from None
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False: never do that
+        raise UserError(f"{path}: not a tinyllm train state: it holds pickled Python objects, "
+                        f"which tinyllm never loads (a train state holds tensors, numbers and "
+                        f"strings only); start over with --overwrite") from None
     except Exception as e:  # truncated file, or something that is not a weights-only state
         raise UserError(f"{path}: unreadable train state ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''})") from None

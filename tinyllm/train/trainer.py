@@ -20,7 +20,9 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 
-from tinyllm.config import TrainConfig, to_dict
+from tinyllm import runlock
+from tinyllm.config import ModelConfig, TrainConfig, check_memory, to_dict
+from tinyllm.errors import DiskFull
 from tinyllm.runtime.engine import Log, no_log
 from tinyllm.train import ddp, fsdp
 from tinyllm.train.device import autocast, resolve_device, resolve_precision
@@ -94,6 +96,8 @@ class Trainer:
         self.dist, self._joined = ddp.setup(cfg.ddp_backend, self.device.type)
         self.is_main = self.dist.is_main
         self.precision = resolve_precision(cfg.precision, self.device)
+        if self.device.type == "cpu" and isinstance(getattr(model, "config", None), ModelConfig):
+            check_memory(model.config, training=True, where=str(self.out_dir))
         self.model = model.to(self.device)
         self.fsdp = cfg.fsdp and self.dist.enabled
         if cfg.fsdp and not self.dist.enabled:
@@ -146,7 +150,10 @@ class Trainer:
         if cfg.compile:
             wrapped = torch.compile(wrapped)
         self.wrapped = wrapped
+        # rank 0 writes the folder: it holds its lock (again, if the caller took it first)
+        self._lock = runlock.acquire(self.out_dir) if self.is_main else None
         self.metrics = MetricsWriter(self.out_dir / METRICS_FILE) if self.is_main else None
+        self.saved_step: int | None = self.step if self.resumed else None  # last train state on disk
 
     # ---- public ------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -220,18 +227,35 @@ class Trainer:
             try:  # a second Ctrl-C during this save interrupts it, and still closes the run
                 self._save_last()
                 self._emit(self._done("interrupted"))
+            except DiskFull as e:
+                raise self._disk_full(e) from None
             finally:
                 self._close()
             raise
+        except DiskFull as e:
+            self._close()
+            raise self._disk_full(e) from None
         except BaseException:  # a failed run (non-finite loss, bad data, ...): leave no handler behind
             self._close()
             raise
         done = self._done(reason)
-        if reason == "stopped":
-            self._save_last()
-        self._emit(done)
+        try:
+            if reason == "stopped":
+                self._save_last()
+            self._emit(done)
+        except DiskFull as e:
+            self._close()
+            raise self._disk_full(e) from None
         self._close()
         return done
+
+    def _disk_full(self, e: DiskFull) -> DiskFull:
+        """The full-disk error, saying which checkpoint survived (every write is atomic)."""
+        if self.saved_step is not None:
+            intact = f"the last checkpoint (step {self.saved_step}) is intact"
+        else:
+            intact = "no checkpoint had been written yet"
+        return DiskFull(f"{e}; {intact} in {self.out_dir}; free some space and --resume", e.path)
 
     def wall(self) -> float:
         """Wall seconds this run has used, over all sessions (what ``max_time_minutes`` limits)."""
@@ -375,6 +399,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": self._rng, "world_size": self.dist.world_size, "train": to_dict(self.cfg),
         })
+        self.saved_step = self.step
         self._emit(event("checkpoint", self.step, kind="last", path=str(self.out_dir / LAST_DIR),
                          metric=self.last_eval.get(self.cfg.best_metric)))
 
@@ -426,6 +451,9 @@ class Trainer:
             self._old_sigint = None
         if self.metrics is not None:
             self.metrics.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         if self._joined:
             with contextlib.suppress(Exception):
                 ddp.barrier()

@@ -12,12 +12,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from tinyllm import modeldir
+from tinyllm import modeldir, runlock
+from tinyllm.errors import UserError
 from tinyllm.units import human, human_bytes
 from tinyllm_tui.screens.base import TinyScreen
 from tinyllm_tui.fmt import describe_error, pretty_path
 from tinyllm_tui.runner import ServeProcess
 
+DELETE_ADVICE = "it cannot be deleted while it is being written; stop that first"
 COLUMNS = ("name", "task", "params", "tokenizer", "size", "onnx", "source")
 
 
@@ -75,7 +77,7 @@ class ModelsScreen(TinyScreen):
         keep = self.selected_name()
         table.clear()
         self.infos = {}
-        for info in modeldir.list_models():
+        for info in modeldir.list_models(include_broken=True):
             self.infos[info.name] = info
             table.add_row(*model_row(info), key=info.name)
         if not self.infos:
@@ -222,13 +224,28 @@ class ModelsScreen(TinyScreen):
         if info.source == "bundled":
             self.error(f"{name} is bundled with tinyllm and cannot be deleted")
             return
+        if not self._free(info):
+            return
         size = human_bytes(info.size_bytes())
         self.app.push_screen(ConfirmDialog(f"Delete {name} ({size})?\n{pretty_path(info.path)}"),
                              lambda yes: self.delete(info) if yes else None)
 
-    def delete(self, info: modeldir.ModelInfo) -> None:
+    def _free(self, info: modeldir.ModelInfo) -> bool:
+        """False (and an error naming the holder) while a trainer or an export writes the model."""
         try:
-            shutil.rmtree(info.path)
+            runlock.ensure_free(info.path, DELETE_ADVICE)
+        except UserError as e:
+            self.error(str(e))
+            return False
+        return True
+
+    def delete(self, info: modeldir.ModelInfo) -> None:
+        try:  # held while deleting: a run that started while the dialog was open is refused
+            with runlock.acquire(info.path, action=DELETE_ADVICE):
+                shutil.rmtree(info.path)
+        except UserError as e:
+            self.error(str(e))
+            return
         except OSError as e:
             self.error(f"could not delete {info.path}: {e}")
             return
@@ -237,6 +254,9 @@ class ModelsScreen(TinyScreen):
 
 
 def model_row(info: modeldir.ModelInfo) -> tuple:
+    if info.problem:
+        broken = Text("broken", style="bold red")
+        return (info.name, "-", broken, "-", human_bytes(info.size_bytes()), "-", info.source)
     try:
         params = human(info.model_config.num_params())
     except Exception:
@@ -249,6 +269,9 @@ def model_details(info: modeldir.ModelInfo) -> Text:
     out = Text()
     out.append(f"{info.name}\n", style="bold")
     out.append(f"{pretty_path(info.path)}\n\n", style="dim")
+    if info.problem:
+        out.append(f"broken: {info.problem}\n", style="bold red")
+        return out
     try:
         s = info.summary()
         rows = [("task", s["task"]), ("parameters", f"{s['params']:,}"),

@@ -16,7 +16,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, ProgressBar, RichLog, Select, Static
 
-from tinyllm import modeldir
+from tinyllm import modeldir, runlock
+from tinyllm.errors import UserError
 from tinyllm.config import PRESETS
 from tinyllm_tui.fmt import describe_error, fmt_seconds, pretty_path
 from tinyllm_tui.run_log import MetricsFollower, RunState, downsample, metrics_path
@@ -162,13 +163,12 @@ class TrainScreen(TinyScreen):
 
     # ---- start / stop / resume ----------------------------------------------------------------
     def action_start(self) -> None:
-        from tinyllm.errors import UserError
-
         if self.process is not None and getattr(self.process, "running", False):
             self.error("a run is already going; stop it first (Ctrl+X)")
             return
         try:
             spec = self.spec_from_form()
+            runlock.ensure_free(spec.out)  # a run started in a terminal writes it: say whose
             if (spec.out / "train_state").exists():
                 raise UserError(f"{spec.out} already has a run: Resume it, or choose another name")
         except UserError as e:
@@ -191,6 +191,11 @@ class TrainScreen(TinyScreen):
                 return
         if not (out / "train_state").exists():
             self.error(f"{out}: no checkpoint to resume from (train_state/ missing)")
+            return
+        try:
+            runlock.ensure_free(out)
+        except UserError as e:
+            self.error(str(e))
             return
         step, target = run_target(out)
         if step is None and out == self.run_dir:
