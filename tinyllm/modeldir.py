@@ -298,7 +298,7 @@ def prepare_output(out: str | Path, overwrite: bool, names: Iterable[str] = (),
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
+        raise UserError(f"{out}: is a file, not a directory (a folder to write a model or run into)")
     if remove:
         remove_stale_temps(out)
     present = folder_contents(out)

@@ -251,7 +251,7 @@ def acquire(directory: str | Path, command: str | None = None, action: str = WAI
         return RunLock(key)
     created = not key.exists()
     if key.exists() and not key.is_dir():
-        raise UserError(f"{key}: exists and is not a folder")
+        raise UserError(f"{key}: is a file, not a directory (a folder to write a model or run into)")
     try:
         key.mkdir(parents=True, exist_ok=True)
         fd = _lock_file(key, action)

@@ -10,6 +10,9 @@ benchmarks/decode.py can add llama.cpp rows without importing anything of tinyll
         row = llama_cpp.bench(files["q8_0"], threads=2)         # {"pp_tok_s", "tg_tok_s", "build", ...}
 
     python benchmarks/peers/llama_cpp.py bench FILE.gguf -t 2   # one JSON object on stdout
+
+The script's environment passes through: TINYLLM_HOME (cache root), LLAMA_CPP_AMX (which build:
+off, the default, or patch / native on Intel CPUs with AMX; see ``llama_cpp.sh --help``).
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ def bin_dir() -> Path | None:
 
 
 def version() -> str:
-    """``"llama-cpp-python 0.3.36 llama.cpp 0c1e570"`` for the build found; raises when not built."""
+    """``"llama-cpp-python 0.3.36 llama.cpp 0c1e570 (AMX: ...)"`` for the build found; raises when not built."""
     p = _script("version", check=False)
     if p.returncode != 0:
         raise RuntimeError(p.stderr.strip() or "llama.cpp is not built")

@@ -210,8 +210,10 @@ cmd_convert() {
 
     # A scratch copy of the folder: links to the weights, a config.json with n_ctx added
     # (the converter reads n_ctx for GPT-2; transformers 5 no longer writes it).
-    local work; work="$(mktemp -d)"
-    trap 'rm -rf "$work"' RETURN
+    # (same folder name, since the converter names the model after it)
+    local scratch; scratch="$(mktemp -d)"
+    trap 'rm -rf "$scratch"' RETURN
+    local work; work="$scratch/$(basename "$(cd "$hf" && pwd)")"; mkdir "$work"
     local f; for f in "$hf"/*; do ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$work/"; done
     rm "$work/config.json"
     "$PYTHON" - "$hf/config.json" "$work/config.json" <<'EOF'

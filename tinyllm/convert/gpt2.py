@@ -373,7 +373,7 @@ def _holding_out_lock(write: Callable) -> Callable:
 
 def _check_out(out: Path, sources: list[Path]) -> None:
     if out.exists() and not out.is_dir():
-        raise GPT2Error(f"{out}: exists and is not a folder")
+        raise GPT2Error(f"{out}: is a file, not a directory (a folder to write a model into)")
     if any(out.resolve() == s.resolve().parent for s in sources):
         raise GPT2Error(f"{out}: is the folder being read; choose another output folder")
 

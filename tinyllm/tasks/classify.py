@@ -87,7 +87,6 @@ class ClassifyTask(Task):
         Option("--allow-many-labels", is_flag=True,
                help="Accept a label column with nearly one distinct value per row."),
         Option("--resume", is_flag=True, help="Continue an interrupted run in --out."),
-        Option("--overwrite", is_flag=True, help="Start over in an --out that holds a run."),
     )
     eval_options = (*_COLUMNS, _BATCH, BACKEND)
 

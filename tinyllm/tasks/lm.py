@@ -27,7 +27,6 @@ class LMTask(Task):
         Option("--batch-size", int, None, "Sequences per batch (default 16).", min=1),
         Option("--seq-len", int, 0, "Tokens per window (0: the model's context length).", min=0),
         Option("--resume", is_flag=True, help="Continue an interrupted run in --out."),
-        Option("--overwrite", is_flag=True, help="Start over in an --out that holds a run."),
     )
     eval_options = (
         Option("--max-windows", int, None, "lm: score at most this many windows, spread over the file.",
