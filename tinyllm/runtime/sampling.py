@@ -78,17 +78,24 @@ class Sampler:
 
 
 def generate_ids(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int], np.ndarray],
-                 prompt_ids: list[int], cfg: SamplingConfig, eos_id: int | None = None,
-                 context_length: int | None = None) -> Iterator[int]:
+                 prompt_ids: list[int], cfg: SamplingConfig,
+                 eos_id: int | Iterable[int] | None = None, context_length: int | None = None,
+                 slide: bool = True) -> Iterator[int]:
     """Yield new token ids one by one.
 
-    ``prefill(ids)`` starts a fresh cache from ``ids``; ``step(tok)`` appends one token. When the
-    context fills up, the window slides: the cache is rebuilt from the last half of the context.
+    ``prefill(ids)`` starts a fresh cache from ``ids``; ``step(tok)`` appends one token.
+    ``eos_id`` is one id or several (end of text, end of turn): any of them ends generation.
+    When the context fills up, the window slides: the cache is rebuilt from the last half of the
+    context; with ``slide=False`` (chat, whose turns are trimmed beforehand) generation stops.
     """
     if not prompt_ids:
         raise ValueError("the prompt is empty (no tokens)")
     if cfg.max_new_tokens <= 0:
         return
+    if eos_id is None:
+        eos = frozenset()
+    else:
+        eos = frozenset([eos_id] if isinstance(eos_id, int) else eos_id)
     window = context_length or 1 << 62
     keep = max(1, window // 2)
     sampler = Sampler(cfg)
@@ -97,13 +104,15 @@ def generate_ids(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int
     used = min(len(context), window) if len(context) <= window else keep
     for i in range(cfg.max_new_tokens):
         tok = sampler(logits, context)
-        if cfg.stop_at_eos and eos_id is not None and tok == eos_id:
+        if cfg.stop_at_eos and tok in eos:
             return
         yield tok
         context.append(tok)
         if i + 1 == cfg.max_new_tokens:
             return
         if used >= window:
+            if not slide:
+                return
             logits, used = prefill(context[-keep:]), keep
         else:
             logits, used = step(tok), used + 1
