@@ -13,7 +13,7 @@ from tinyllm.config import ModelConfig, to_dict, write_yaml
 
 
 class FakeEngine:
-    """The Engine surface (generate / classify / info / task / labels) with scripted output."""
+    """The Engine surface (generate / chat / classify / info / task / labels) with scripted output."""
 
     backend = "fake"
 
@@ -23,6 +23,7 @@ class FakeEngine:
         self.info = SimpleNamespace(name=name, model_config=ModelConfig(
             vocab_size=65, context_length=64, n_layer=2, n_head=2, n_embd=32))
         self.prompts: list[str] = []
+        self.messages: list[list[dict]] = []   # the conversation each chat() call was given
         self.configs: list = []
         self.closed = threading.Event()   # set when the consumer closed the stream early
 
@@ -36,6 +37,12 @@ class FakeEngine:
         except GeneratorExit:
             self.closed.set()
             raise
+
+    def chat(self, messages, cfg):
+        """The last user message is recorded as the prompt; the whole list in ``messages``."""
+        self.messages.append([dict(m) for m in messages])
+        return self.generate(next(m["content"] for m in reversed(messages)
+                                  if m["role"] == "user"), cfg)
 
     def classify(self, texts):
         self.prompts += list(texts)
