@@ -106,7 +106,7 @@ def metadata(reader) -> dict[str, Any]:
     return out
 
 
-def hf_config_from_gguf(meta: dict[str, Any], tensor_names: set[str], where: str) -> dict[str, Any]:
+def hf_config_from_gguf(meta: dict[str, Any], tensors: dict[str, Any], where: str) -> dict[str, Any]:
     """The GGUF metadata as a Hugging Face style config.json mapping."""
     arch = meta.get("general.architecture")
     if arch not in ARCHITECTURES:
@@ -119,7 +119,9 @@ def hf_config_from_gguf(meta: dict[str, Any], tensor_names: set[str], where: str
         raise GGUFError(f"{where}: metadata {', '.join(missing)} missing")
     n_head = int(a("attention.head_count"))
     n_embd = int(a("embedding_length"))
-    vocab = a("vocab_size") or len(meta.get("tokenizer.ggml.tokens") or [])
+    embd = tensors.get("token_embd.weight")  # its rows are the vocabulary the model has
+    vocab = int(embd.shape[1]) if embd is not None and len(embd.shape) == 2 else \
+        a("vocab_size") or len(meta.get("tokenizer.ggml.tokens") or [])
     cfg: dict[str, Any] = {
         "model_type": ARCHITECTURES[arch][0], "vocab_size": int(vocab),
         "hidden_size": n_embd, "intermediate_size": int(a("feed_forward_length")),
@@ -129,7 +131,7 @@ def hf_config_from_gguf(meta: dict[str, Any], tensor_names: set[str], where: str
         "rms_norm_eps": float(a("attention.layer_norm_rms_epsilon") or 1e-6),
         "rope_theta": float(a("rope.freq_base") or 10000.0),
         "head_dim": int(a("attention.key_length") or n_embd // n_head),
-        "tie_word_embeddings": "output.weight" not in tensor_names,
+        "tie_word_embeddings": "output.weight" not in tensors,
         "hidden_act": "silu",
     }
     kind = a("rope.scaling.type")
@@ -274,7 +276,7 @@ def import_gguf(path: str | Path, out: str | Path, dtype: torch.dtype | None = N
     reader = open_gguf(path)
     meta = metadata(reader)
     tensors = {t.name: t for t in reader.tensors}
-    hf_cfg = hf_config_from_gguf(meta, set(tensors), where)
+    hf_cfg = hf_config_from_gguf(meta, tensors, where)
     if "rope_freqs.weight" in tensors:
         hf_cfg["rope_scaling"] = llama3_scaling_from_freqs(
             dequantize(tensors["rope_freqs.weight"], where), hf_cfg, where)

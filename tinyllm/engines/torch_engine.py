@@ -8,7 +8,7 @@ uses. :class:`TorchEngine` is the torch backend of :class:`tinyllm.runtime.engin
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ class TorchDecoder:
 
 
 def generate_token_ids(model: GPT, prompt_ids: list[int], cfg: SamplingConfig,
-                       eos_id: int | None = None) -> Iterator[int]:
+                       eos_id: int | Iterable[int] | None = None) -> Iterator[int]:
     """New token ids for a prompt, one at a time."""
     dec = TorchDecoder(model)
     return generate_ids(dec.prefill, dec.step, prompt_ids, cfg, eos_id,
@@ -56,10 +56,10 @@ def generate(model: GPT, tokenizer: Tokenizer, prompt: str, cfg: SamplingConfig 
              ) -> Iterator[str]:
     """Stream the continuation of ``prompt`` as text pieces."""
     cfg = cfg or SamplingConfig()
-    ids = tokenizer.encode(prompt)
+    ids = tokenizer.prompt_ids(prompt) if prompt else []
     if not ids:
         ids = [tokenizer.eot_id if tokenizer.eot_id is not None else 0]
-    return stream_text(generate_token_ids(model, ids, cfg, tokenizer.eot_id),
+    return stream_text(generate_token_ids(model, ids, cfg, tokenizer.eos_ids),
                        tokenizer.token_bytes, cfg.stop)
 
 
