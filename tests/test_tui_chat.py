@@ -221,3 +221,29 @@ def test_real_engine_on_a_tiny_model(tiny_lm_dir):
             assert len(replies(app)[0].content) == 20          # 20 characters from a char model
             assert "tiny-lm · lm · torch" in text_of(screen.query_one("#chat-model-info"))
     asyncio.run(scenario())
+
+
+def test_the_whole_conversation_and_system_prompt_go_to_the_engine():
+    engine = FakeEngine(pieces=["Paris."], delay=0)
+
+    async def scenario():
+        app = chat_app(engine)
+        async with app.run_test(size=SIZE) as pilot:
+            app.screen.query_one("#system-prompt").value = "Answer briefly."
+            await send(pilot, "Capital of France?")
+            await wait_for(pilot, lambda: not app.screen.generating and replies(app))
+            await send(pilot, "And of Italy?")
+            await wait_for(pilot, lambda: not app.screen.generating and len(replies(app)) == 2)
+            assert engine.messages[1] == [
+                {"role": "system", "content": "Answer briefly."},
+                {"role": "user", "content": "Capital of France?"},
+                {"role": "assistant", "content": "Paris."},
+                {"role": "user", "content": "And of Italy?"}]
+            saved = Conversation.load(app.screen.conversation.path)
+            assert saved.system == "Answer briefly."
+            assert saved.chat_messages() == engine.messages[1] + [
+                {"role": "assistant", "content": "Paris."}]
+            await pilot.press("ctrl+n")  # a new conversation keeps the system prompt field
+            await pilot.pause(0.05)
+            assert app.screen.conversation.system == "Answer briefly."
+    asyncio.run(scenario())

@@ -135,7 +135,8 @@ class ModelInfo:
         return {
             "name": self.name, "path": str(self.path), "source": self.source, "task": self.task,
             "tokenizer": self.tokenizer, "params": cfg.num_params(),
-            "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
+            "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_kv_head": cfg.kv_heads,
+            "n_embd": cfg.n_embd, "family": cfg.family,
             "context_length": cfg.context_length, "vocab_size": cfg.vocab_size,
             "flops_per_token": cfg.flops_per_token(), "labels": self.meta.get("labels"),
             "onnx": self.has_onnx, "int8": self.has_int8, "size_bytes": self.size_bytes(),
