@@ -201,7 +201,7 @@ def test_shapes_helper_matches_the_model():
         cfg = preset(name, n_layer=2)
         with torch.device("meta"):
             sd = GPT(cfg).state_dict()
-        assert conv._shapes(cfg) == {k: tuple(v.shape) for k, v in sd.items()}
+        assert conv.tensor_shapes(cfg) == {k: tuple(v.shape) for k, v in sd.items()}
 
 
 def test_old_gpt2_configs_load_unchanged():

@@ -292,6 +292,11 @@ class HFTokenizer(Tokenizer):
     def token_bytes(self, token_id: int) -> bytes:
         return self._bytes[token_id]
 
+    def with_eos_ids(self, extra: Iterable[int]) -> "HFTokenizer":
+        """The same tokenizer with more ids that end a reply (a chat template's end of turn)."""
+        return HFTokenizer(self._tok, self.bos_token, self.eos_token,
+                           list(self._eos_ids) + list(extra), self.add_bos, self.pad_token)
+
     def token_id(self, token: str) -> int | None:
         """The id of a token written as text (``<|im_end|>``), or None."""
         return self._tok.token_to_id(token)

@@ -32,7 +32,7 @@ from tinyllm import modeldir
 from tinyllm.checkpoint import write_meta
 from tinyllm.convert.gpt2 import _check_out
 from tinyllm.convert.llama import (LlamaError, model_config_from_hf, summary, tensor_plan,
-                                   write_tokenizer_and_template)
+                                   tensor_shapes, write_tokenizer_and_template)
 from tinyllm.convert.tensors import write_safetensors
 from tinyllm.tokenizer import HFTokenizer, _bytes_to_unicode
 
@@ -303,9 +303,7 @@ def import_gguf(path: str | Path, out: str | Path, dtype: torch.dtype | None = N
             w = unpermute(w, heads[module])
         return w
 
-    from tinyllm.convert.llama import _shapes
-
-    own = _shapes(cfg)
+    own = tensor_shapes(cfg)
     entries = [(tl, own[tl], store) for tl, _ in plan]
     names = dict(plan)
     done = [0]

@@ -373,8 +373,7 @@ def write_tokenizer_and_template(out: Path, tok: HFTokenizer, template: str | No
     """The tokenizer (with the template's end-of-turn ids among its EOS ids) and the template."""
     extra = chat_template_stop_ids(tok, template)
     if extra:
-        tok = HFTokenizer(tok._tok, tok.bos_token, tok.eos_token, list(tok.eos_ids) + extra,
-                          tok.add_bos, tok.pad_token)
+        tok = tok.with_eos_ids(extra)
     if template:
         atomic_write_text(out / CHAT_TEMPLATE_FILE, template)
     return tok
@@ -404,7 +403,7 @@ def import_hf(src: str | Path, out: str | Path, dtype: torch.dtype | None = None
         if ignored:
             log(f"note: ignoring tensors that are not part of the language model: "
                 f"{', '.join(ignored[:5])}{' ...' if len(ignored) > 5 else ''}")
-        own = _shapes(cfg)
+        own = tensor_shapes(cfg)
         entries, plan = [], {}
         for tl, names in tensor_plan(cfg):
             keys = [found[n] for n in names]
@@ -444,7 +443,7 @@ def summary(out: Path, cfg: ModelConfig, nbytes: int, source: dict, chat: bool) 
             "chat_template": chat, "source": source}
 
 
-def _shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+def tensor_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor shape of a Llama-family ``GPT(cfg).state_dict()``, without building it
     (tested against it)."""
     C, q, kv = cfg.n_embd, cfg.n_head * cfg.head_size, cfg.kv_heads * cfg.head_size
@@ -482,7 +481,7 @@ def export_hf(info: modeldir.ModelInfo, out: str | Path, dtype: torch.dtype | No
     _check_out(out, force, "config.json", [weights])
     src_type = (info.meta.get("source") or {}).get("model_type")
     hf_cfg = hf_config_from_model(cfg, src_type if src_type in ARCHITECTURES else None)
-    own = _shapes(cfg)
+    own = tensor_shapes(cfg)
     with WeightsReader([weights]) as reader:
         for tl, _ in tensor_plan(cfg):
             got = reader.shapes.get(tl)

@@ -167,13 +167,9 @@ class Engine:
             return tok.prompt_ids(text), stops
         # a plain language model continues the transcript; a reply ends at a blank line
         text = ""
-        for m in messages:
-            if m["role"] == "assistant":
-                text += m["content"].rstrip("\n") + "\n\n"
-            elif m["role"] == "system":
-                text += m["content"].rstrip("\n") + "\n\n"
-            else:
-                text += m["content"] + "\n"
+        for m in messages:  # a user line, then the reply (or the system prompt) as a paragraph
+            text += m["content"] + "\n" if m["role"] == "user" else \
+                m["content"].rstrip("\n") + "\n\n"
         return tok.prompt_ids(text), stops or ["\n\n"]
 
     def classify(self, texts: list[str]) -> np.ndarray:
