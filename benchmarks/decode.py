@@ -166,6 +166,9 @@ def tinyllm_runner(prefill, step, ctx: Context) -> Callable[[], list[int]]:
     tok = get_gpt2()
     cfg = SamplingConfig(temperature=0, max_new_tokens=ctx.new_tokens, stop_at_eos=False)
 
+    def token_bytes(i: int) -> bytes:  # random weights of a larger vocabulary: any ids may come
+        return tok.token_bytes(i) if i < tok.vocab_size else b"?"
+
     def run() -> list[int]:
         ids: list[int] = []
 
@@ -173,7 +176,7 @@ def tinyllm_runner(prefill, step, ctx: Context) -> Callable[[], list[int]]:
             for t in it:
                 ids.append(t)
                 yield t
-        for _ in stream_text(record(generate_ids(prefill, step, ctx.prompt, cfg)), tok.token_bytes):
+        for _ in stream_text(record(generate_ids(prefill, step, ctx.prompt, cfg)), token_bytes):
             pass
         return ids
     return run
