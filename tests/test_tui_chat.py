@@ -334,3 +334,29 @@ def test_what_the_engine_says_is_shown(tiny_lm_dir):
             assert any("longer than the model's 64-token context" in m for m in messages)
             assert any("does not know 1 character" in m and "😀" in m for m in messages)
     asyncio.run(scenario())
+
+
+def test_the_whole_conversation_and_system_prompt_go_to_the_engine():
+    engine = FakeEngine(pieces=["Paris."])
+
+    async def scenario():
+        app = chat_app(engine)
+        async with app.run_test(size=SIZE) as pilot:
+            app.screen.query_one("#system-prompt").value = "Answer briefly."
+            await send(pilot, "Capital of France?")
+            await wait_for(pilot, lambda: not app.screen.generating and replies(app))
+            await send(pilot, "And of Italy?")
+            await wait_for(pilot, lambda: not app.screen.generating and len(replies(app)) == 2)
+            assert engine.messages[1] == [
+                {"role": "system", "content": "Answer briefly."},
+                {"role": "user", "content": "Capital of France?"},
+                {"role": "assistant", "content": "Paris."},
+                {"role": "user", "content": "And of Italy?"}]
+            saved = Conversation.load(app.screen.conversation.path)
+            assert saved.system == "Answer briefly."
+            assert saved.chat_messages() == engine.messages[1] + [
+                {"role": "assistant", "content": "Paris."}]
+            await pilot.press("ctrl+n")  # a new conversation keeps the system prompt field
+            await pilot.pause(0.05)
+            assert app.screen.conversation.system == "Answer briefly."
+    asyncio.run(scenario())

@@ -21,7 +21,7 @@ HANG_SECONDS = 300.0   # hang protection for waits on a condition; never a speed
 
 
 class FakeEngine:
-    """The Engine surface (generate / classify / info / task / labels) with scripted output.
+    """The Engine surface (generate / chat / classify / info / task / labels) with scripted output.
 
     ``gated=True``: ``generate`` yields each piece only after the test calls :meth:`release`.
     """
@@ -35,6 +35,7 @@ class FakeEngine:
         self.info = SimpleNamespace(name=name, model_config=ModelConfig(
             vocab_size=65, context_length=64, n_layer=2, n_head=2, n_embd=32))
         self.prompts: list[str] = []
+        self.messages: list[list[dict]] = []   # the conversation each chat() call was given
         self.configs: list = []
         self.closed = threading.Event()   # set when the consumer closed the stream early
 
@@ -53,6 +54,18 @@ class FakeEngine:
         except GeneratorExit:
             self.closed.set()
             raise
+
+    def chat(self, messages, cfg):
+        """The last user message is recorded as the prompt; the whole list in ``messages``."""
+        self.messages.append([dict(m) for m in messages])
+        return self.generate(next(m["content"] for m in reversed(messages)
+                                  if m["role"] == "user"), cfg)
+
+    def chat(self, messages, cfg):
+        """The last user message is recorded as the prompt; the whole list in ``messages``."""
+        self.messages.append([dict(m) for m in messages])
+        return self.generate(next(m["content"] for m in reversed(messages)
+                                  if m["role"] == "user"), cfg)
 
     def classify(self, texts):
         self.prompts += list(texts)

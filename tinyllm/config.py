@@ -5,6 +5,7 @@ This module imports no torch, so the ONNX runtime path and the CLI can read a mo
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -104,18 +105,47 @@ def check_memory(cfg: "ModelConfig", training: bool = False, where: str = "model
                           f"context_length and vocab_size)")
 
 
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu")
+POSITIONS = ("learned", "rope")
+ROPE_SCALINGS = ("linear", "llama3")
+
+
 @dataclass
 class ModelConfig:
+    """The shape of a decoder: GPT-2 by default, a Llama-family model with the switches below.
+
+    One model, many switches (as LitGPT does): Llama / SmolLM2 / Qwen2 / Mistral are GPT-2 with
+    RMSNorm, rotary positions, a SwiGLU MLP, grouped-query attention and no biases (Qwen2 keeps
+    the q/k/v bias). Every field added after GPT-2 defaults to GPT-2's choice, so a config.yaml
+    written before the switches existed loads unchanged.
+    """
+    # ---- size
     vocab_size: int = 50257        # number of token ids (GPT-2: 50,257)
-    context_length: int = 1024     # longest sequence the position embedding covers (GPT-2: n_positions)
+    context_length: int = 1024     # longest sequence the model handles (GPT-2: n_positions)
     n_layer: int = 12              # transformer blocks
-    n_head: int = 12               # attention heads per block; n_embd must divide by it
+    n_head: int = 12               # query heads per block; n_embd must divide by it (unless head_dim)
     n_embd: int = 768              # width of the residual stream
+    # ---- attention
+    n_kv_head: int = 0             # key/value heads, grouped-query attention (0 = n_head: multi-head);
+                                   # n_head must divide by it; the KV cache stores this many heads
+    head_dim: int = 0              # width of one head (0 = n_embd // n_head)
+    qkv_bias: bool = True          # bias on the query/key/value projection (GPT-2, Qwen2: True)
+    # ---- normalisation
+    norm: str = "layernorm"        # "layernorm" (GPT-2) or "rmsnorm" (Llama family: no bias, no mean)
+    layer_norm_eps: float = 1e-5   # epsilon of every norm (GPT-2: 1e-5; rms_norm_eps for Llama)
+    # ---- positions
+    position: str = "learned"      # "learned" absolute embeddings (GPT-2) or "rope" (rotary, Llama)
+    rope_theta: float = 10000.0    # rotary base frequency (Llama 2: 1e4, Llama 3: 5e5, Qwen2.5: 1e6)
+    rope_scaling: dict | None = None  # None, {type: linear, factor} or Llama 3's {type: llama3,
+                                   # factor, low_freq_factor, high_freq_factor, original_context_length}
+    # ---- MLP
+    mlp: str = "gelu"              # "gelu": fc -> GELU -> proj (GPT-2); "swiglu": proj(silu(gate) * up)
+    gelu: str = "tanh"             # GELU flavour: "tanh" (GPT-2's approximation) or "exact"
+    intermediate_size: int = 0     # hidden width of the MLP (0 = 4 * n_embd)
+    # ---- the rest
+    bias: bool = True              # biases in the other Linear layers and LayerNorms (GPT-2: True)
     dropout: float = 0.0           # dropout on embeddings, attention and residual branches (training only)
-    bias: bool = True              # biases in Linear layers and LayerNorms (GPT-2: True)
-    qkv_bias: bool = True          # bias on the query/key/value projection (GPT-2: True)
-    layer_norm_eps: float = 1e-5   # LayerNorm epsilon (GPT-2: 1e-5)
-    gelu: str = "tanh"             # "tanh" (GPT-2's approximation) or "exact"
     tie_weights: bool = True       # LM head shares the token embedding matrix
     n_classes: int = 0             # > 0 adds a classification head with this many outputs
     pooling: str = "last"          # classification pooling: "last" non-padding token or "mean"
@@ -131,32 +161,70 @@ class ModelConfig:
             raise ConfigError(f"model.dropout must be in [0, 1), not {self.dropout!r}")
         if not self.layer_norm_eps > 0:
             raise ConfigError(f"model.layer_norm_eps must be > 0, not {self.layer_norm_eps!r}")
-        if self.n_embd % self.n_head:
+        if self.head_dim == 0 and self.n_embd % self.n_head:
             raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.gelu not in ("tanh", "exact"):
-            raise ConfigError(f"gelu must be 'tanh' or 'exact', not {self.gelu!r}")
-        if self.pooling not in ("last", "mean"):
-            raise ConfigError(f"pooling must be 'last' or 'mean', not {self.pooling!r}")
+        if self.n_kv_head < 0 or self.head_dim < 0 or self.intermediate_size < 0:
+            raise ConfigError("n_kv_head, head_dim and intermediate_size must be >= 0")
+        if self.n_head % self.kv_heads:
+            raise ConfigError(f"n_head ({self.n_head}) must be divisible by n_kv_head "
+                              f"({self.n_kv_head})")
+        choices = {"gelu": ("tanh", "exact"), "pooling": ("last", "mean"), "norm": NORMS,
+                   "mlp": MLPS, "position": POSITIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, "
+                                  f"not {getattr(self, name)!r}")
+        if self.position == "rope" and self.head_size % 2:
+            raise ConfigError(f"rotary positions need an even head size, not {self.head_size}")
+        if self.rope_scaling is not None:
+            kind = self.rope_scaling.get("type") if isinstance(self.rope_scaling, dict) else None
+            if kind not in ROPE_SCALINGS:
+                raise ConfigError(f"rope_scaling type must be one of {', '.join(ROPE_SCALINGS)}, "
+                                  f"not {kind!r}")
+            need = {"linear": ("factor",), "llama3": ("factor", "low_freq_factor",
+                                                      "high_freq_factor", "original_context_length")}
+            missing = [k for k in need[kind] if k not in self.rope_scaling]
+            if missing:
+                raise ConfigError(f"rope_scaling ({kind}) needs {', '.join(missing)}")
 
     @property
     def head_size(self) -> int:
-        return self.n_embd // self.n_head
+        return self.head_dim or self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads in effect (n_kv_head, or n_head for multi-head attention)."""
+        return self.n_kv_head or self.n_head
+
+    @property
+    def mlp_size(self) -> int:
+        """Hidden width of the MLP in effect."""
+        return self.intermediate_size or 4 * self.n_embd
+
+    @property
+    def family(self) -> str:
+        """"gpt2" when every switch is GPT-2's, else "llama" (the Llama family's architecture)."""
+        gpt2 = (self.norm, self.mlp, self.position) == ("layernorm", "gelu", "learned")
+        return "gpt2" if gpt2 else "llama"
 
     def num_params(self, include_embeddings: bool = True) -> int:
         """Parameter count computed from the shape (tied LM head counted once)."""
         C, L, V, T = self.n_embd, self.n_layer, self.vocab_size, self.context_length
         b = 1 if self.bias else 0
         qkv_b = 1 if self.qkv_bias else 0
+        q, kv, inner = self.n_head * self.head_size, self.kv_heads * self.head_size, self.mlp_size
+        up = 2 * inner if self.mlp == "swiglu" else inner   # swiglu: gate and up side by side
+        norm = C * (1 + b) if self.norm == "layernorm" else C
         per_block = (
-            2 * C * (1 + b)                     # two LayerNorms
-            + C * 3 * C + 3 * C * qkv_b         # qkv projection
-            + C * C + C * b                     # attention output projection
-            + C * 4 * C + 4 * C * b             # MLP up
-            + 4 * C * C + C * b                 # MLP down
+            2 * norm                              # two norms
+            + C * (q + 2 * kv) + (q + 2 * kv) * qkv_b  # qkv projection
+            + q * C + C * b                       # attention output projection
+            + C * up + up * b                     # MLP up (and gate)
+            + inner * C + C * b                   # MLP down
         )
-        n = L * per_block + C * (1 + b)         # blocks + final LayerNorm
+        n = L * per_block + norm                  # blocks + final norm
         if include_embeddings:
-            n += V * C + T * C
+            n += V * C + (T * C if self.position == "learned" else 0)
         if not self.tie_weights:
             n += V * C
         if self.n_classes:
@@ -280,6 +348,10 @@ class TrainConfig:
         return min(self.warmup_steps, self.max_steps)
 
 
+# the switches every Llama-family preset shares
+_LLAMA: dict[str, Any] = dict(norm="rmsnorm", position="rope", mlp="swiglu", bias=False,
+                              qkv_bias=False, tie_weights=True)
+
 PRESETS: dict[str, dict[str, Any]] = {
     # exact GPT-2 shapes (OpenAI release)
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768),
@@ -291,6 +363,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(n_layer=2, n_head=4, n_embd=128, context_length=128),
     "small": dict(n_layer=4, n_head=4, n_embd=256, context_length=256),
     "medium": dict(n_layer=6, n_head=6, n_embd=384, context_length=256),
+    # Llama-family shapes (Hugging Face configs of the released models; parameter counts tested
+    # against transformers): RMSNorm, rotary positions, SwiGLU, grouped-query attention
+    "smollm2-135m": dict(_LLAMA, vocab_size=49152, context_length=8192, n_layer=30, n_head=9,
+                         n_kv_head=3, n_embd=576, intermediate_size=1536, rope_theta=100000.0),
+    "smollm2-360m": dict(_LLAMA, vocab_size=49152, context_length=8192, n_layer=32, n_head=15,
+                         n_kv_head=5, n_embd=960, intermediate_size=2560, rope_theta=100000.0),
+    "qwen2.5-0.5b": dict(_LLAMA, vocab_size=151936, context_length=32768, n_layer=24, n_head=14,
+                         n_kv_head=2, n_embd=896, intermediate_size=4864, rope_theta=1000000.0,
+                         layer_norm_eps=1e-6, qkv_bias=True),
+    "llama-3.2-1b": dict(_LLAMA, vocab_size=128256, context_length=131072, n_layer=16, n_head=32,
+                         n_kv_head=8, n_embd=2048, intermediate_size=8192, rope_theta=500000.0,
+                         rope_scaling={"type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                                       "high_freq_factor": 4.0, "original_context_length": 8192}),
 }
 
 
@@ -298,7 +383,7 @@ def preset(name: str, **overrides: Any) -> ModelConfig:
     """A ModelConfig from a preset name, with field overrides."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return ModelConfig(**{**PRESETS[name], **overrides})
+    return ModelConfig(**{**copy.deepcopy(PRESETS[name]), **overrides})
 
 
 def from_dict(cls, data: dict[str, Any] | None, where: str = "config"):

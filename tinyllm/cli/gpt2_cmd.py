@@ -75,19 +75,23 @@ def import_gpt2(name_or_path, out, dtype, n_head, overwrite, force, as_json):
 @FORCE
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the path.")
 def export_hf(model, out, dtype, overwrite, force, as_json):
-    """Export a tinyllm model (path or name) as a Hugging Face GPT-2 folder.
+    """Export a tinyllm model (path or name) as a Hugging Face folder.
 
-    DIR gets config.json, model.safetensors, generation_config.json and the tokenizer
-    (vocab.json + merges.txt for gpt2, tokenizer.json for bpe, with tokenizer_config.json):
-    transformers' GPT2LMHeadModel.from_pretrained(DIR) and AutoTokenizer.from_pretrained(DIR)
-    load it (a char tokenizer has no transformers equivalent).
-    A classifier's head is left out (GPT2LMHeadModel has none). Prints DIR on stdout.
+    GPT-2 models become a GPT2LMHeadModel folder: config.json, model.safetensors,
+    generation_config.json and the tokenizer (vocab.json + merges.txt for gpt2, tokenizer.json
+    for bpe, with tokenizer_config.json; a char tokenizer has no transformers equivalent).
+    Llama-family models become LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM folders
+    (the architecture they were imported from) with tokenizer.json and the chat template in
+    tokenizer_config.json. transformers' AutoModelForCausalLM.from_pretrained(DIR) and
+    AutoTokenizer.from_pretrained(DIR) load them.
+    A classifier's head is left out. Prints DIR on stdout.
 
     \b
     Example:
       tinyllm export-hf models/gpt2 -o hf/gpt2
     """
-    from tinyllm.convert.gpt2 import export_hf as run, torch_dtype
+    from tinyllm.convert import export_hf as run
+    from tinyllm.convert.gpt2 import torch_dtype
 
     summary = run(model, out, torch_dtype(dtype), overwrite or force, _log)
     _log(f"exported {summary['params'] / 1e6:.1f}M parameters to {out}")

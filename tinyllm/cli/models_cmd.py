@@ -145,8 +145,12 @@ def info(model, as_json):
     lines = [
         ("name", s["name"]), ("path", s["path"]), ("source", s["source"]), ("task", s["task"]),
         ("tokenizer", f"{s['tokenizer']} (vocabulary {s['vocab_size']:,})"),
-        ("shape", f"{cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} wide, "
-                  f"context {cfg.context_length}"),
+        ("shape", f"{cfg.n_layer} layers, {cfg.n_head} heads"
+                  + (f" ({cfg.kv_heads} key/value)" if cfg.kv_heads != cfg.n_head else "")
+                  + f", {cfg.n_embd} wide, context {cfg.context_length}"),
+        ("architecture", "GPT-2" if cfg.family == "gpt2" else
+         f"Llama family ({cfg.norm}, {cfg.position} theta {cfg.rope_theta:g}, {cfg.mlp}"
+         + (", q/k/v bias" if cfg.qkv_bias else "") + ")"),
         ("parameters", f"{s['params']:,} ({human(s['params'])}; "
                        f"{s['params_non_embedding']:,} without embeddings)"),
         ("FLOPs/token", f"{human(s['flops_per_token'])} training (6N + attention), "
@@ -158,6 +162,8 @@ def info(model, as_json):
     if s["template"] is not None:
         t = s["template"]
         lines.append(("template", t if isinstance(t, str) else t.get("name", "custom")))
+    if (mi.path / "chat_template.jinja").is_file():
+        lines.append(("chat template", "chat_template.jinja"))
     lines.append(("onnx", " + ".join(f"{g} ({modeldir.ONNX_GRAPHS[g]})" for g in s["onnx_graphs"])
                   or "none (`tinyllm export-onnx` writes one)"))
     train = s["train"] or {}

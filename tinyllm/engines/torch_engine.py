@@ -8,7 +8,7 @@ uses. :class:`TorchEngine` is the torch backend of :class:`tinyllm.runtime.engin
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -45,7 +45,8 @@ class TorchDecoder:
 
 
 def generate_token_ids(model: GPT, prompt_ids: list[int], cfg: SamplingConfig,
-                       eos_id: int | None = None, vocab_size: int | None = None) -> Iterator[int]:
+                       eos_id: int | Iterable[int] | None = None, vocab_size: int | None = None
+                       ) -> Iterator[int]:
     """New token ids for a prompt, one at a time (only ids below ``vocab_size`` are drawn)."""
     dec = TorchDecoder(model)
     return generate_ids(dec.prefill, dec.step, prompt_ids, cfg, eos_id,
@@ -56,10 +57,10 @@ def generate(model: GPT, tokenizer: Tokenizer, prompt: str, cfg: SamplingConfig 
              ) -> Iterator[str]:
     """Stream the continuation of ``prompt`` as text pieces."""
     cfg = cfg or SamplingConfig()
-    ids = tokenizer.encode(prompt)
+    ids = tokenizer.prompt_ids(prompt) if prompt else []
     if not ids:
         ids = [tokenizer.eot_id if tokenizer.eot_id is not None else 0]
-    return stream_text(generate_token_ids(model, ids, cfg, tokenizer.eot_id, tokenizer.vocab_size),
+    return stream_text(generate_token_ids(model, ids, cfg, tokenizer.eos_ids, tokenizer.vocab_size),
                        tokenizer.token_bytes, cfg.stop)
 
 

@@ -414,8 +414,13 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
         raise UserError("nothing to write: keeping only the int8 graph needs --int8")
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
+    from tinyllm import modeldir
+
+    cfg = modeldir.find(name_or_path).model_config
+    if cfg.family != "gpt2":  # the hook for the Llama-family exporter (GQA with rotary, 4-bit)
+        raise UserError(f"{name_or_path}: ONNX export of Llama-family models (RMSNorm, rotary, "
+                        f"grouped-query attention) is not supported yet; use --backend torch")
     model = load_model(name_or_path)
-    cfg = model.config
     out = Path(out_dir) if out_dir else Path(model.path)
     with runlock.acquire(out):  # no trainer (or other export) writes the folder meanwhile
         stale = _prepare_export_dir(Path(model.path), out, overwrite, log)

@@ -1,11 +1,23 @@
-"""The GPT model: GPT-2's architecture written from scratch in one readable file.
+"""The decoder: GPT-2's architecture written from scratch in one readable file, with the switches
+that make it a Llama-family model (SmolLM2, Llama 3, Qwen2, Mistral).
 
-token + position embeddings -> n_layer x [LayerNorm -> causal self-attention -> +residual,
+GPT-2: token + position embeddings -> n_layer x [LayerNorm -> causal self-attention -> +residual,
 LayerNorm -> MLP (GELU) -> +residual] -> final LayerNorm -> LM head (tied to the token embedding)
 and, for classifiers, a classification head on the last non-padding token (or the mean).
 
-Incremental decoding uses a preallocated KV cache (:class:`KVCache`): prefill once, then feed one
-token at a time; the logits equal a full recompute.
+The Llama family is the same stack with these switches (:class:`tinyllm.config.ModelConfig`):
+
+    norm="rmsnorm"      RMSNorm instead of LayerNorm (a scale, no mean, no bias)
+    position="rope"     rotary position embeddings on q and k instead of a position table
+                        (rope_theta; Llama 3's frequency scaling through rope_scaling)
+    mlp="swiglu"        proj(silu(gate(x)) * up(x)) instead of proj(gelu(fc(x)))
+    n_kv_head           grouped-query attention: n_head / n_kv_head query heads share one
+                        key/value head, and the KV cache stores only n_kv_head heads
+    qkv_bias, bias      Qwen2 keeps the q/k/v bias; Llama has no biases at all
+
+Incremental decoding uses a KV cache (:class:`KVCache`): prefill once, then feed one token at a
+time; the logits equal a full recompute. The forward pass branches only on the config and on
+tensor shapes, never on tensor values, so it traces for export.
 """
 from __future__ import annotations
 
@@ -20,107 +32,214 @@ from tinyllm.models.loss import lm_loss
 
 
 class KVCache:
-    """Preallocated keys and values for every layer, filled left to right.
+    """Keys and values for every layer, filled left to right.
 
-    ``k[i]`` and ``v[i]`` have shape (B, nh, max_len, hs); ``pos`` is how many positions are filled.
-    Writing in place avoids the torch.cat per step that a growing cache pays.
+    ``k[i]`` and ``v[i]`` have shape (B, n_kv_head, capacity, hs); ``pos`` is how many positions
+    are filled. Writing in place avoids the torch.cat per step that a growing cache pays; the
+    buffers start at ``min(max_len, 1024)`` positions and double when a forward pass needs more
+    (an 8k- or 128k-context model does not reserve its whole context for a short chat).
     """
+
+    INITIAL = 1024  # positions allocated up front
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int | None = None,
                  device=None, dtype=torch.float32):
-        max_len = max_len or cfg.context_length
-        shape = (batch_size, cfg.n_head, max_len, cfg.head_size)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
-        self.max_len = max_len
+        self.max_len = max_len or cfg.context_length
+        self.shape = (batch_size, cfg.kv_heads, min(self.max_len, self.INITIAL), cfg.head_size)
+        self.k = [torch.zeros(self.shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(self.shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.pos = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k[0].shape[2]
+
+    def reserve(self, end: int) -> None:
+        """Make room for positions up to ``end`` (at most ``max_len``), keeping what is filled."""
+        if end <= self.capacity:
+            return
+        if end > self.max_len:
+            raise ValueError(f"sequence of {end} tokens exceeds the cache's {self.max_len}")
+        size = min(self.max_len, max(end, 2 * self.capacity))
+        for layers in (self.k, self.v):
+            for i, old in enumerate(layers):
+                new = old.new_zeros(old.shape[:2] + (size,) + old.shape[3:])
+                new[:, :, :self.pos] = old[:, :, :self.pos]
+                layers[i] = new
 
     def reset(self) -> None:
         self.pos = 0
 
 
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Llama): x / rms(x) * weight, computed in float32, no mean, no bias."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * y.to(x.dtype)
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return RMSNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+    return nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
+
+
+# ---- rotary position embeddings --------------------------------------------------------------
+def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
+    """The rotary frequencies (hs/2,): theta^(-2i/hs), with Llama 3's or linear scaling."""
+    hs = cfg.head_size
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, hs, 2, dtype=torch.int64).float() / hs))
+    scaling = cfg.rope_scaling or {}
+    if scaling.get("type") == "linear":
+        return inv_freq / float(scaling["factor"])
+    if scaling.get("type") == "llama3":
+        # long wavelengths slowed down by `factor`, short ones kept, the band between blended
+        factor = float(scaling["factor"])
+        low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+        old_len = float(scaling["original_context_length"])
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        blended = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+        return torch.where(medium, blended, scaled)
+    return inv_freq
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, h, T, hs) queries or keys by their positions' angles; cos/sin are (T, hs).
+
+    The two halves of each head are the pair's coordinates (Hugging Face's layout, "rotate_half");
+    llama.cpp's GGUF files interleave them instead, which the GGUF importer undoes.
+    """
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_head = cfg.n_head
-        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.qkv_bias)  # q, k, v side by side
-        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.n_head, self.n_kv_head, self.head_size = cfg.n_head, cfg.kv_heads, cfg.head_size
+        q_size, kv_size = cfg.n_head * cfg.head_size, cfg.kv_heads * cfg.head_size
+        self.sizes = (q_size, kv_size, kv_size)
+        # q, k, v side by side: (C) -> (nh*hs + 2*nkv*hs)
+        self.qkv = nn.Linear(cfg.n_embd, q_size + 2 * kv_size, bias=cfg.qkv_bias)
+        self.proj = nn.Linear(q_size, cfg.n_embd, bias=cfg.bias)
         self.proj.residual_scale = True  # GPT-2 init: scaled by 1/sqrt(2 * n_layer)
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
+    def project(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q (B, nh, T, hs), k and v (B, nkv, T, hs) for x (B, T, C), rotated when ``rope``."""
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).split(self.sizes, dim=2)
+        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return q, k, v
+
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        # (B, T, C) -> (B, nh, T, hs)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+                attn_mask: torch.Tensor | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.project(x, rope)
+        gqa = self.n_kv_head != self.n_head  # SDPA shares each k/v head among its query heads
         dropout = self.dropout if self.training else 0.0
         if cache is None:
             if attn_mask is None:
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True,
+                                                   enable_gqa=gqa)
             else:
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout,
+                                                   enable_gqa=gqa)
         else:
             start, end = cache.pos, cache.pos + T
             cache.k[layer][:B, :, start:end] = k
             cache.v[layer][:B, :, start:end] = v
-            k_all = cache.k[layer][:B, :, :end]  # (B, nh, end, hs)
+            k_all = cache.k[layer][:B, :, :end]  # (B, nkv, end, hs)
             v_all = cache.v[layer][:B, :, :end]
             if start == 0 and attn_mask is None:
-                y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=True)
-            elif T == 1 and attn_mask is None:
-                y = F.scaled_dot_product_attention(q, k_all, v_all)  # one query sees everything so far
+                y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=True, enable_gqa=gqa)
+            elif T == 1 and attn_mask is None:  # one query sees everything so far
+                y = F.scaled_dot_product_attention(q, k_all, v_all, enable_gqa=gqa)
             else:
                 if attn_mask is None:
                     # query i (absolute position start+i) sees keys 0..start+i
                     attn_mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
-                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=attn_mask)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=attn_mask,
+                                                   enable_gqa=gqa)
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_size)  # (B, T, nh*hs)
         return self.resid_drop(self.proj(y))
 
 
 class MLP(nn.Module):
+    """GPT-2: proj(gelu(fc(x))). SwiGLU (Llama): ``fc`` holds gate and up side by side,
+    (C) -> (2 * inner), and the block computes proj(silu(gate) * up)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        inner = cfg.mlp_size
+        self.swiglu = cfg.mlp == "swiglu"
+        self.fc = nn.Linear(cfg.n_embd, 2 * inner if self.swiglu else inner, bias=cfg.bias)
+        self.proj = nn.Linear(inner, cfg.n_embd, bias=cfg.bias)
         self.proj.residual_scale = True
         self.approximate = "tanh" if cfg.gelu == "tanh" else "none"
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.proj(F.gelu(self.fc(x), approximate=self.approximate)))
+        h = self.fc(x)                                   # (B, T, inner) or (B, T, 2 * inner)
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h, approximate=self.approximate)
+        return self.drop(self.proj(h))
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block."""
+    """Pre-norm transformer block."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
+        self.ln1 = make_norm(cfg)
         self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
+        self.ln2 = make_norm(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cache=None, layer=0, attn_mask=None):
-        x = x + self.attn(self.ln1(x), cache, layer, attn_mask)
+    def forward(self, x, cache=None, layer=0, attn_mask=None, rope=None):
+        x = x + self.attn(self.ln1(x), cache, layer, attn_mask, rope)
         return x + self.mlp(self.ln2(x))
 
 
 class GPT(nn.Module):
+    """The decoder (GPT-2, or a Llama-family model by its config's switches)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if torch.get_default_device().type != "meta":  # refuse before allocating what cannot fit
             check_memory(cfg)
         self.config = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.pos_emb = nn.Embedding(cfg.context_length, cfg.n_embd)
+        # GPT-2 learns a table of positions; rotary models rotate q and k instead (no parameters)
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.n_embd) if cfg.position == "learned" \
+            else None
+        if cfg.position == "rope":  # (hs/2,), not saved: computed from the config
+            self.register_buffer("rope_inv_freq", rope_inv_freq(cfg), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
+        self.ln_f = make_norm(cfg)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.lm_head.weight = self.tok_emb.weight
@@ -143,7 +262,9 @@ class GPT(nn.Module):
     def num_params(self, include_embeddings: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())  # tied weights are one Parameter
         if not include_embeddings:
-            n -= self.tok_emb.weight.numel() + self.pos_emb.weight.numel()
+            n -= self.tok_emb.weight.numel()
+            if self.pos_emb is not None:
+                n -= self.pos_emb.weight.numel()
         return n
 
     @torch.no_grad()
@@ -166,6 +287,12 @@ class GPT(nn.Module):
         return KVCache(self.config, batch_size, max_len, device=p.device, dtype=p.dtype)
 
     # ---- forward -----------------------------------------------------------------------------
+    def rope(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin (T, hs) of the rotary angles at positions ``pos`` (T,), in float32 first."""
+        freqs = pos.float()[:, None] * self.rope_inv_freq.float()[None, :]   # (T, hs/2)
+        angles = torch.cat((freqs, freqs), dim=-1)                           # (T, hs)
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
     def hidden(self, idx: torch.Tensor, cache: KVCache | None = None,
                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Final hidden states (B, T, C) after ln_f. ``cache`` is advanced by T positions."""
@@ -174,10 +301,18 @@ class GPT(nn.Module):
         if start + T > self.config.context_length:
             raise ValueError(f"sequence of {start + T} tokens exceeds the context length "
                              f"{self.config.context_length}")
+        if cache is not None:
+            cache.reserve(start + T)
         pos = torch.arange(start, start + T, device=idx.device)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
+        x = self.tok_emb(idx)                                  # (B, T, C)
+        rope = None
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(pos)
+        else:
+            rope = self.rope(pos, x.dtype)
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, cache, i, attn_mask)
+            x = block(x, cache, i, attn_mask, rope)
         if cache is not None:
             cache.pos += T
         return self.ln_f(x)

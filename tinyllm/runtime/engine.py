@@ -1,10 +1,22 @@
 """What a loaded model can do, whatever runs it: the :class:`Engine` base class.
 
 Every engine has ``info``, ``meta``, ``tokenizer``, ``backend``, ``labels``, ``task``,
-``generate(prompt, cfg) -> Iterator[str]``, ``decode_batch(n)`` (many sequences at once, for the
+``chat_template``, ``generate(prompt, cfg) -> Iterator[str]``,
+``chat(messages, cfg) -> Iterator[str]``, ``decode_batch(n)`` (many sequences at once, for the
 server) and, for classifiers, ``classify(texts) -> probs``.
 A backend only supplies ``prefill(ids)`` / ``step(token)`` (next-token logits as numpy); the
-sampling loop, instruct templates and UTF-8-safe streaming are shared here.
+sampling loop, instruct and chat templates, conversation trimming and UTF-8-safe streaming are
+shared here.
+
+Chat. ``chat(messages)`` takes the whole conversation as ``{"role", "content"}`` messages
+(``system``, ``user``, ``assistant``) and streams the assistant's next reply. A model with a chat
+template (``chat_template.jinja``) renders the messages with it and stops at any of its EOS ids
+or the template's end-of-turn strings; an instruct model answers the last user message through
+its prompt template; a plain language model continues the transcript (each message on its own
+lines) and stops at a blank line. When the conversation no longer fits the context with room
+for the reply (``max_new_tokens``, at most half the context), the oldest turns are left out of
+the prompt, the system prompt always kept; a reply that reaches the end of the context stops
+there. A single message longer than the context is an error.
 
 The backends: :class:`tinyllm.runtime.onnx_engine.OnnxEngine` (numpy + onnxruntime) and
 :class:`tinyllm.engines.torch_engine.TorchEngine`; :func:`tinyllm.engines.open_engine` chooses.
@@ -36,6 +48,9 @@ class Engine:
         self.tokenizer: Tokenizer = info.load_tokenizer()
         self.context_length: int = info.model_config.context_length
         self.log: Log = log or no_log
+        from tinyllm.data.templates import read_chat_template
+
+        self.chat_template = read_chat_template(info.path, self.tokenizer)  # None: none stored
 
     # ---- backend hooks ------------------------------------------------------------------------
     def prefill(self, ids: list[int]) -> np.ndarray:
@@ -64,30 +79,46 @@ class Engine:
             stops += [s for s in templates.stop_strings(self.template) if s not in stops]
         return prompt, stops
 
-    def prompt_ids(self, prompt: str, cfg: SamplingConfig, input: str = ""
-                   ) -> tuple[list[int], list[str]]:
-        """The token ids the model is fed for ``prompt`` and the stop strings (see
-        :meth:`prompt_and_stops`); an empty prompt starts from the end-of-text token."""
+    def _refuse_classifier(self) -> None:
         if self.labels:
             raise UserError(f"{self.info.path}: a {self.task} model does not generate text; "
                             "use `tinyllm classify`")
+
+    def prompt_ids(self, prompt: str, cfg: SamplingConfig, input: str = ""
+                   ) -> tuple[list[int], list[str]]:
+        """The token ids the model is fed for ``prompt`` as plain text to continue, and the stop
+        strings (see :meth:`prompt_and_stops`); an empty prompt starts from the beginning-of-text
+        (or end-of-text) token."""
+        self._refuse_classifier()
         text, stops = self.prompt_and_stops(prompt, cfg, input)
         tok = self.tokenizer
-        ids = tok.encode(text) or [tok.eot_id if tok.eot_id is not None else 0]
+        ids = tok.prompt_ids(text) if text else []
+        ids = ids or [tok.bos_id if tok.bos_id is not None else
+                      tok.eot_id if tok.eot_id is not None else 0]
+        self._check_ids(ids)
+        self.warn_about_prompt(text, ids)
+        return ids, stops
+
+    def _check_ids(self, ids: list[int]) -> None:
         vocab = self.info.model_config.vocab_size
         if max(ids) >= vocab:
             raise UserError(f"{self.info.path}: the prompt has token id {max(ids)}, beyond the "
                             f"model's vocabulary of {vocab} ids")
-        self.warn_about_prompt(text, ids)
-        return ids, stops
 
-    def generate(self, prompt: str, cfg: SamplingConfig | None = None, input: str = ""
-                 ) -> Iterator[str]:
-        """Stream the continuation of ``prompt`` (for instruct models: only the response)."""
+    def generate(self, prompt: str, cfg: SamplingConfig | None = None, input: str = "",
+                 raw: bool = False) -> Iterator[str]:
+        """Stream the continuation of ``prompt`` (for instruct models: only the response).
+
+        A chat model (one with a chat template) answers ``prompt`` as a one-message
+        conversation, unless ``raw``: then it continues the text as it is."""
+        self._refuse_classifier()
         cfg = cfg or SamplingConfig()
+        if self.chat_template is not None and self.task != "instruct" and prompt and not raw:
+            content = prompt + (f"\n\n{input}" if input.strip() else "")
+            return self.chat([{"role": "user", "content": content}], cfg)
         ids, stops = self.prompt_ids(prompt, cfg, input)
         tok = self.tokenizer
-        new_ids = generate_ids(self.prefill, self.step, ids, cfg, tok.eot_id, self.context_length,
+        new_ids = generate_ids(self.prefill, self.step, ids, cfg, tok.eos_ids, self.context_length,
                                tok.vocab_size)
         return stream_text(self._naming_model(new_ids), tok.token_bytes, stops)
 
@@ -117,6 +148,69 @@ class Engine:
             self.log(f"warning: the prompt is {len(ids):,} tokens, longer than the model's "
                      f"{self.context_length}-token context; only its last {kept} are read "
                      f"({len(ids) - kept:,} cut)")
+
+    # ---- chat ---------------------------------------------------------------------------------
+    def chat(self, messages: list[dict], cfg: SamplingConfig | None = None) -> Iterator[str]:
+        """Stream the assistant's reply to a conversation (see the module docstring)."""
+        self._refuse_classifier()
+        cfg = cfg or SamplingConfig()
+        ids, stops, dropped = self.chat_prompt(messages, cfg)
+        if dropped:
+            self.log(f"note: the conversation outgrew the {self.context_length}-token context; "
+                     f"the oldest {dropped} message(s) are left out of the prompt")
+        new_ids = generate_ids(self.prefill, self.step, ids, cfg, self.tokenizer.eos_ids,
+                               self.context_length, self.tokenizer.vocab_size, slide=False)
+        return stream_text(self._naming_model(new_ids), self.tokenizer.token_bytes, stops)
+
+    def chat_prompt(self, messages: list[dict], cfg: SamplingConfig | None = None
+                    ) -> tuple[list[int], list[str], int]:
+        """(prompt ids, stop strings, messages left out) for a conversation: the oldest turns
+        after the system prompt are dropped until the prompt leaves room for the reply."""
+        cfg = cfg or SamplingConfig()
+        if not messages:
+            raise UserError("a chat needs at least one message")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                    or not isinstance(m.get("content"), str):
+                raise UserError(f"message {i}: expected {{'role': 'system'|'user'|'assistant', "
+                                f"'content': str}}, got {m!r:.80}")
+        system = [m for m in messages[:1] if m["role"] == "system"]
+        turns = list(messages[len(system):])
+        if not turns:
+            raise UserError("a chat needs a user message after the system prompt")
+        room = max(1, min(cfg.max_new_tokens, self.context_length // 2))
+        budget = self.context_length - room
+        ids, stops = self._render_chat(system + turns, cfg)
+        dropped = 0
+        while len(ids) > budget and len(turns) > 1:
+            turns.pop(0)
+            dropped += 1
+            while len(turns) > 1 and turns[0]["role"] != "user":  # start at a user turn
+                turns.pop(0)
+                dropped += 1
+            ids, stops = self._render_chat(system + turns, cfg)
+        if len(ids) >= self.context_length:
+            raise UserError(f"the message is {len(ids)} tokens long (with the system prompt and "
+                            f"template); {self.info.name}'s context holds {self.context_length}")
+        return ids, stops, dropped
+
+    def _render_chat(self, messages: list[dict], cfg: SamplingConfig) -> tuple[list[int], list[str]]:
+        """The prompt ids and stop strings for messages, by the kind of model."""
+        stops = list(cfg.stop)
+        tok = self.tokenizer
+        if self.chat_template is not None:
+            text = self.chat_template.render(messages, add_generation_prompt=True)
+            ids = tok.encode(text)  # the template writes any bos token itself
+            return ids, stops + [s for s in self.chat_template.stop if s not in stops]
+        last_user = next(m["content"] for m in reversed(messages) if m["role"] == "user") \
+            if any(m["role"] == "user" for m in messages) else messages[-1]["content"]
+        if self.task == "instruct":
+            text, stops = self.prompt_and_stops(last_user, cfg)
+            return tok.prompt_ids(text), stops
+        # a plain language model continues the transcript; a reply ends at a blank line
+        from tinyllm.data.templates import join_conversation
+
+        return tok.prompt_ids(join_conversation(messages)), stops or ["\n\n"]
 
     def classify(self, texts: list[str]) -> np.ndarray:
         """Class probabilities (N, n_classes) for classifier models."""

@@ -112,12 +112,15 @@ class Decoding:
     context to prefill a fresh cache with.
     """
 
-    def __init__(self, prompt_ids: list[int], cfg: SamplingConfig, eos_id: int | None = None,
-                 context_length: int | None = None, vocab_size: int | None = None):
+    def __init__(self, prompt_ids: list[int], cfg: SamplingConfig,
+                 eos_id: int | Iterable[int] | None = None, context_length: int | None = None,
+                 vocab_size: int | None = None):
         if not prompt_ids:
             raise ValueError("the prompt is empty (no tokens)")
         self.cfg = cfg
-        self.eos_id = eos_id
+        # one end-of-text id or several (end of text, end of turn): any of them ends decoding
+        self.eos = frozenset() if eos_id is None else \
+            frozenset([eos_id] if isinstance(eos_id, int) else eos_id)
         self.window = context_length or 1 << 62
         self.keep = max(1, self.window // 2)
         self.sampler = Sampler(cfg, vocab_size)  # only ids below vocab_size (the tokenizer's)
@@ -141,7 +144,7 @@ class Decoding:
             raise RunFailed(f"the model produced NaN logits at step {self.count + 1} (its weights "
                             f"hold NaN or inf values; retrain it or load another checkpoint)")
         tok = self.sampler(logits, self.context)
-        if self.cfg.stop_at_eos and self.eos_id is not None and tok == self.eos_id:
+        if self.cfg.stop_at_eos and tok in self.eos:
             self.finish_reason = "stop"
             return None
         self.count += 1
@@ -173,12 +176,15 @@ def prompt_window(n_prompt: int, context_length: int | None) -> int:
 
 
 def generate_ids(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int], np.ndarray],
-                 prompt_ids: list[int], cfg: SamplingConfig, eos_id: int | None = None,
-                 context_length: int | None = None, vocab_size: int | None = None) -> Iterator[int]:
+                 prompt_ids: list[int], cfg: SamplingConfig,
+                 eos_id: int | Iterable[int] | None = None, context_length: int | None = None,
+                 vocab_size: int | None = None, slide: bool = True) -> Iterator[int]:
     """Yield new token ids one by one.
 
-    ``prefill(ids)`` starts a fresh cache from ``ids``; ``step(tok)`` appends one token. When the
-    context fills up, the window slides: the cache is rebuilt from the last half of the context.
+    ``prefill(ids)`` starts a fresh cache from ``ids``; ``step(tok)`` appends one token.
+    ``eos_id`` is one id or several (end of text, end of turn): any of them ends generation.
+    When the context fills up, the window slides: the cache is rebuilt from the last half of the
+    context; with ``slide=False`` (chat, whose turns are trimmed beforehand) generation stops.
     Only ids below ``vocab_size`` (the tokenizer's) are drawn. Logits with a NaN (a model whose
     weights hold NaN or inf) are :class:`tinyllm.errors.RunFailed`, not a sample of garbage.
     """
@@ -191,6 +197,8 @@ def generate_ids(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int
         if d.finished:
             return
         feed = d.next_feed()
+        if feed is not None and not slide:
+            return
         logits = step(tok) if feed is None else prefill(feed)
 
 

@@ -42,17 +42,21 @@ Log = Callable[[str], None]
 DRAIN_LIMIT = 64 * 1024 * 1024   # bytes of an oversized body read (and dropped) before a 413
 
 
-def chat_prompt(engine, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
-    """The prompt a chat request becomes for ``engine``, and the stop strings it adds.
+def chat_prompt(engine, messages: list[dict[str, str]], cfg) -> tuple[str | list[int], list[str]]:
+    """The prompt a chat request becomes for ``engine`` (text, or token ids), and its stop strings.
 
-    Models with a chat template render the whole conversation with it (``engine.render_chat``,
-    from the chat-template work); instruct models answer the last user message through their
-    prompt template (``Engine.prompt_ids`` applies it); plain language models continue the
-    conversation joined as ``tinyllm chat`` joins it, and stop at a blank line.
+    Models with a chat template render the whole conversation with it, the oldest turns left out
+    when it outgrows the context (``Engine.chat_prompt``, as ``tinyllm chat`` does); instruct models
+    answer the last user message through their prompt template (``Engine.prompt_ids`` applies it);
+    plain language models continue the conversation joined as ``tinyllm chat`` joins it, and stop
+    at a blank line.
     """
-    render = getattr(engine, "render_chat", None)
-    if render is not None:
-        return render(messages), []
+    if getattr(engine, "chat_template", None) is not None:
+        try:
+            ids, stops, _ = engine.chat_prompt(messages, cfg)
+        except UserError as e:
+            raise APIError(422, str(e), param="messages", code="context_length_exceeded") from None
+        return ids, stops
     if engine.task == "instruct":
         users = [m["content"] for m in messages if m["role"] == "user"]
         if not users:
@@ -225,8 +229,12 @@ class Server:
         req = parse_chat(await self.read_json(request), self.limits.max_tokens)
         request.state.model = req.model
         m = self.model(req.model, "generate")
-        prompt, stops = chat_prompt(m.engine, req.messages)
-        if not req.sampling.stop:
+        room = self.sampling_config(req.sampling, req.sampling.max_tokens or self.limits.max_tokens)
+        prompt, stops = chat_prompt(m.engine, req.messages, room)
+        if isinstance(prompt, list):  # a chat template's end-of-turn strings always apply
+            req.sampling.stop = list(req.sampling.stop) + [x for x in stops
+                                                           if x not in req.sampling.stop]
+        elif not req.sampling.stop:
             req.sampling.stop = stops
         return await self.generate(request, m, prompt, req.sampling, chat=True)
 

@@ -45,7 +45,7 @@ class Generation:
     """One request's generation: its decoding state, and the text it has produced so far."""
 
     def __init__(self, prompt_ids: list[int], cfg: SamplingConfig, stops: list[str],
-                 eos_id: int | None, context_length: int, token_bytes: Callable[[int], bytes],
+                 eos_id, context_length: int, token_bytes: Callable[[int], bytes],
                  loop: asyncio.AbstractEventLoop, vocab_size: int | None = None):
         self.prompt_ids = prompt_ids
         self.decoding = Decoding(prompt_ids, cfg, eos_id, context_length, vocab_size)
@@ -120,7 +120,8 @@ class Scheduler:
     def new_generation(self, prompt_ids: list[int], cfg: SamplingConfig, stops: list[str],
                        loop: asyncio.AbstractEventLoop) -> Generation:
         tok = self.engine.tokenizer
-        return Generation(prompt_ids, cfg, stops, tok.eot_id, self.engine.context_length,
+        eos = getattr(tok, "eos_ids", None) or tok.eot_id  # every end-of-text / end-of-turn id
+        return Generation(prompt_ids, cfg, stops, eos, self.engine.context_length,
                           tok.token_bytes, loop, tok.vocab_size)
 
     def submit(self, gen: Generation) -> None:

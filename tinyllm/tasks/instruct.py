@@ -1,8 +1,9 @@
 """The ``instruct`` task: fine-tune a GPT to follow Alpaca-style instructions, and evaluate it.
 
 ``tinyllm finetune instruct --data FILE.json --model M --out DIR`` splits the entries 85/10/5
-(train/test/validation, seeded), formats each with the prompt template (alpaca by default), and
-trains with the next-token loss on prompt + response + end-of-text through the one training loop
+(train/test/validation, seeded), formats each with the prompt template (alpaca by default; a
+chat model's own chat template when it has one: each entry becomes one user turn and the
+assistant's reply), and trains with the next-token loss on prompt + response + end-of-text through the one training loop
 (:class:`tinyllm.train.Trainer`). The model directory records the template, so ``generate``,
 ``chat`` and the TUI answer with the response only.
 
@@ -74,7 +75,11 @@ class InstructTask(Task):
                   "weights.")
     finetune_options = (
         Option("--template", metavar="NAME|FILE",
-               help="Prompt template: alpaca (default), phi3, or a YAML file."),
+               help="Prompt template: alpaca, phi3, or a YAML file (default: the model's chat "
+                    "template when it has one, else alpaca)."),
+        Option("--lora-rank", int, 0, "Train LoRA adapters of this rank instead of every weight "
+                                      "(merged into the saved model).", min=0),
+        Option("--lora-alpha", float, None, "LoRA alpha (default: the rank)."),
         Option("--mask-prompt", is_flag=True,
                help="Learn only the response: targets inside the prompt are ignored."),
         Option("--epochs", float, 2.0, "Passes over the training split (ignored with --max-steps).",
@@ -121,11 +126,16 @@ class InstructTask(Task):
     @holds_run_lock
     def finetune(self, data, out, model=None, template=None, mask_prompt=False, epochs=2.0,
                  max_steps=None, batch_size=8, lr=None, eval_every=None, seed=123, preset=None,
-                 resume=False, overwrite=False, callbacks=(), log=None, **_: Any
-                 ) -> dict[str, Any]:
+                 resume=False, overwrite=False, callbacks=(), log=None, lora_rank=0,
+                 lora_alpha=None, **_: Any) -> dict[str, Any]:
         """Split ``data`` 85/10/5, fine-tune ``model`` (or a fresh ``preset``) on the train split
         with the template, keep the checkpoint with the best validation loss in ``out``."""
+        import copy
+
+        from tinyllm.atomic import atomic_write_text
         from tinyllm.checkpoint import save_model
+        from tinyllm.data.templates import CHAT_TEMPLATE_FILE, ChatTemplate, read_chat_template
+        from tinyllm.models.lora import merge_lora, set_trainable
         from tinyllm.config import TrainConfig
         from tinyllm.data import instruction as ins
         from tinyllm.data.batching import EpochSampler, StepBatches
@@ -142,7 +152,9 @@ class InstructTask(Task):
                             "(need at least 20)")
         resuming = prepare_out(out, resume, overwrite, log, remove=False)  # only checks
         gpt, tok, base = base_model(model, preset)
-        tmpl = load_template(template or getattr(gpt, "meta", {}).get("template") or "alpaca")
+        own = read_chat_template(gpt.path, tok) if getattr(gpt, "path", None) else None
+        tmpl = load_template(template or getattr(gpt, "meta", {}).get("template") or own or "alpaca")
+        lora = set_trainable(gpt, "all", lora_rank, lora_alpha) if lora_rank else None
         pad_id, max_len = ins.pad_id_for(tok), gpt.config.context_length
         train_ex, dropped = ins.trainable(ins.encode_entries(train, tok, tmpl), max_len, mask_prompt)
         val_ex, _ = ins.trainable(ins.encode_entries(val, tok, tmpl), max_len, mask_prompt)
@@ -175,12 +187,18 @@ class InstructTask(Task):
 
         provenance = {"data": str(Path(data).resolve()), "data_sha256": file_sha256(data),
                       "base_model": base, "split_seed": seed, "mask_prompt": mask_prompt,
+                      "lora": lora,
                       "n_train": len(train), "n_test": len(test), "n_val": len(val),
                       "val_loss_before": self._loss_before(out, resuming, gpt, loss_on, val_ex)}
 
         def save_fn(m, directory, info) -> None:
+            if lora_rank:
+                m = copy.deepcopy(m)
+                merge_lora(m)
             save_model(m, tok, directory, task=self.name,
                        extra={"template": tmpl.to_dict(), "train": {**provenance, **info}})
+            if isinstance(tmpl, ChatTemplate):  # chat keeps working on the fine-tuned model
+                atomic_write_text(Path(directory) / CHAT_TEMPLATE_FILE, tmpl.source)
 
         trainer = Trainer(gpt, cfg, batches, self.loss, out, eval_fn=eval_fn, save_fn=save_fn,
                           callbacks=callbacks, resume=resuming, train_info=provenance, log=log,

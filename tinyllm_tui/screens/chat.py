@@ -1,8 +1,12 @@
 """Chat: talk to a model, with its reply streaming in from a worker thread.
 
-Language models continue your text, instruct models answer it (the engine applies the prompt
-template and returns only the response), classifiers answer with a label and probabilities.
-Conversations are saved in ``$TINYLLM_HOME/conversations`` after every reply.
+The conversation is kept as messages and the engine answers all of them (``Engine.chat``): chat
+models render them with their chat template (with the system prompt from the side panel), instruct
+models answer the last one through their prompt template, language models continue the
+transcript; classifiers answer with a label and probabilities. The default model is
+smollm2-135m-instruct, imported from its package on first use (progress shows above the
+messages). Conversations, system prompt included, are saved in ``$TINYLLM_HOME/conversations``
+after every reply.
 """
 from __future__ import annotations
 
@@ -53,12 +57,17 @@ class ChatScreen(TinyScreen):
 
     # ---- layout -------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
+        from tinyllm.convert.provided import default_chat_model
+
         app = self.app
         with Horizontal(id="chat-body"):
             with VerticalScroll(id="chat-side", classes="side"):
-                yield ModelPicker(app.model_ref, app.backend_choice, id="model-picker")
+                yield ModelPicker(app.model_ref or default_chat_model(), app.backend_choice,
+                                  id="model-picker")
                 yield Label("sampling", classes="section")
                 yield SamplingPanel(id="sampling")
+                yield Label("system prompt", classes="section")
+                yield Input(placeholder="(the model's own)", id="system-prompt", compact=True)
             with Vertical(id="chat-main"):
                 yield Static("no model loaded", id="chat-model-info", markup=False)
                 yield VerticalScroll(id="messages")
@@ -107,9 +116,22 @@ class ChatScreen(TinyScreen):
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def _load_engine(self, model: str, backend: str) -> None:
+        from tinyllm.convert.provided import ensure_model, is_pending
+        from tinyllm_tui.app import default_engine_factory
+
         worker = get_current_worker()
         t0 = time.perf_counter()
+        info = self.query_one("#chat-model-info", Static)
+
+        def show(text: str) -> None:
+            if not worker.is_cancelled:
+                self.app.call_from_thread(info.update, text)
+
         try:
+            # a provided model's first use: import it, showing progress (tests' factories skip it)
+            if self.app.engine_factory is default_engine_factory and is_pending(model):
+                ensure_model(model, log=show, progress=lambda done, total: show(
+                    f"first use of {model}: importing, {done}/{total} tensors…"))
             engine = self.app.engine_factory(model, None if backend == "auto" else backend)
         except BaseException as e:  # a model that fails to load is reported, never a crash
             if not worker.is_cancelled:
@@ -213,13 +235,15 @@ class ChatScreen(TinyScreen):
         conv = self.conversation
         conv.model, conv.backend = self.engine_key or ("", "auto")
         conv.sampling = settings
+        conv.system = self.query_one("#system-prompt", Input).value.strip()
+        history = conv.chat_messages()   # ends with the user message ``text``, already added
         self._reply = self._mount_message(conv.add(Message("assistant", "")))
         self._reply.streaming = True
         self.generating = True
         self.refresh_bindings()
         self.query_one("#chat-status", Static).update("generating… (Esc to stop)")
         self._flusher = self.set_interval(FLUSH_INTERVAL, self._flush)
-        self._gen_worker = self._generate(self.engine, text, settings)
+        self._gen_worker = self._generate(self.engine, text, settings, history)
 
     def _mount_message(self, message: Message) -> MessageView:
         view = MessageView(message)
@@ -229,7 +253,8 @@ class ChatScreen(TinyScreen):
         return view
 
     @work(thread=True, group="generate", exit_on_error=False)
-    def _generate(self, engine: Any, text: str, settings: dict[str, Any]) -> None:
+    def _generate(self, engine: Any, text: str, settings: dict[str, Any],
+                  messages: list[dict[str, str]]) -> None:
         worker = get_current_worker()
         t0, pieces, probs, error, cancelled = time.perf_counter(), 0, None, None, False
         try:
@@ -239,7 +264,9 @@ class ChatScreen(TinyScreen):
             else:
                 from tinyllm.runtime.sampling import SamplingConfig
 
-                stream = engine.generate(text, SamplingConfig(**settings))
+                cfg = SamplingConfig(**settings)
+                chat = getattr(engine, "chat", None)
+                stream = chat(messages, cfg) if chat else engine.generate(text, cfg)
                 try:
                     for piece in stream:
                         if worker.is_cancelled:
@@ -325,7 +352,7 @@ class ChatScreen(TinyScreen):
 
     def start_conversation(self, status: str) -> None:
         """An empty conversation on screen (the old one stays saved)."""
-        self.conversation = Conversation()
+        self.conversation = Conversation(system=self.query_one("#system-prompt", Input).value.strip())
         self.query_one("#messages", VerticalScroll).remove_children()
         self.query_one("#chat-status", Static).update(status)
 
@@ -354,6 +381,7 @@ class ChatScreen(TinyScreen):
         box.mount_all([MessageView(m) for m in conv.messages])
         box.scroll_end(animate=False)
         self.query_one(SamplingPanel).set_values(conv.sampling)
+        self.query_one("#system-prompt", Input).value = conv.system
         if conv.model:
             picker = self.query_one(ModelPicker)
             picker.set_current(conv.model, conv.backend, announce=False)

@@ -52,7 +52,12 @@ class ModelPicker(Vertical):
         """(label, name) of every known model; read from disk once, then on ``refresh_models``."""
         if reread or self._known is None:
             # short labels: the side panel is narrow, and a cut name is no name
-            self._known = [(f"{m.name} ({m.task})", m.name) for m in modeldir.list_models()]
+            known = modeldir.list_models()
+            names = {m.name for m in known}
+            self._known = [(f"{m.name} ({m.task})", m.name) for m in known]
+            self._known += [(f"{name} (chat; imported on first use)", name)
+                            for name in modeldir.PROVIDED
+                            if name not in names and modeldir.provided_file(name)]
         return self._known
 
     def refresh_models(self) -> None:
