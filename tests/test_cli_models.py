@@ -150,4 +150,5 @@ def test_help_examples_name_models_that_exist_or_paths():
                 ["tokenize"], ["train"]):
         text = run(*cmd, "--help").stdout
         for ref in re.findall(r"--model ([^\s`]+)", text):
-            assert "/" in ref or ref in names or ref in ("M", "NAME"), (cmd, ref)
+            assert "/" in ref or ref in names or ref in modeldir.PROVIDED or ref in ("M", "NAME"), \
+                (cmd, ref)

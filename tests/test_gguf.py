@@ -186,7 +186,7 @@ def test_cli_import_dispatches_gguf_and_folders(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(tmp_path / "a")
     r = run("import", str(path), "-o", str(tmp_path / "a"))
-    assert r.returncode == 2 and "--force" in r.stderr
+    assert r.returncode == 2 and "--overwrite" in r.stderr
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(path.read_bytes()[:2000])
     r = run("import", str(bad), "-o", str(tmp_path / "b"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tinyllm.cli.gpt2_cmd import DTYPES, _log
+from tinyllm.cli.gpt2_cmd import DTYPES, FORCE, OVERWRITE, _log
 
 
 @click.command("import")
@@ -15,10 +15,10 @@ from tinyllm.cli.gpt2_cmd import DTYPES, _log
 @click.option("-o", "--out", required=True, metavar="DIR", help="Model directory to write.")
 @click.option("--dtype", type=DTYPES, default="auto", show_default=True,
               help="Store the weights as this type (auto: as in the checkpoint; float32 for GGUF).")
-@click.option("--force", "--overwrite", "force", is_flag=True,
-              help="Overwrite DIR if it already holds a model.")
+@OVERWRITE
+@FORCE
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the path.")
-def import_model(src, out, dtype, force, as_json):
+def import_model(src, out, dtype, overwrite, force, as_json):
     """Import a model as a tinyllm model directory; prints DIR on stdout.
 
     DIR_OR_FILE is a Hugging Face folder (config.json, safetensors, possibly sharded, or
@@ -38,7 +38,7 @@ def import_model(src, out, dtype, force, as_json):
     t0 = time.perf_counter()
     kind, run = importer_for(src)
     source = src if kind == "gpt2" else Path(src).expanduser()  # gpt2 also takes hub names
-    summary = run(source, out, dtype=torch_dtype(dtype), force=force, log=_log)
+    summary = run(source, out, dtype=torch_dtype(dtype), overwrite=overwrite or force, log=_log)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     _log(f"imported {summary['params'] / 1e6:.1f}M parameters ({kind}) into {out} "
          f"in {summary['seconds']:.1f} s")

@@ -1,7 +1,7 @@
 """Weights in and out. ``IMPORTERS`` maps a Hugging Face ``model_type`` (config.json) to the
 function that imports such a folder; ``.gguf`` files go to :func:`tinyllm.convert.gguf.import_gguf`.
 
-Every importer is called as ``fn(src, out, dtype=None, force=False, log=None)`` and returns a
+Every importer is called as ``fn(src, out, dtype=None, overwrite=False, log=None)`` and returns a
 summary dict; ``tinyllm import`` (:mod:`tinyllm.cli.import_cmd`) dispatches through
 :func:`importer_for`. Importers are named as "module:function" so choosing one imports only it.
 """
@@ -59,11 +59,11 @@ def importer_for(src: str | Path) -> tuple[str, Callable]:
     return kind, _load(GGUF_IMPORTER if kind == "gguf" else IMPORTERS[kind])
 
 
-def export_hf(name_or_path, out, dtype=None, force: bool = False, log=None) -> dict:
+def export_hf(name_or_path, out, dtype=None, overwrite: bool = False, log=None) -> dict:
     """Export a model directory as a Hugging Face folder: GPT-2, or a Llama-family model."""
     from tinyllm import modeldir
 
     info = modeldir.find(name_or_path)
     if info.model_config.family == "llama":
-        return _load("tinyllm.convert.llama:export_hf")(info, out, dtype, force, log)
-    return _load("tinyllm.convert.gpt2:export_hf")(info.path, out, dtype, force, log)
+        return _load("tinyllm.convert.llama:export_hf")(info, out, dtype, overwrite, log)
+    return _load("tinyllm.convert.gpt2:export_hf")(info.path, out, dtype, overwrite, log)

@@ -30,7 +30,7 @@ import torch
 
 from tinyllm import modeldir
 from tinyllm.checkpoint import write_meta
-from tinyllm.convert.gpt2 import _check_out
+from tinyllm.convert.gpt2 import _check_out, _holding_out_lock
 from tinyllm.convert.llama import (LlamaError, model_config_from_hf, summary, tensor_plan,
                                    tensor_shapes, write_tokenizer_and_template)
 from tinyllm.convert.tensors import write_safetensors
@@ -263,8 +263,9 @@ def tokenizer_from_gguf(meta: dict[str, Any], where: str, log: Log) -> HFTokeniz
 
 
 # ---- import ------------------------------------------------------------------------------------
+@_holding_out_lock
 def import_gguf(path: str | Path, out: str | Path, dtype: torch.dtype | None = None,
-                force: bool = False, log: Log | None = None,
+                overwrite: bool = False, log: Log | None = None,
                 progress: Progress | None = None) -> dict[str, Any]:
     """Import a GGUF file as a tinyllm model directory; returns a summary.
 
@@ -281,7 +282,7 @@ def import_gguf(path: str | Path, out: str | Path, dtype: torch.dtype | None = N
         hf_cfg["rope_scaling"] = llama3_scaling_from_freqs(
             dequantize(tensors["rope_freqs.weight"], where), hf_cfg, where)
     cfg = model_config_from_hf(hf_cfg, where, log)
-    _check_out(out, force, modeldir.CONFIG, [path])
+    _check_out(out, [path])
     tok = tokenizer_from_gguf(meta, where, log)
     permuted = ARCHITECTURES[meta["general.architecture"]][1]
     heads = {"self_attn.q_proj": cfg.n_head, "self_attn.k_proj": cfg.kv_heads}
@@ -321,6 +322,7 @@ def import_gguf(path: str | Path, out: str | Path, dtype: torch.dtype | None = N
             arr = np.array(arr, order="C")
         return torch.from_numpy(arr).to(store)
 
+    modeldir.prepare_output(out, overwrite, log=log)  # checked: now write
     out.mkdir(parents=True, exist_ok=True)
     log(f"writing {out / modeldir.WEIGHTS} ({len(entries)} tensors, dequantized to "
         f"{str(store)[6:]})")

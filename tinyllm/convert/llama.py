@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import torch
 
-from tinyllm import modeldir
+from tinyllm import modeldir, runlock
 from tinyllm.atomic import atomic_write_text
 from tinyllm.checkpoint import CheckpointError, write_meta
 from tinyllm.config import ConfigError, ModelConfig
@@ -381,11 +381,17 @@ def write_tokenizer_and_template(out: Path, tok: HFTokenizer, template: str | No
 
 # ---- import ------------------------------------------------------------------------------------
 def import_hf(src: str | Path, out: str | Path, dtype: torch.dtype | None = None,
-              force: bool = False, log: Log | None = None) -> dict[str, Any]:
+              overwrite: bool = False, log: Log | None = None) -> dict[str, Any]:
     """Import a Llama / Qwen2 / Mistral folder as a tinyllm model directory; returns a summary.
 
     Tensors stream from the source files to ``out/model.safetensors`` one at a time (``dtype``
-    converts them; default: as stored). The tokenizer and chat template are copied."""
+    converts them; default: as stored). The tokenizer and chat template are copied. ``out``
+    must be new or empty unless ``overwrite``; it is written holding its run lock."""
+    with runlock.acquire(out):
+        return _import_hf(src, Path(out), dtype, overwrite, log)
+
+
+def _import_hf(src, out: Path, dtype, overwrite: bool, log) -> dict[str, Any]:
     log = log or (lambda msg: None)
     folder, out = Path(src).expanduser(), Path(out)
     if not (folder / "config.json").is_file():
@@ -393,7 +399,7 @@ def import_hf(src: str | Path, out: str | Path, dtype: torch.dtype | None = None
     hf_cfg = read_hf_config(folder / "config.json")
     cfg = model_config_from_hf(hf_cfg, str(folder / "config.json"), log)
     weights = find_weights(folder)
-    _check_out(out, force, modeldir.CONFIG, weights)
+    _check_out(out, weights)
     tok, template = read_folder_tokenizer(folder, hf_cfg)
     if tok.vocab_size > cfg.vocab_size:
         log(f"note: the tokenizer has {tok.vocab_size} ids, the model {cfg.vocab_size}")
@@ -425,6 +431,7 @@ def import_hf(src: str | Path, out: str | Path, dtype: torch.dtype | None = None
             parts = [reader.get(k).to(want) for k in keys]
             return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
+        modeldir.prepare_output(out, overwrite, log=log)  # checked: now write
         out.mkdir(parents=True, exist_ok=True)
         log(f"writing {out / modeldir.WEIGHTS} ({len(entries)} tensors)")
         nbytes = write_safetensors(out / modeldir.WEIGHTS, entries, produce)
@@ -467,18 +474,24 @@ def tensor_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 # ---- export ------------------------------------------------------------------------------------
 def export_hf(info: modeldir.ModelInfo, out: str | Path, dtype: torch.dtype | None = None,
-              force: bool = False, log: Log | None = None) -> dict[str, Any]:
+              overwrite: bool = False, log: Log | None = None) -> dict[str, Any]:
     """Write a Llama-family tinyllm model as a folder transformers loads
     (``AutoModelForCausalLM.from_pretrained(out)``, ``AutoTokenizer.from_pretrained(out)``).
 
     Writes config.json, model.safetensors (streamed), generation_config.json, tokenizer.json and
     tokenizer_config.json (with the chat template, if the model has one). The architecture is the
     one the model was imported from (Llama, Qwen2, Mistral), else Qwen2 for q/k/v bias, else Llama.
+    ``out`` must be new or empty unless ``overwrite``; it is written holding its run lock.
     """
+    with runlock.acquire(out):
+        return _export_hf(info, Path(out), dtype, overwrite, log)
+
+
+def _export_hf(info: modeldir.ModelInfo, out: Path, dtype, overwrite: bool, log) -> dict[str, Any]:
     log = log or (lambda msg: None)
     cfg, out = info.model_config, Path(out)
     weights = info.path / modeldir.WEIGHTS
-    _check_out(out, force, "config.json", [weights])
+    _check_out(out, [weights])
     src_type = (info.meta.get("source") or {}).get("model_type")
     hf_cfg = hf_config_from_model(cfg, src_type if src_type in ARCHITECTURES else None)
     own = tensor_shapes(cfg)
@@ -504,6 +517,7 @@ def export_hf(info: modeldir.ModelInfo, out: str | Path, dtype: torch.dtype | No
             tl, i = plan[name]
             return _split(reader.get(tl), cfg, tl)[i].to(store).contiguous()
 
+        modeldir.prepare_output(out, overwrite, modeldir.HF_FILES, log=log)  # checked: now write
         out.mkdir(parents=True, exist_ok=True)
         log(f"writing {out / 'model.safetensors'} ({len(entries)} tensors)")
         nbytes = write_safetensors(out / "model.safetensors", entries, produce, {"format": "pt"})

@@ -158,8 +158,12 @@ class Engine:
         if dropped:
             self.log(f"note: the conversation outgrew the {self.context_length}-token context; "
                      f"the oldest {dropped} message(s) are left out of the prompt")
+        # characters the tokenizer does not know; for a plain language model, a last message
+        # longer than the context is cut to its end, as `generate` cuts a prompt
+        self.warn_about_prompt("".join(m["content"] for m in messages), ids)
         new_ids = generate_ids(self.prefill, self.step, ids, cfg, self.tokenizer.eos_ids,
-                               self.context_length, self.tokenizer.vocab_size, slide=False)
+                               self.context_length, self.tokenizer.vocab_size,
+                               slide=self.chat_template is None)
         return stream_text(self._naming_model(new_ids), self.tokenizer.token_bytes, stops)
 
     def chat_prompt(self, messages: list[dict], cfg: SamplingConfig | None = None
@@ -189,7 +193,7 @@ class Engine:
                 turns.pop(0)
                 dropped += 1
             ids, stops = self._render_chat(system + turns, cfg)
-        if len(ids) >= self.context_length:
+        if len(ids) >= self.context_length and self.chat_template is not None:
             raise UserError(f"the message is {len(ids)} tokens long (with the system prompt and "
                             f"template); {self.info.name}'s context holds {self.context_length}")
         return ids, stops, dropped
