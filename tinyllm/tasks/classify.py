@@ -124,12 +124,13 @@ class ClassifyTask(Task):
                  resume=False, overwrite=False, train_left_out=False, class_weight="none",
                  dropout=None, allow_many_labels=False,
                  extra_train: list[Example] | None = None, vocab_size: int = 4096,
-                 model_overrides: dict | None = None, save_dtype=None,
+                 model_overrides: dict | None = None, save_dtype=None, precision: str = "auto",
                  callbacks=(), log=None, **_: Any) -> dict[str, Any]:
         """Fine-tune (or train from scratch) and report the test split's metrics.
 
         ``extra_train`` adds examples to the training split only (never validated or tested);
-        ``model_overrides`` changes ModelConfig fields of a from-scratch model.
+        ``model_overrides`` changes ModelConfig fields of a from-scratch model; ``precision`` is
+        the training loop's (``train.precision``).
         """
         from tinyllm.tasks import classify_train
         from tinyllm.train.pretrain import prepare_out
@@ -164,7 +165,7 @@ class ClassifyTask(Task):
             preset=preset or self.default_preset, vocab_size=vocab_size,
             model_overrides=model_overrides or {}, save_dtype=save_dtype, resume=resume,
             callbacks=list(callbacks), log=log, info=info, class_weight=class_weight,
-            dropout=dropout, prepare_out=lambda: prepare_out(*asked))
+            dropout=dropout, precision=precision, prepare_out=lambda: prepare_out(*asked))
         done = run.fit()
         test_file, test_cols = self.write_test(Path(out), test, text_col, label_col)
         report = self.evaluate(out, test_file, backend="torch", **test_cols)
