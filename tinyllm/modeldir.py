@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyllm.config import ConfigError, ModelConfig, from_dict, read_yaml
+from tinyllm.config import ENCODER_FAMILIES, ConfigError, EncoderConfig, ModelConfig, model_config, read_yaml
 
 BUNDLED_MODELS = Path(__file__).parent / "bundled" / "models"
 DEFAULT_LM = "shakespeare-char"
@@ -71,8 +71,17 @@ class ModelInfo:
         return self.path.name
 
     @property
-    def model_config(self) -> ModelConfig:
-        return from_dict(ModelConfig, self.meta.get("model"), f"{self.path / CONFIG}: model")
+    def model_config(self) -> ModelConfig | EncoderConfig:
+        return model_config(self.meta.get("model"), f"{self.path / CONFIG}: model")
+
+    @property
+    def family(self) -> str:
+        """The architecture's family: "gpt2" (the default), "bert", ..."""
+        return (self.meta.get("model") or {}).get("family") or "gpt2"
+
+    @property
+    def is_encoder(self) -> bool:
+        return self.family in ENCODER_FAMILIES
 
     @property
     def task(self) -> str:
@@ -103,6 +112,7 @@ class ModelInfo:
         cfg = self.model_config
         return {
             "name": self.name, "path": str(self.path), "source": self.source, "task": self.task,
+            "family": self.family,
             "tokenizer": self.tokenizer, "params": cfg.num_params(),
             "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
             "context_length": cfg.context_length, "vocab_size": cfg.vocab_size,

@@ -1,11 +1,15 @@
-"""Tokenizers behind one interface: ``gpt2`` (tiktoken, offline), ``char`` and ``bpe`` (trained).
+"""Tokenizers behind one interface: ``gpt2`` (tiktoken, offline), ``char`` and ``bpe`` (trained),
+and ``wordpiece`` (BERT's, imported from ``vocab.txt``/``tokenizer.json`` or trained).
 
 Imports no torch: the ONNX runtime path uses this module too.
 
 Every tokenizer has ``encode(text) -> list[int]``, ``decode(ids) -> str``,
 ``token_bytes(id) -> bytes`` (for streaming without broken UTF-8), ``vocab_size``, ``eot_id``
-(end-of-text id or None) and ``spec()``, the mapping stored under ``tokenizer:`` in a model
-directory's ``config.yaml``. ``save(dir)`` writes whatever files the spec names.
+(end-of-text id or None), ``pad_id`` (the padding id, or None) and ``spec()``, the mapping stored
+under ``tokenizer:`` in a model directory's ``config.yaml``. ``save(dir)`` writes whatever files the
+spec names. ``encode`` gives what a model reads (for WordPiece: ``[CLS] text [SEP]``);
+``encode_plain`` the text's tokens alone, for corpora; ``truncate(ids, n)`` shortens a model input
+keeping its closing special token.
 """
 from __future__ import annotations
 
@@ -28,9 +32,18 @@ class Tokenizer:
     name: str = ""
     vocab_size: int = 0
     eot_id: int | None = None
+    pad_id: int | None = None
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
+
+    def encode_plain(self, text: str) -> list[int]:
+        """The tokens of ``text`` without the special tokens a model input adds (corpora)."""
+        return self.encode(text)
+
+    def truncate(self, ids: list[int], max_len: int) -> list[int]:
+        """A model input of at most ``max_len`` tokens (its start is kept)."""
+        return ids[:max_len]
 
     def decode(self, ids: Iterable[int]) -> str:
         return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
@@ -211,6 +224,121 @@ class BPETokenizer(Tokenizer):
             raise TokenizerError(f"{path}: not a BPE tokenizer file ({e})") from None
 
 
+# ---- wordpiece (BERT, through Hugging Face tokenizers) -----------------------------------------
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+WORDPIECE_SPECIALS = (PAD, UNK, CLS, SEP, MASK)
+
+
+class WordPieceTokenizer(Tokenizer):
+    """BERT's WordPiece: normalisation (lower-casing, accent stripping) as its file says, then
+    ``[CLS] text [SEP]`` for one text and ``[CLS] a [SEP] b [SEP]`` for a pair, with token types
+    0 for the first segment and 1 for the second. Stored as a Hugging Face ``tokenizer.json``."""
+
+    name = "wordpiece"
+
+    def __init__(self, tok, where: str = "tokenizer"):
+        tok.no_truncation()  # tinyllm truncates to the model's context itself, and pads per batch
+        tok.no_padding()
+        self._tok = tok
+        self.vocab_size = tok.get_vocab_size()
+        ids = {t: tok.token_to_id(t) for t in WORDPIECE_SPECIALS}
+        missing = [t for t in (PAD, CLS, SEP) if ids[t] is None]
+        if missing:
+            raise TokenizerError(f"{where}: not a BERT WordPiece vocabulary (no {', '.join(missing)})")
+        self.pad_id, self.cls_id, self.sep_id = ids[PAD], ids[CLS], ids[SEP]
+        self.unk_id, self.mask_id = ids[UNK], ids[MASK]
+        self.special_ids = frozenset(i for i in ids.values() if i is not None)
+
+    @classmethod
+    def from_vocab(cls, path: str | Path, lowercase: bool = True, strip_accents: bool | None = None,
+                   chinese_chars: bool = True) -> "WordPieceTokenizer":
+        """From a ``vocab.txt`` (one token a line); ``strip_accents`` None follows ``lowercase``,
+        as in BERT."""
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        path = Path(path)
+        if not path.is_file():
+            raise TokenizerError(f"{path}: vocabulary file missing")
+        try:
+            impl = BertWordPieceTokenizer(str(path), lowercase=lowercase, strip_accents=strip_accents,
+                                          handle_chinese_chars=chinese_chars)
+        except Exception as e:  # tokenizers raises bare Exceptions
+            raise TokenizerError(f"{path}: not a WordPiece vocabulary ({e})") from None
+        return cls(impl._tokenizer, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "WordPieceTokenizer":
+        """From a Hugging Face ``tokenizer.json`` with a WordPiece model."""
+        from tokenizers import Tokenizer as HFTokenizer
+
+        path = Path(path)
+        try:
+            tok = HFTokenizer.from_file(str(path))
+        except FileNotFoundError:
+            raise TokenizerError(f"{path}: tokenizer file missing") from None
+        except Exception as e:
+            raise TokenizerError(f"{path}: not a tokenizer file ({e})") from None
+        kind = json.loads(tok.to_str()).get("model", {}).get("type")
+        if kind != "WordPiece":
+            raise TokenizerError(f"{path}: a {kind} tokenizer, not WordPiece")
+        return cls(tok, str(path))
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 8192, lowercase: bool = True
+              ) -> "WordPieceTokenizer":
+        """A WordPiece vocabulary learned from ``texts``, with BERT's special tokens first."""
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        impl = BertWordPieceTokenizer(lowercase=lowercase)
+        impl.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=list(WORDPIECE_SPECIALS),
+                                 show_progress=False)
+        return cls(impl._tokenizer)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text).ids
+
+    def encode_plain(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(texts)]
+
+    def encode_pair(self, first: str, second: str) -> tuple[list[int], list[int]]:
+        """``[CLS] first [SEP] second [SEP]``: (ids, token types)."""
+        e = self._tok.encode(first, second)
+        return e.ids, e.type_ids
+
+    def truncate(self, ids: list[int], max_len: int) -> list[int]:
+        if len(ids) <= max_len:
+            return ids
+        if ids and ids[-1] == self.sep_id:  # keep the closing [SEP], as transformers' truncation does
+            return ids[:max_len - 1] + [self.sep_id]
+        return ids[:max_len]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=False)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return (self._tok.id_to_token(token_id) or "").encode("utf-8")
+
+    @property
+    def lowercase(self) -> bool:
+        """Whether the normalizer lower-cases (an uncased vocabulary)."""
+        return bool((json.loads(self._tok.to_str()).get("normalizer") or {}).get("lowercase"))
+
+    def tokens(self) -> list[str]:
+        """Every token, by id (the lines of a vocab.txt)."""
+        return [t for t, _ in sorted(self._tok.get_vocab().items(), key=lambda kv: kv[1])]
+
+    def spec(self) -> dict:
+        return {"type": "wordpiece", "file": "tokenizer.json"}
+
+    def save(self, directory: str | Path) -> None:
+        from tinyllm.atomic import atomic_write_text
+
+        atomic_write_text(Path(directory) / "tokenizer.json", self._tok.to_str())
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -222,7 +350,8 @@ def _read_json(path: Path) -> dict:
 
 # ---- factory ----------------------------------------------------------------------------------
 _GPT2_CACHE: list[GPT2Tokenizer] = []
-TOKENIZER_TYPES = ("gpt2", "char", "bpe")
+TOKENIZER_TYPES = ("gpt2", "char", "bpe", "wordpiece")
+_FILE_TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer, "wordpiece": WordPieceTokenizer}
 
 
 def get_gpt2() -> GPT2Tokenizer:
@@ -241,11 +370,10 @@ def from_spec(spec: dict | str | None, model_dir: str | Path | None = None) -> T
     kind = spec.get("type")
     if kind == "gpt2":
         return get_gpt2()
-    if kind in ("char", "bpe"):
+    if kind in _FILE_TOKENIZERS:
         if model_dir is None:
             raise TokenizerError(f"a {kind} tokenizer is stored in a model directory; give --model")
-        path = Path(model_dir) / spec.get("file", "tokenizer.json")
-        return CharTokenizer.load(path) if kind == "char" else BPETokenizer.load(path)
+        return _FILE_TOKENIZERS[kind].load(Path(model_dir) / spec.get("file", "tokenizer.json"))
     raise TokenizerError(f"unknown tokenizer type {kind!r}; known: {', '.join(TOKENIZER_TYPES)}")
 
 
@@ -258,4 +386,6 @@ def train_tokenizer(kind: str, text: str, vocab_size: int = 4096) -> Tokenizer:
     if kind == "bpe":
         chunk = 1 << 20
         return BPETokenizer.train((text[i:i + chunk] for i in range(0, len(text), chunk)), vocab_size)
+    if kind == "wordpiece":
+        return WordPieceTokenizer.train(text.splitlines(), vocab_size)
     raise TokenizerError(f"unknown tokenizer type {kind!r}; known: {', '.join(TOKENIZER_TYPES)}")

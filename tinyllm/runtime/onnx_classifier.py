@@ -43,7 +43,7 @@ class OnnxClassifier:
         """
         if not texts:
             return np.zeros((0, self.n_classes))
-        rows = encode_texts(self.tokenizer, texts)
+        rows = encode_texts(self.tokenizer, texts, self.context_length)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         out = np.empty((len(rows), self.n_classes), dtype=np.float32)
         pad = pad_id_of(self.tokenizer)

@@ -13,14 +13,21 @@ from tinyllm.tokenizer import Tokenizer
 
 
 def pad_id_of(tokenizer: Tokenizer) -> int:
-    """The padding id: the end-of-text token when the tokenizer has one, else 0."""
+    """The padding id: the tokenizer's own ([PAD]), else its end-of-text token, else 0."""
+    if tokenizer.pad_id is not None:
+        return tokenizer.pad_id
     return tokenizer.eot_id if tokenizer.eot_id is not None else 0
 
 
-def encode_texts(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
-    """Token ids of each text (the batched encoder when the tokenizer has one)."""
+def encode_texts(tokenizer: Tokenizer, texts: list[str], max_len: int | None = None
+                 ) -> list[list[int]]:
+    """Token ids of each text (the batched encoder when the tokenizer has one), each cut to
+    ``max_len`` by the tokenizer (a WordPiece input keeps its closing [SEP])."""
     batch = getattr(tokenizer, "encode_batch", None)
-    return batch(list(texts)) if batch is not None else [tokenizer.encode(t) for t in texts]
+    rows = batch(list(texts)) if batch is not None else [tokenizer.encode(t) for t in texts]
+    if max_len is not None:
+        rows = [tokenizer.truncate(r, max_len) for r in rows]
+    return rows
 
 
 def pad_ids(rows: list[list[int]], context_length: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +46,7 @@ def encode_batch(tokenizer: Tokenizer, texts: list[str], context_length: int,
     """Texts -> (ids int64 (B, T), lengths int64 (B,)), T = the longest row after truncation."""
     if pad_id is None:
         pad_id = pad_id_of(tokenizer)
-    return pad_ids(encode_texts(tokenizer, texts), context_length, pad_id)
+    return pad_ids(encode_texts(tokenizer, texts, context_length), context_length, pad_id)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -212,7 +212,7 @@ def score(model: GPT, rows: list[list[int]], y: np.ndarray, ctx: int, pad: int,
 def encode_examples(tokenizer, examples: list[Example], labels: list[str], context_length: int):
     """Token rows and class ids of examples (rows are truncated later, per batch)."""
     index = {x: i for i, x in enumerate(labels)}
-    rows = [r[:context_length] for r in encode_texts(tokenizer, [e.text for e in examples])]
+    rows = encode_texts(tokenizer, [e.text for e in examples], context_length)
     return rows, np.array([index[e.label] for e in examples], dtype=np.int64)
 
 
