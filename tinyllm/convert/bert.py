@@ -244,11 +244,12 @@ def from_hf_state_dict(state: Mapping[str, torch.Tensor], hf_config: Any,
     found, _ = match_keys(state.keys(), cfg, "state dict")
     model = Encoder(cfg)
     own = model.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in own.items()}
     with torch.no_grad():
         for tl, hfs in name_pairs(cfg):
             parts = [state[found[h]] for h in hfs]
             for h, t in zip(hfs, parts):
-                _check_shape(h, tuple(t.shape), _want_shape(own, tl, len(hfs)), cfg, "state dict")
+                _check_shape(h, tuple(t.shape), _want_shape(shapes, tl, len(hfs)), cfg, "state dict")
             own[tl].copy_(torch.cat(parts) if len(parts) > 1 else parts[0])
     return model.eval()
 
