@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from tinyllm.runtime.session import open_session
-from tinyllm.runtime.textbatch import encode_texts, pad_id_of, pad_ids, softmax
+from tinyllm.runtime.textbatch import encode_texts, length_chunks, pad_id_of, pad_ids, softmax
 from tinyllm.tokenizer import Tokenizer
 
 
@@ -44,11 +44,9 @@ class OnnxClassifier:
         if not texts:
             return np.zeros((0, self.n_classes))
         rows = encode_texts(self.tokenizer, texts, self.context_length)
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         out = np.empty((len(rows), self.n_classes), dtype=np.float32)
         pad = pad_id_of(self.tokenizer)
-        for at in range(0, len(order), chunk):
-            part = order[at:at + chunk]
+        for part in length_chunks(rows, chunk):
             ids, lengths = pad_ids([rows[i] for i in part], self.context_length, pad)
             out[part] = self.logits(ids, lengths)
         return softmax(out)

@@ -55,3 +55,22 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def length_chunks(rows: list[list[int]], chunk: int) -> list[list[int]]:
+    """Row indices in groups of up to ``chunk`` rows of similar length (shortest first), so a
+    batch of short texts is not padded to its longest one."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    return [order[at:at + chunk] for at in range(0, len(order), chunk)]
+
+
+def mean_pool(hidden: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The mean of each row's first ``lengths`` hidden states: (B, T, C), (B,) -> (B, C)."""
+    mask = (np.arange(hidden.shape[1])[None, :] < lengths[:, None]).astype(hidden.dtype)
+    return (hidden * mask[:, :, None]).sum(1) / np.maximum(lengths, 1)[:, None].astype(hidden.dtype)
+
+
+def normalize_rows(v: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a zero row stays zero)."""
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(norm, 1e-12)

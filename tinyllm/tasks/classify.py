@@ -65,12 +65,14 @@ class ClassifyTask(Task):
         click.Option(["--class-weight"], type=click.Choice(["none", "balanced"]), default="none",
                      help="balanced: weight the loss by inverse label frequency in training."),
         click.Option(["--train-layers"], default="all", show_default=True,
-                     help="Which transformer blocks train: all, or last-N (plus final norm and head)."),
+                     help="Which transformer blocks train: all, last-N (plus final norm and head), "
+                          "or head (the head alone; the model stays frozen)."),
         click.Option(["--lora-rank"], type=click.IntRange(0), default=0,
                      help="LoRA adapters of this rank on the trained blocks (0 = off); merged on save."),
         click.Option(["--lora-alpha"], type=float, default=None, help="LoRA alpha (default: the rank)."),
-        click.Option(["--pooling"], type=click.Choice(["last", "mean"]), default="last",
-                     show_default=True, help="Head input: the last real token, or the mean of all."),
+        click.Option(["--pooling"], type=click.Choice(["last", "mean", "cls"]), default=None,
+                     help="Head input: the last real token (decoders' default), [CLS] through the "
+                          "pooler (encoders' default), or the mean of all tokens."),
         click.Option(["--epochs"], type=click.IntRange(1), default=5, show_default=True),
         click.Option(["--dropout"], type=click.FloatRange(0, 1, max_open=True), default=None,
                      help="Dropout while training (default: the model's; 0.1 from scratch)."),
@@ -113,7 +115,7 @@ class ClassifyTask(Task):
         return F.cross_entropy(model.classify(ids, lengths).float(), y)
 
     def finetune(self, data, out, model=None, text_col=None, label_col=None, balance="none",
-                 train_layers="all", lora_rank=0, lora_alpha=None, pooling="last", epochs=5,
+                 train_layers="all", lora_rank=0, lora_alpha=None, pooling=None, epochs=5,
                  batch_size=None, lr=None, split=(0.7, 0.1, 0.2), seed=123, preset=None,
                  resume=False, train_left_out=False, class_weight="none", dropout=None,
                  extra_train: list[Example] | None = None, vocab_size: int = 4096,
