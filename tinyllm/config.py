@@ -179,8 +179,10 @@ class TrainConfig:
     See docs/training-internals.md for what each field does inside the loop."""
     # data (LM pretraining; fine-tuning tasks read their own data and may ignore these)
     data: str | None = None        # UTF-8 text corpus; relative paths in a YAML resolve against its folder
-    tokenizer: str = "char"        # gpt2 | char | bpe (char/bpe are trained on the corpus, saved with the model)
-    bpe_vocab_size: int = 4096     # vocabulary size when training a bpe tokenizer
+    objective: str = "lm"          # lm: next-token prediction (decoders) | mlm: masked tokens (encoders)
+    tokenizer: str = "char"        # gpt2 | char | bpe | wordpiece (trained on the corpus, saved with the
+                                   # model; mlm runs default to wordpiece)
+    bpe_vocab_size: int = 4096     # vocabulary size when training a bpe or wordpiece tokenizer
     init_from: str | None = None   # start from this model (path or name) instead of random init
     seq_len: int = 0               # tokens per training window (max_length); 0 = the model's context_length
     stride: int = 0                # distance between window starts for sampling="windows"; 0 = seq_len
@@ -230,7 +232,8 @@ class TrainConfig:
                     setattr(self, f.name, float(v))
                 except ValueError:
                     raise ConfigError(f"train.{f.name} must be a number, not {v!r}") from None
-        choices = {"tokenizer": ("gpt2", "char", "bpe"), "sampling": ("random", "windows"),
+        choices = {"tokenizer": ("gpt2", "char", "bpe", "wordpiece"), "objective": ("lm", "mlm"),
+                   "sampling": ("random", "windows"),
                    "schedule": ("cosine", "linear", "constant"), "best_mode": ("min", "max"),
                    "precision": ("auto", "fp32", "bf16", "fp16")}
         for name, allowed in choices.items():
