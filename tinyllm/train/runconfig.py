@@ -148,12 +148,16 @@ def load_run(config: str | Path | None = None, preset: str | None = None, *, dat
             raise ConfigError(f"unknown preset {preset!r}; model presets: {', '.join(PRESETS)}; "
                               f"training presets: {', '.join(tpresets) or 'none'}")
     raw["train"].update(options)
-    for item in sets:
-        _set(raw, item)
     goal = raw["train"].get("objective", "lm")
+    for item in sets:  # --set objective=mlm chooses the default model too
+        keys, value = parse_override(item)
+        if keys in (["objective"], ["train", "objective"]):
+            goal = value
     if not raw["model"] and not raw["train"].get("init_from"):
         raw["model"] = {"preset": DEFAULT_PRESETS.get(goal, DEFAULT_MODEL_PRESET)}
     model_preset = raw["model"].get("preset")
+    for item in sets:
+        _set(raw, item)
     if goal == "mlm":
         raw["train"].setdefault("tokenizer", "wordpiece")  # an encoder reads [CLS] ... [SEP]
     model = expand_model(raw["model"], source or "config")
