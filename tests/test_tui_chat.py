@@ -221,3 +221,21 @@ def test_real_engine_on_a_tiny_model(tiny_lm_dir):
             assert len(replies(app)[0].content) == 20          # 20 characters from a char model
             assert "tiny-lm · lm · torch" in text_of(screen.query_one("#chat-model-info"))
     asyncio.run(scenario())
+
+
+def test_embedder_answers_with_the_nearest_earlier_line(tiny_bert_dir):
+    """An encoder without a classifier (a real one) answers each line with the closest earlier one."""
+    async def scenario():
+        app = TinyLLMApp(model=str(tiny_bert_dir))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.engine is not None, timeout=60)
+            for line in ("the king is dead", "to be or not to be", "the king is dead!"):
+                await send(pilot, line)
+                await wait_for(pilot, lambda: not screen.generating, timeout=30)
+            answers = [m.content for m in replies(app)]
+            assert len(answers) == 3 and "nearest" in answers[0]
+            assert "nearest earlier line" in answers[2] and "the king is dead\n" in answers[2] + "\n"
+            assert answers[2].splitlines()[1].strip() == "the king is dead"
+            assert "embedded in" in text_of(screen.query_one("#chat-status"))
+    asyncio.run(scenario())

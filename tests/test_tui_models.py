@@ -149,3 +149,16 @@ def test_enter_opens_chat_with_the_selected_model():
                            and opened[-1] == "beta" and app.screen.engine is not None)
             assert "beta" in text_of(app.screen.query_one("#chat-model-info"))
     asyncio.run(scenario())
+
+
+def test_models_screen_lists_encoders(tiny_bert_dir):
+    import shutil
+
+    from tinyllm import modeldir
+    from tinyllm_tui.screens.models import model_details, model_row
+
+    shutil.copytree(tiny_bert_dir, modeldir.models_home() / "tiny-bert")
+    info = next(m for m in modeldir.list_models() if m.name == "tiny-bert")
+    assert model_row(info)[1] == "embed (bert)"
+    text = model_details(info).plain
+    assert "bert (encoder)" in text and "pooler, masked-LM" in text and "mean" in text

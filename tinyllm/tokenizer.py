@@ -246,6 +246,10 @@ class WordPieceTokenizer(Tokenizer):
         if missing:
             raise TokenizerError(f"{where}: not a BERT WordPiece vocabulary (no {', '.join(missing)})")
         self.pad_id, self.cls_id, self.sep_id = ids[PAD], ids[CLS], ids[SEP]
+        if tok.post_processor is None:  # a trained vocabulary: add [CLS] ... [SEP] as BERT does
+            from tokenizers import processors
+
+            tok.post_processor = processors.BertProcessing((SEP, self.sep_id), (CLS, self.cls_id))
         self.unk_id, self.mask_id = ids[UNK], ids[MASK]
         self.special_ids = frozenset(i for i in ids.values() if i is not None)
 
