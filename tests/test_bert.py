@@ -44,8 +44,8 @@ def minilm_dir() -> Path:
     return folder
 
 
-def cli(*args: str, input: str | None = None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+def cli(*args: str, input: str | None = None, env: dict | None = None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, env=env)
 
 
 def write_vocab(folder: Path) -> int:
@@ -364,3 +364,37 @@ def test_encoder_config_is_chosen_by_family(tmp_path):
     assert isinstance(info.model_config, EncoderConfig)
     assert info.summary()["family"] == "bert"
     assert isinstance(ours, Encoder)
+
+
+def _sentence_transformers_vectors(src: Path, texts: list[str]):
+    """all-MiniLM-L6-v2 as sentence-transformers runs it: mean-pooled, normalised (max 256 tokens)."""
+    hf = transformers.BertModel.from_pretrained(src).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(src)
+    b = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.no_grad():
+        h = hf(**b).last_hidden_state
+    m = b.attention_mask[..., None].float()
+    return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1).numpy()
+
+
+def test_minilm_embed_matches_sentence_transformers_on_both_backends(minilm):
+    import numpy as np
+
+    from tinyllm.export.onnx import export_model
+
+    src, out = minilm
+    texts = SENTENCES + ["word " * 400]  # longer than its 256-token maximum: truncated alike
+    ref = _sentence_transformers_vectors(src, texts)
+    r = cli("embed", "--model", out, "--backend", "torch", input="\n".join(texts) + "\n")
+    assert r.exit_code == 0, r.output
+    got = np.array([json.loads(x)["embedding"] for x in r.stdout.splitlines()])
+    assert got.shape == (len(texts), 384)
+    assert (got * ref).sum(1).min() >= 0.9999  # already normalised: the model's own setting
+    result = export_model(out, int8=True)
+    assert result.kind == "embed"
+    for precision, bar in (("fp32", 0.9999), ("int8", 0.99)):
+        r = cli("embed", "--model", out, "--backend", "onnx", input="\n".join(texts) + "\n",
+                env={"TINYLLM_ONNX_PRECISION": precision})
+        assert r.exit_code == 0, r.output
+        got = np.array([json.loads(x)["embedding"] for x in r.stdout.splitlines()])
+        assert (got * ref).sum(1).min() >= bar, precision

@@ -153,6 +153,12 @@ def info(model, as_json):
                         f"{human(s['forward_flops_per_token'])} forward, at context "
                         f"{cfg.context_length}"),
     ]
+    if mi.is_encoder:
+        heads = [h for h, on in (("pooler", cfg.pooler), ("masked-LM", cfg.mlm_head),
+                                 ("classifier", cfg.n_classes)) if on]
+        lines.insert(4, ("family", f"{mi.family} (encoder; heads: {', '.join(heads) or 'none'})"))
+        if mi.meta.get("embed"):
+            lines.append(("embed", ", ".join(f"{k}={v}" for k, v in mi.meta["embed"].items())))
     if s["labels"]:
         lines.append(("labels", ", ".join(map(str, s["labels"])) + f" (pooling {cfg.pooling})"))
     if s["template"] is not None:
