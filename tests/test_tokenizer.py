@@ -145,7 +145,10 @@ def test_tokenizer_errors_name_the_file(tmp_path):
     with pytest.raises(TokenizerError, match="bad.json: not a BPE tokenizer file"):
         from_spec({"type": "bpe", "file": "bad.json"}, tmp_path)
     with pytest.raises(TokenizerError, match="unknown tokenizer type"):
-        train_tokenizer("wordpiece", "text")
+        train_tokenizer("unigram", "text")
+    (tmp_path / "bpe.json").write_text(BPETokenizer.train(["some text"] * 10, 300)._tok.to_str(), "utf-8")
+    with pytest.raises(TokenizerError, match="bpe.json: a BPE tokenizer, not WordPiece"):
+        from_spec({"type": "wordpiece", "file": "bpe.json"}, tmp_path)
 
 
 def test_tokenizer_module_imports_no_torch():

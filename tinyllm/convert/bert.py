@@ -38,7 +38,7 @@ from tinyllm import modeldir
 from tinyllm.atomic import atomic_write_text
 from tinyllm.checkpoint import CheckpointError, write_meta
 from tinyllm.config import ConfigError, EncoderConfig
-from tinyllm.convert.gpt2 import _check_out, _write_json, find_weights, read_hf_config
+from tinyllm.convert.gpt2 import _as_dict, _check_out, _write_json, read_hf_config
 from tinyllm.convert.tensors import WeightsReader, write_safetensors
 from tinyllm.models.encoder import Encoder
 from tinyllm.tokenizer import TokenizerError, WordPieceTokenizer, from_spec
@@ -67,7 +67,6 @@ _MLM = (("mlm_head.dense", "cls.predictions.transform.dense"),
 _CLASSIFIER = (("cls_head", "classifier"),)
 _BACKBONE = re.compile(r"^(embeddings|encoder|pooler)\.")
 _SKIPPED = ("embeddings.position_ids", "cls.predictions.decoder.weight")  # a buffer; the tied decoder
-TASKS = {"classify": "BertForSequenceClassification", "mlm": "BertForMaskedLM", "embed": "BertModel"}
 
 
 class BertError(CheckpointError):
@@ -75,14 +74,6 @@ class BertError(CheckpointError):
 
 
 # ---- configs -----------------------------------------------------------------------------------
-def _as_dict(hf_config: Any) -> dict[str, Any]:
-    if isinstance(hf_config, (str, Path)):
-        return read_hf_config(hf_config)
-    if hasattr(hf_config, "to_dict"):  # transformers.BertConfig
-        return hf_config.to_dict()
-    return dict(hf_config)
-
-
 def encoder_config_from_hf(hf_config: Any, where: str = "config.json", pooler: bool = True,
                            mlm_head: bool = False, n_classes: int = 0) -> EncoderConfig:
     """The EncoderConfig of a BERT ``config.json`` (dict, path or transformers config), with the
