@@ -278,3 +278,13 @@ def test_objective_must_fit_the_model(tmp_path):
     assert r.exit_code == 2 and "objective mlm trains an encoder" in r.output
     r = cli("train", "--preset", "bert-tiny", "--data", data, "--out", tmp_path / "y")
     assert r.exit_code == 2 and "--objective mlm" in r.output
+
+
+def test_bundled_mlm_preset_resolves():
+    from tinyllm.train.runconfig import load_run
+
+    run = load_run(None, "bert-tiny-mlm-5min")
+    cfg = run.model_config(vocab_size=4096)
+    assert isinstance(cfg, EncoderConfig) and (cfg.n_layer, cfg.n_embd, cfg.context_length) == (2, 128, 128)
+    assert run.train.objective == "mlm" and run.train.tokenizer == "wordpiece"
+    assert Path(run.train.data).is_file() and run.train.max_time_minutes == 5
