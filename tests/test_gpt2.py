@@ -224,10 +224,10 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
     shutil.copy(good / "config.json", empty)
     fails(empty, "no weights", "model.safetensors", "config.json")
 
-    bert = tmp_path / "bert"
-    shutil.copytree(good, bert)
-    (bert / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 48}))
-    fails(bert, "model_type is 'bert'")
+    other = tmp_path / "other"
+    shutil.copytree(good, other)
+    (other / "config.json").write_text(json.dumps({"model_type": "roberta", "hidden_size": 48}))
+    fails(other, "model_type 'roberta' cannot be imported", "gpt2, bert")
 
     broken_json = tmp_path / "broken_json"
     shutil.copytree(good, broken_json)

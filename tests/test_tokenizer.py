@@ -144,6 +144,9 @@ def test_tokenizer_errors_name_the_file(tmp_path):
     (tmp_path / "bad.json").write_text("not json", "utf-8")
     with pytest.raises(TokenizerError, match="bad.json: not a BPE tokenizer file"):
         from_spec({"type": "bpe", "file": "bad.json"}, tmp_path)
+    (tmp_path / "bpe.json").write_text(BPETokenizer.train(["some text"] * 10, 300)._tok.to_str(), "utf-8")
+    with pytest.raises(TokenizerError, match="bpe.json: a BPE tokenizer, not WordPiece"):
+        from_spec({"type": "wordpiece", "file": "bpe.json"}, tmp_path)
 
 
 def test_tokenizer_module_imports_no_torch():

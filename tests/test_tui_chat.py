@@ -359,4 +359,21 @@ def test_the_whole_conversation_and_system_prompt_go_to_the_engine():
             await pilot.press("ctrl+n")  # a new conversation keeps the system prompt field
             await pilot.pause(0.05)
             assert app.screen.conversation.system == "Answer briefly."
+
+
+def test_embedder_answers_with_the_nearest_earlier_line(tiny_bert_dir):
+    """An encoder without a classifier (a real one) answers each line with the closest earlier one."""
+    async def scenario():
+        app = TinyLLMApp(model=str(tiny_bert_dir))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.engine is not None)
+            for line in ("the king is dead", "to be or not to be", "the king is dead!"):
+                await send(pilot, line)
+                await wait_for(pilot, lambda: not screen.generating)
+            answers = [m.content for m in replies(app)]
+            assert len(answers) == 3 and "nearest" in answers[0]
+            assert "nearest earlier line" in answers[2] and "the king is dead\n" in answers[2] + "\n"
+            assert answers[2].splitlines()[1].strip() == "the king is dead"
+            assert "embedded in" in text_of(screen.query_one("#chat-status"))
     asyncio.run(scenario())

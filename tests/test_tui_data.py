@@ -161,3 +161,18 @@ def test_reader_names_file_and_line(tmp_path):
     ds = load_dataset(table)
     assert ds.columns == ["line", "label", "text"] or ds.columns[1:] == ["id", "sentence", "category"]
     assert ds.text_of(0) == "hello there"
+
+
+def test_token_preview_uses_a_models_wordpiece(tiny_bert_dir):
+    import shutil
+
+    from tinyllm import modeldir
+    from tinyllm.tokenizer import from_spec
+    from tinyllm_tui.screens.data import tokenizer_choices
+    from tinyllm_tui.widgets.tokens import token_preview
+
+    shutil.copytree(tiny_bert_dir, modeldir.models_home() / "tiny-bert")
+    assert any(v.startswith("model:") and v.endswith("tiny-bert") for _, v in tokenizer_choices())
+    tok = from_spec({"type": "wordpiece", "file": "tokenizer.json"}, tiny_bert_dir)
+    text = token_preview(tok, "the king").plain
+    assert "[CLS] the king [SEP]" in text

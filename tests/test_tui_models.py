@@ -177,3 +177,16 @@ def test_serve_the_selected_model_shows_its_url_and_stops(tiny_lm_dir):
             await wait_for(pilot, lambda: not server.running)
             assert "serving at" not in text_of(screen.query_one("#model-info"))
     asyncio.run(scenario())
+
+
+def test_models_screen_lists_encoders(tiny_bert_dir):
+    import shutil
+
+    from tinyllm import modeldir
+    from tinyllm_tui.screens.models import model_details, model_row
+
+    shutil.copytree(tiny_bert_dir, modeldir.models_home() / "tiny-bert")
+    info = next(m for m in modeldir.list_models() if m.name == "tiny-bert")
+    assert model_row(info)[1] == "embed (bert)"
+    text = model_details(info).plain
+    assert "bert (encoder)" in text and "pooler, masked-LM" in text and "mean" in text

@@ -16,21 +16,29 @@ from safetensors.torch import save_file
 
 from tinyllm import modeldir
 from tinyllm.atomic import atomic_path
-from tinyllm.config import ConfigError, ModelConfig, check_memory, to_dict, write_yaml
+from tinyllm.config import ConfigError, EncoderConfig, ModelConfig, check_memory, to_dict, write_yaml
 from tinyllm.models.decoder import GPT
+from tinyllm.models.encoder import Encoder
 from tinyllm.modeldir import load_tokenizer  # noqa: F401  (load_model's companion, importable here)
 from tinyllm.tokenizer import Tokenizer
+
+Model = GPT | Encoder
+
+
+def build_model(cfg: ModelConfig | EncoderConfig) -> Model:
+    """A freshly initialised model of the architecture the config names (its family)."""
+    return Encoder(cfg) if isinstance(cfg, EncoderConfig) else GPT(cfg)
 
 
 class CheckpointError(ConfigError):
     """Weights that are missing, truncated or of the wrong shape."""
 
 
-def state_dict_for_save(model: GPT, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def state_dict_for_save(model: Model, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """The model's tensors, contiguous, without the tied LM head (it is the token embedding)."""
     sd = {}
     for k, v in model.state_dict().items():
-        if k == "lm_head.weight" and model.config.tie_weights:
+        if k == "lm_head.weight" and getattr(model.config, "tie_weights", False):
             continue
         v = v.detach()
         if dtype is not None and v.is_floating_point():
@@ -39,13 +47,13 @@ def state_dict_for_save(model: GPT, dtype: torch.dtype | None = None) -> dict[st
     return sd
 
 
-def save_weights(model: GPT, path: str | Path, dtype: torch.dtype | None = None,
+def save_weights(model: Model, path: str | Path, dtype: torch.dtype | None = None,
                  metadata: dict[str, str] | None = None) -> None:
     with atomic_path(path) as tmp:
         save_file(state_dict_for_save(model, dtype), str(tmp), metadata=metadata or {"format": "pt"})
 
 
-def save_model(model: GPT, tokenizer: Tokenizer, out: str | Path, task: str = "lm",
+def save_model(model: Model, tokenizer: Tokenizer, out: str | Path, task: str = "lm",
                extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write a complete model directory. ``extra`` adds keys to config.yaml (labels, template, ...).
 
@@ -58,7 +66,7 @@ def save_model(model: GPT, tokenizer: Tokenizer, out: str | Path, task: str = "l
     return out
 
 
-def write_meta(out: str | Path, config: ModelConfig, tokenizer: Tokenizer, task: str = "lm",
+def write_meta(out: str | Path, config: ModelConfig | EncoderConfig, tokenizer: Tokenizer, task: str = "lm",
                extra: dict[str, Any] | None = None) -> None:
     """Write the tokenizer files and config.yaml (last: the weights must already be in place).
 
@@ -77,11 +85,12 @@ def write_meta(out: str | Path, config: ModelConfig, tokenizer: Tokenizer, task:
     write_yaml(out / modeldir.CONFIG, meta)
 
 
-def load_weights(model: GPT, path: str | Path, strict: bool = True) -> None:
+def load_weights(model: Model, path: str | Path, strict: bool = True) -> None:
     """Copy tensors from a safetensors file into ``model`` one at a time (no second full copy)."""
     path = Path(path)
     own = model.state_dict()
-    expected = {k for k in own if not (k == "lm_head.weight" and model.config.tie_weights)}
+    expected = {k for k in own
+                if not (k == "lm_head.weight" and getattr(model.config, "tie_weights", False))}
     try:
         with safe_open(str(path), framework="pt") as f:
             keys = set(f.keys())
@@ -110,11 +119,12 @@ def load_weights(model: GPT, path: str | Path, strict: bool = True) -> None:
 
 
 def load_model(name_or_path: str | Path | None = None, default: str = modeldir.DEFAULT_LM,
-               device: str | torch.device = "cpu") -> GPT:
-    """Load a model by path or name; ``model.meta`` holds its config.yaml, ``model.path`` its folder."""
+               device: str | torch.device = "cpu") -> Model:
+    """Load a model by path or name (a GPT or an Encoder, as its config's family says);
+    ``model.meta`` holds its config.yaml, ``model.path`` its folder."""
     info = modeldir.read_info(modeldir.resolve(name_or_path, default))
     check_memory(info.model_config, where=str(info.path / modeldir.CONFIG))
-    model = GPT(info.model_config)
+    model = build_model(info.model_config)
     load_weights(model, info.path / modeldir.WEIGHTS)
     model.eval().to(device)
     model.meta = info.meta

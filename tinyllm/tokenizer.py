@@ -1,5 +1,6 @@
 """Tokenizers behind one interface: ``gpt2`` (tiktoken, offline), ``char`` and ``bpe`` (trained),
-``hf`` (an imported Hugging Face ``tokenizer.json``: Llama, SmolLM2, Qwen2, Mistral, GGUF files).
+``hf`` (an imported Hugging Face ``tokenizer.json``: Llama, SmolLM2, Qwen2, Mistral, GGUF files)
+and ``wordpiece`` (BERT's, imported from ``vocab.txt``/``tokenizer.json`` or trained).
 
 Imports no torch: the ONNX runtime path uses this module too.
 
@@ -9,6 +10,9 @@ in the text, such as ``<|im_start|>``, are recognised), ``decode(ids) -> str``,
 (end-of-text id or None), ``eos_ids`` (every id that ends a reply), ``bos_id`` with ``add_bos``
 (whether a prompt starts with it) and ``spec()``, the mapping stored under ``tokenizer:`` in a
 model directory's ``config.yaml``. ``save(dir)`` writes whatever files the spec names.
+``pad_id`` is the padding id (or None); ``encode`` gives what a model reads (for WordPiece:
+``[CLS] text [SEP]``); ``encode_plain`` the text's tokens alone, for corpora; ``truncate(ids, n)``
+shortens a model input keeping its closing special token.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ class Tokenizer:
     eot_id: int | None = None
     bos_id: int | None = None      # beginning-of-sequence token, if the tokenizer has one
     add_bos: bool = False          # prompts start with bos_id (Llama 2/3 base models)
+    pad_id: int | None = None      # the padding id (encoders), if the tokenizer has one
 
     @property
     def eos_ids(self) -> tuple[int, ...]:
@@ -48,6 +53,14 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
+
+    def encode_plain(self, text: str) -> list[int]:
+        """The tokens of ``text`` without the special tokens a model input adds (corpora)."""
+        return self.encode(text)
+
+    def truncate(self, ids: list[int], max_len: int) -> list[int]:
+        """A model input of at most ``max_len`` tokens (its start is kept)."""
+        return ids[:max_len]
 
     def decode(self, ids: Iterable[int]) -> str:
         return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
@@ -426,9 +439,131 @@ def _read_json(path: Path):
         raise TokenizerError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
 
 
+# ---- wordpiece (BERT, through Hugging Face tokenizers) -----------------------------------------
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+WORDPIECE_SPECIALS = (PAD, UNK, CLS, SEP, MASK)
+
+
+class WordPieceTokenizer(Tokenizer):
+    """BERT's WordPiece: normalisation (lower-casing, accent stripping) as its file says, then
+    ``[CLS] text [SEP]`` for one text and ``[CLS] a [SEP] b [SEP]`` for a pair, with token types
+    0 for the first segment and 1 for the second. Stored as a Hugging Face ``tokenizer.json``."""
+
+    name = "wordpiece"
+
+    def __init__(self, tok, where: str = "tokenizer"):
+        tok.no_truncation()  # tinyllm truncates to the model's context itself, and pads per batch
+        tok.no_padding()
+        self._tok = tok
+        self.vocab_size = tok.get_vocab_size()
+        ids = {t: tok.token_to_id(t) for t in WORDPIECE_SPECIALS}
+        missing = [t for t in (PAD, CLS, SEP) if ids[t] is None]
+        if missing:
+            raise TokenizerError(f"{where}: not a BERT WordPiece vocabulary (no {', '.join(missing)})")
+        self.pad_id, self.cls_id, self.sep_id = ids[PAD], ids[CLS], ids[SEP]
+        if tok.post_processor is None:  # a trained vocabulary: add [CLS] ... [SEP] as BERT does
+            from tokenizers import processors
+
+            tok.post_processor = processors.BertProcessing((SEP, self.sep_id), (CLS, self.cls_id))
+        self.unk_id, self.mask_id = ids[UNK], ids[MASK]
+        self.special_ids = frozenset(i for i in ids.values() if i is not None)
+
+    @classmethod
+    def from_vocab(cls, path: str | Path, lowercase: bool = True, strip_accents: bool | None = None,
+                   chinese_chars: bool = True) -> "WordPieceTokenizer":
+        """From a ``vocab.txt`` (one token a line); ``strip_accents`` None follows ``lowercase``,
+        as in BERT."""
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        path = Path(path)
+        if not path.is_file():
+            raise TokenizerError(f"{path}: vocabulary file missing")
+        try:
+            impl = BertWordPieceTokenizer(str(path), lowercase=lowercase, strip_accents=strip_accents,
+                                          handle_chinese_chars=chinese_chars)
+        except Exception as e:  # tokenizers raises bare Exceptions
+            raise TokenizerError(f"{path}: not a WordPiece vocabulary ({e})") from None
+        return cls(impl._tokenizer, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path, spec: dict | None = None) -> "WordPieceTokenizer":
+        """From a Hugging Face ``tokenizer.json`` with a WordPiece model."""
+        from tokenizers import Tokenizer as RustTokenizer
+
+        path = Path(path)
+        _check_file(path)
+        try:
+            tok = RustTokenizer.from_file(str(path))
+        except FileNotFoundError:
+            raise TokenizerError(f"{path}: tokenizer file missing") from None
+        except Exception as e:
+            raise TokenizerError(f"{path}: not a tokenizer file ({e})") from None
+        kind = json.loads(tok.to_str()).get("model", {}).get("type")
+        if kind != "WordPiece":
+            raise TokenizerError(f"{path}: a {kind} tokenizer, not WordPiece")
+        return cls(tok, str(path))
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 8192, lowercase: bool = True
+              ) -> "WordPieceTokenizer":
+        """A WordPiece vocabulary learned from ``texts``, with BERT's special tokens first."""
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        impl = BertWordPieceTokenizer(lowercase=lowercase)
+        impl.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=list(WORDPIECE_SPECIALS),
+                                 show_progress=False)
+        return cls(impl._tokenizer)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text).ids
+
+    def encode_plain(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(texts)]
+
+    def encode_pair(self, first: str, second: str) -> tuple[list[int], list[int]]:
+        """``[CLS] first [SEP] second [SEP]``: (ids, token types)."""
+        e = self._tok.encode(first, second)
+        return e.ids, e.type_ids
+
+    def truncate(self, ids: list[int], max_len: int) -> list[int]:
+        if len(ids) <= max_len:
+            return ids
+        if ids and ids[-1] == self.sep_id:  # keep the closing [SEP], as transformers' truncation does
+            return ids[:max_len - 1] + [self.sep_id]
+        return ids[:max_len]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=False)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return (self._tok.id_to_token(token_id) or "").encode("utf-8")
+
+    @property
+    def lowercase(self) -> bool:
+        """Whether the normalizer lower-cases (an uncased vocabulary)."""
+        return bool((json.loads(self._tok.to_str()).get("normalizer") or {}).get("lowercase"))
+
+    def tokens(self) -> list[str]:
+        """Every token, by id (the lines of a vocab.txt)."""
+        return [t for t, _ in sorted(self._tok.get_vocab().items(), key=lambda kv: kv[1])]
+
+    def spec(self) -> dict:
+        return {"type": "wordpiece", "file": "tokenizer.json"}
+
+    def save(self, directory: str | Path) -> None:
+        from tinyllm.atomic import atomic_write_text
+
+        atomic_write_text(Path(directory) / "tokenizer.json", self._tok.to_str())
+
+
 # ---- factory ----------------------------------------------------------------------------------
 _GPT2_CACHE: list[GPT2Tokenizer] = []
-TOKENIZER_TYPES = ("gpt2", "char", "bpe", "hf")
+TOKENIZER_TYPES = ("gpt2", "char", "bpe", "hf", "wordpiece")
+_FILE_TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer, "hf": HFTokenizer,
+                    "wordpiece": WordPieceTokenizer}
 
 
 def get_gpt2() -> GPT2Tokenizer:
@@ -449,15 +584,15 @@ def from_spec(spec: dict | str | None, model_dir: str | Path | None = None) -> T
     kind = spec.get("type")
     if kind == "gpt2":
         return get_gpt2()
-    if kind in ("char", "bpe", "hf"):
+    if kind in _FILE_TOKENIZERS:
         if model_dir is None:
             raise TokenizerError(f"a {kind} tokenizer is stored in a model directory; give --model")
         from tinyllm.config import path_inside
 
         path = Path(model_dir) / spec.get("file", "tokenizer.json")
         path_inside(model_dir, spec.get("file", "tokenizer.json"), f"{model_dir}: tokenizer.file")
-        if kind == "hf":
-            return HFTokenizer.load(path, spec)
-        return CharTokenizer.load(path) if kind == "char" else BPETokenizer.load(path)
+        if kind in ("hf", "wordpiece"):
+            return _FILE_TOKENIZERS[kind].load(path, spec)
+        return _FILE_TOKENIZERS[kind].load(path)
     raise TokenizerError(f"unknown tokenizer type {kind!r}; known: {', '.join(TOKENIZER_TYPES)}")
 

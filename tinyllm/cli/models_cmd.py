@@ -29,12 +29,16 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
 @click.option("--model", "-m", default=None, metavar="M", help="Use this model's tokenizer.")
 @click.option("--json", "as_json", is_flag=True, help="Print {ids, tokens} as JSON.")
 @click.option("--decode", is_flag=True, help="Read space-separated ids and print the text.")
+@click.option("--pair", default=None, metavar="TEXT2",
+              help="WordPiece (encoders): encode TEXT and TEXT2 as a pair, [CLS] a [SEP] b [SEP], "
+                   "with token types (0 for TEXT, 1 for TEXT2).")
 @click.argument("text")
 @quiet_option
-def tokenize(tokenizer_name, model, as_json, decode, text):
+def tokenize(tokenizer_name, model, as_json, decode, pair, text):
     """Print the token ids of TEXT, space-separated ("-" reads TEXT from stdin, at most 1 MiB).
 
-    The default tokenizer is gpt2 (from the vocabulary files shipped in the package).
+    The default tokenizer is gpt2 (from the vocabulary files shipped in the package). An encoder's
+    WordPiece adds [CLS] and [SEP] as the model reads them.
 
     \b
     Examples:
@@ -57,18 +61,28 @@ def tokenize(tokenizer_name, model, as_json, decode, text):
             raise UserError(f"id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1})")
         click.echo(tok.decode(ids))
         return
-    ids = tok.encode(text)
+    types = None
+    if pair is not None:
+        if not hasattr(tok, "encode_pair"):
+            raise UserError(f"--pair needs a WordPiece tokenizer (an encoder's); this one is {tok.name}")
+        ids, types = tok.encode_pair(text, pair)
+    else:
+        ids = tok.encode(text)
     from tinyllm.cli.notes import warn
     from tinyllm.tokenizer import unknown_warning
 
-    message = unknown_warning(tok, tok.unknown(text), "TEXT")
+    message = unknown_warning(tok, tok.unknown(text + (pair or "")), "TEXT")
     if message:
         warn(message)
     if as_json:
-        click.echo(json.dumps({"tokenizer": tok.name, "ids": ids,
-                               "tokens": [tok.token_str(i) for i in ids]}, ensure_ascii=False))
+        out = {"tokenizer": tok.name, "ids": ids, "tokens": [tok.token_str(i) for i in ids]}
+        if types is not None:
+            out["token_types"] = types
+        click.echo(json.dumps(out, ensure_ascii=False))
     else:
         click.echo(" ".join(map(str, ids)))
+        if types is not None:
+            click.echo(" ".join(map(str, types)))
 
 
 @click.command()
@@ -157,6 +171,12 @@ def info(model, as_json):
                         f"{human(s['forward_flops_per_token'])} forward, at context "
                         f"{cfg.context_length}"),
     ]
+    if mi.is_encoder:
+        heads = [h for h, on in (("pooler", cfg.pooler), ("masked-LM", cfg.mlm_head),
+                                 ("classifier", cfg.n_classes)) if on]
+        lines.insert(4, ("family", f"{mi.family} (encoder; heads: {', '.join(heads) or 'none'})"))
+        if mi.meta.get("embed"):
+            lines.append(("embed", ", ".join(f"{k}={v}" for k, v in mi.meta["embed"].items())))
     if s["labels"]:
         lines.append(("labels", ", ".join(map(str, s["labels"])) + f" (pooling {cfg.pooling})"))
     if s["template"] is not None:

@@ -1,4 +1,4 @@
-"""`tinyllm train`: pretrain a GPT on a text file."""
+"""`tinyllm train`: pretrain a GPT (next-token) or an encoder (masked tokens) on a text file."""
 from __future__ import annotations
 
 import json
@@ -18,9 +18,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 @click.option("--preset", help="A model preset (tiny, small, gpt2, ...) or a bundled training preset "
               "(shakespeare-char, ...). `tinyllm train --list-presets` shows them.")
 @click.option("--data", help="UTF-8 text file to train on.")
-@click.option("--tokenizer", type=click.Choice(["gpt2", "char", "bpe"]),
-              help="Tokenizer (char and bpe are trained on the data and saved with the model). "
-                   "[default: char]")
+@click.option("--objective", type=click.Choice(["lm", "mlm"]),
+              help="lm: predict the next token (decoders); mlm: predict masked tokens (encoders, "
+                   "BERT's pretraining; the model defaults to bert-tiny). [default: lm]")
+@click.option("--tokenizer", type=click.Choice(["gpt2", "char", "bpe", "wordpiece"]),
+              help="Tokenizer (char, bpe and wordpiece are trained on the data and saved with the "
+                   "model). [default: char; wordpiece for --objective mlm]")
 @click.option("--out", help="Output model directory. [default: $TINYLLM_HOME/models/<run name>]")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Optimizer steps in total.")
 @click.option("--eval-every", type=click.IntRange(min=0), help="Evaluate (and keep the best) every N steps.")
@@ -34,9 +37,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or log lines on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON on stdout.")
 @click.option("--list-presets", is_flag=True, help="List model and training presets and exit.")
-def train(config, preset, data, tokenizer, out, max_steps, eval_every, save_every, seed, resume,
-          overwrite, sets, quiet, as_json, list_presets):
-    """Pretrain a GPT language model on a text file.
+def train(config, preset, data, objective, tokenizer, out, max_steps, eval_every, save_every, seed,
+          resume, overwrite, sets, quiet, as_json, list_presets):
+    """Pretrain a GPT language model (or, with --objective mlm, a BERT encoder) on a text file.
 
     \b
     CONFIG is a YAML with `model:` (a preset and/or ModelConfig fields) and `train:` (TrainConfig
@@ -49,6 +52,7 @@ def train(config, preset, data, tokenizer, out, max_steps, eval_every, save_ever
       tinyllm train --preset tiny --data tinyllm/bundled/data/tinyshakespeare.txt --out runs/tiny --max-steps 200
       tinyllm train --preset shakespeare-char --out runs/shakespeare
       tinyllm train --out runs/shakespeare --resume --max-steps 6000
+      tinyllm train --preset bert-tiny --objective mlm --data tinyllm/bundled/data/tinyshakespeare.txt --out runs/bert-tiny
       torchrun --nproc_per_node=2 -m tinyllm train --preset tiny --data FILE --out runs/ddp
     """
     from tinyllm.cli.notes import set_quiet
@@ -59,7 +63,8 @@ def train(config, preset, data, tokenizer, out, max_steps, eval_every, save_ever
         _list_presets(as_json)
         return
     run = load_run(config, preset, data=data, tokenizer=tokenizer, out=out, max_steps=max_steps,
-                   eval_every=eval_every, save_every=save_every, seed=seed, sets=sets, resume=resume)
+                   eval_every=eval_every, save_every=save_every, seed=seed, sets=sets, resume=resume,
+                   objective=objective)
     from tinyllm.train import ddp
     from tinyllm.train.pretrain import train_lm
 

@@ -473,8 +473,9 @@ def tensor_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 # ---- export ------------------------------------------------------------------------------------
-def export_hf(info: modeldir.ModelInfo, out: str | Path, dtype: torch.dtype | None = None,
-              overwrite: bool = False, log: Log | None = None) -> dict[str, Any]:
+def export_hf(model: modeldir.ModelInfo | str | Path, out: str | Path,
+              dtype: torch.dtype | None = None, overwrite: bool = False,
+              log: Log | None = None) -> dict[str, Any]:
     """Write a Llama-family tinyllm model as a folder transformers loads
     (``AutoModelForCausalLM.from_pretrained(out)``, ``AutoTokenizer.from_pretrained(out)``).
 
@@ -483,6 +484,7 @@ def export_hf(info: modeldir.ModelInfo, out: str | Path, dtype: torch.dtype | No
     one the model was imported from (Llama, Qwen2, Mistral), else Qwen2 for q/k/v bias, else Llama.
     ``out`` must be new or empty unless ``overwrite``; it is written holding its run lock.
     """
+    info = model if isinstance(model, modeldir.ModelInfo) else modeldir.find(model)
     with runlock.acquire(out):
         return _export_hf(info, Path(out), dtype, overwrite, log)
 

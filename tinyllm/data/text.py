@@ -126,7 +126,7 @@ def encode_array(tok: Tokenizer, text: str) -> np.ndarray:
         ok = cps < len(lut)
         out[ok] = lut[cps[ok]]
         return out
-    return np.asarray(tok.encode(text), dtype=np.int64)
+    return np.asarray(tok.encode_plain(text), dtype=np.int64)
 
 
 @dataclass

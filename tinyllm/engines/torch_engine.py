@@ -78,7 +78,8 @@ class TorchEngine(Engine):
 
     def __init__(self, info: modeldir.ModelInfo, device: str = "cpu", log: Log | None = None):
         super().__init__(info, log)
-        self.model = load_model(info.path, device=device).use_decode_layout()
+        model = load_model(info.path, device=device)
+        self.model = model.use_decode_layout() if isinstance(model, GPT) else model
         self._decoder: TorchDecoder | None = None
 
     @property
@@ -130,3 +131,12 @@ class TorchEngine(Engine):
             logits = self.model.classify(torch.from_numpy(ids).to(device),
                                          torch.from_numpy(lengths).to(device))
         return softmax(logits.float().cpu().numpy())
+
+    def hidden_states(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """An encoder's last hidden states (B, T, C), for :meth:`Engine.embed`."""
+        if not self.is_encoder:
+            return super().hidden_states(ids, lengths)
+        device = self.model.tok_emb.weight.device
+        with torch.inference_mode():
+            h = self.model.hidden(torch.from_numpy(ids).to(device), torch.from_numpy(lengths).to(device))
+        return h.float().cpu().numpy()

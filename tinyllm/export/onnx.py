@@ -15,7 +15,10 @@ Attention is ONNX Runtime's GroupQueryAttention (see :mod:`tinyllm.export.onnx_a
 one buffer of ``context_length`` positions per layer as both past and present, the cache is
 updated in place (past' = past); given a cache of exactly ``past`` positions, present is the cache
 plus the new positions (past' = past + seq). Prefill starts from an empty cache. Classifiers get
-``input_ids (batch, seq)``, ``lengths (batch,)`` -> ``logits (batch, n_classes)``.
+``input_ids (batch, seq)``, ``lengths (batch,)`` -> ``logits (batch, n_classes)``, decoders' and
+encoders' alike (right-padded; ``lengths`` counts the real tokens). Encoders without a
+classification head become embedders: ``input_ids``, ``lengths`` -> ``hidden (batch, seq, n_embd)``,
+the last hidden states, which the runtime pools (:mod:`tinyllm.runtime.onnx_encoder`).
 
 The pipeline: ``torch.onnx.export(dynamo=True)`` (the TorchScript exporter, with plain attention
 and a concatenated cache, only if dynamo fails), ONNX Runtime's transformer optimizer (fusions are
@@ -37,6 +40,7 @@ import torch.nn.functional as F
 
 from tinyllm import modeldir, runlock
 from tinyllm.atomic import EXPORT_TEMP_PREFIX, atomic_path, remove_stale_temps, reporting_full_disk
+from tinyllm.config import is_encoder
 from tinyllm.errors import RunFailed, UserError
 from tinyllm.export import AUTO_CANDIDATES, FP32_FILE, INT8_FILE, QUANT_CHOICES
 from tinyllm.export.onnx_passes import (files_of, fold_constant_transposes, optimize_graph,
@@ -152,9 +156,28 @@ def lm_io_names(n_layer: int) -> tuple[list[str], list[str]]:
             ["logits"] + [f"present.{n}" for n in kv])
 
 
+class EncoderGraph(nn.Module):
+    """An encoder as a graph: right-padded ids and their lengths -> class logits (a classifier)
+    or the last hidden states (an embedder)."""
+
+    fused = False  # plain ONNX ops; ONNX Runtime's optimizer fuses LayerNorm, GELU and the biases
+
+    def __init__(self, model, kind: str):
+        super().__init__()
+        self.model, self.kind = model, kind
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.kind == "classify":
+            return self.model.classify(input_ids, lengths)
+        return self.model.hidden(input_ids, lengths)
+
+
 def graph_kind(model: GPT) -> str:
-    """"classify" for models with a classification head, else "lm"."""
-    return "classify" if model.config.n_classes else "lm"
+    """"classify" for models with a classification head; else "embed" for encoders, "lm" for
+    decoders."""
+    if model.config.n_classes:
+        return "classify"
+    return "embed" if is_encoder(model) else "lm"
 
 
 def example_inputs(model: GPT, kind: str, batch: int = 2, seq: int = 5, past: int = 3):
@@ -163,7 +186,7 @@ def example_inputs(model: GPT, kind: str, batch: int = 2, seq: int = 5, past: in
     cfg = model.config
     seq = min(seq, cfg.context_length - past)
     ids = torch.randint(0, cfg.vocab_size, (batch, seq), dtype=torch.long)
-    if kind == "classify":
+    if kind in ("classify", "embed"):
         return ids, torch.tensor([seq, seq - 2][:batch] + [seq] * (batch - 2), dtype=torch.long)
     shape = (batch, cfg.n_head, past, cfg.head_size)
     total = torch.tensor(past + seq, dtype=torch.int32)
@@ -308,7 +331,7 @@ def _verify(module: nn.Module, path: Path, cases: list[tuple], input_names: list
 def verify_cases(model: GPT, kind: str) -> list[tuple]:
     """Inputs to check an export with: a batch from an empty cache, and one row after a cache
     (GroupQueryAttention takes several new tokens after a cache only at batch 1)."""
-    if kind == "classify":
+    if kind in ("classify", "embed"):
         return [example_inputs(model, kind, batch=3, seq=7)]
     return [example_inputs(model, kind, batch=2, seq=6, past=0),
             example_inputs(model, kind, batch=1, seq=4, past=5),
@@ -332,14 +355,28 @@ def _quantize(model: GPT, kind: str, fp32: Path, dst: Path, quant: str, external
 
     ``auto`` measures: for a language model whose training text is at hand, each 8-bit method,
     fastest first, until one keeps the top-1 next token of the float graph on >= 97% of the
-    validation split and its loss within 2% (:mod:`tinyllm.export.onnx_check`). Without that
-    text, and for classifiers, it is ``dynamic``, the fastest."""
-    from tinyllm.export.onnx_check import choose_quantization, model_validation_ids
+    validation split and its loss within 2% (:mod:`tinyllm.export.onnx_check`); for an encoder,
+    each until one keeps sample texts' embeddings within cosine 0.99 of the float graph's (or a
+    classifier's labels on 99% of them). Without that text, and for decoder classifiers, it is
+    ``dynamic``, the fastest."""
+    from tinyllm.export.onnx_check import (choose_encoder_quantization, choose_quantization,
+                                           model_validation_ids)
+    from tinyllm.tokenizer import from_spec
 
     if quant != "auto":
         log(f"quantizing weights ({quant})")
         quantize(fp32, dst, quant, external)  # keeps the metadata, sets tinyllm.quant
         return quant, None
+    if is_encoder(model):
+        from tinyllm.runtime.textbatch import encode_texts, pad_id_of
+
+        tok = from_spec(model.meta.get("tokenizer"), model.path)
+        rows = encode_texts(tok, encoder_sample_texts(Path(model.path)), model.config.context_length)
+        log(f"quantizing weights (auto: the fastest 8-bit method that keeps {len(rows)} sample "
+            f"texts close to float)")
+        return choose_encoder_quantization(fp32, dst, rows, pad_id_of(tok), kind,
+                                           lambda a, b, m: quantize(a, b, m, external),
+                                           AUTO_CANDIDATES, log)
     ids = None
     if kind == "lm":
         ids = model_validation_ids(model.path, model.meta, modeldir.load_tokenizer(model.path))
@@ -351,6 +388,22 @@ def _quantize(model: GPT, kind: str, fp32: Path, dst: Path, quant: str, external
         "validation split of the training text)")
     return choose_quantization(fp32, dst, ids, model.config.context_length,
                                lambda a, b, m: quantize(a, b, m, external), AUTO_CANDIDATES, log)
+
+
+def encoder_sample_texts(model_dir: Path, n: int = 256) -> list[str]:
+    """Texts to check an encoder's quantization on: its test split (a classifier made by
+    `tinyllm finetune classify` keeps one beside it), else messages of the bundled SMS corpus."""
+    from tinyllm.data.classification import read_examples
+    from tinyllm.tokenizer import BUNDLED
+
+    for path in (model_dir / "test.jsonl", BUNDLED / "data" / "SMSSpamCollection.tsv"):
+        try:
+            texts = [e.text for e in read_examples(path)] if path.is_file() else []
+        except UserError:
+            texts = []
+        if texts:
+            return texts[:n]
+    return ["A sentence to check the quantized graph on."]
 
 
 def _copy_model_files(src: Path, out: Path) -> None:
@@ -417,7 +470,7 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
     from tinyllm import modeldir
 
     cfg = modeldir.find(name_or_path).model_config
-    if cfg.family != "gpt2":  # the hook for the Llama-family exporter (GQA with rotary, 4-bit)
+    if cfg.family == "llama":  # the hook for the Llama-family exporter (GQA with rotary, 4-bit)
         raise UserError(f"{name_or_path}: ONNX export of Llama-family models (RMSNorm, rotary, "
                         f"grouped-query attention) is not supported yet; use --backend torch")
     model = load_model(name_or_path)
@@ -426,7 +479,11 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
         stale = _prepare_export_dir(Path(model.path), out, overwrite, log)
         remove_stale_temps(out)  # an earlier export's working folder, before this one makes its own
         kind = graph_kind(model)
-        if kind == "classify":
+        if is_encoder(model):
+            module = EncoderGraph(model, kind).eval()
+            names = (["input_ids", "lengths"], ["logits" if kind == "classify" else "hidden"])
+            dyn = {"input_ids": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}}
+        elif kind == "classify":
             module, names = ClassifierGraph(model).eval(), (["input_ids", "lengths"], ["logits"])
             dyn = {"input_ids": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}}
         else:
@@ -449,7 +506,8 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
             tanh_gelu_to_fastgelu(proto)
             fusions: dict[str, int] = {}
             if optimize:
-                proto, fusions = optimize_graph(proto, cfg.n_head, cfg.n_embd)
+                proto, fusions = optimize_graph(proto, cfg.n_head, cfg.n_embd,
+                                                "bert" if is_encoder(model) else "gpt2")
             n_attn = sum(n.op_type == "GroupQueryAttention" for n in proto.graph.node)
             if n_attn:  # fused by the exporter itself (see onnx_attention), not by the optimizer
                 fusions = dict(sorted({**fusions, "GroupQueryAttention": n_attn}.items()))

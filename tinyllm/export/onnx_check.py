@@ -1,4 +1,5 @@
-"""How much quantization changes a language model: top-1 agreement and loss on held-out text.
+"""How much quantization changes a model: a language model's top-1 agreement and loss on
+held-out text; an encoder's embeddings (cosine to the float graph's) or labels on sample texts.
 
 Numpy + onnxruntime only. Used by the tests (the bundled model's int8 graph must agree with its
 float graph on >= 97% of next-token predictions and lose <= 2% in validation loss), by
@@ -105,19 +106,93 @@ def choose_quantization(fp32: Path, dst: Path, ids: list[int], context: int,
     that is :func:`acceptable` on ``ids``; if none is, the one that agrees best (with a warning).
     Returns (method, {method: {"agreement", "loss_increase"}}) for every method tried."""
     windows_max = max(1, AUTO_MAX_TOKENS // context)
+
+    def measure(method: str) -> dict:
+        r = compare(fp32, dst, ids, context, max_windows=windows_max)
+        log(f"int8 by {method}: top-1 agreement {r['agreement']:.2%}, validation loss "
+            f"{r['loss_increase']:+.3%} ({r['tokens']:,} tokens)")
+        return {"agreement": round(r["agreement"], 4),
+                "loss_increase": round(r["loss_increase"], 5), "tokens": r["tokens"]}
+
+    return first_acceptable(fp32, dst, quantize, candidates, measure, acceptable, "agreement",
+                            f"{INT8_MIN_AGREEMENT:.0%} top-1 agreement and <= "
+                            f"{INT8_MAX_LOSS_INCREASE:.0%} loss", log)
+
+
+def first_acceptable(fp32: Path, dst: Path, quantize: Callable[[Path, Path, str], None],
+                     candidates: tuple[str, ...], measure: Callable[[str], dict],
+                     ok: Callable[[dict], bool], score: str, bar: str,
+                     log: Callable[[str], None]) -> tuple[str, dict[str, dict]]:
+    """Quantize ``fp32`` into ``dst`` by each candidate in turn and stop at the first whose
+    ``measure(method)`` result is ``ok``; if none is, keep the one with the highest ``score``
+    (with a warning naming the ``bar``). Returns (method, {method: result})."""
     tried: dict[str, dict] = {}
     for method in candidates:
         quantize(fp32, dst, method)
-        r = compare(fp32, dst, ids, context, max_windows=windows_max)
-        tried[method] = {"agreement": round(r["agreement"], 4),
-                         "loss_increase": round(r["loss_increase"], 5), "tokens": r["tokens"]}
-        log(f"int8 by {method}: top-1 agreement {r['agreement']:.2%}, validation loss "
-            f"{r['loss_increase']:+.3%} ({r['tokens']:,} tokens)")
-        if acceptable(r):
+        tried[method] = measure(method)
+        if ok(tried[method]):
             return method, tried
-    best = max(tried, key=lambda m: tried[m]["agreement"])
-    log(f"warning: no 8-bit method keeps {INT8_MIN_AGREEMENT:.0%} top-1 agreement and "
-        f"<= {INT8_MAX_LOSS_INCREASE:.0%} loss; keeping {best}, the closest")
+    best = max(tried, key=lambda m: tried[m][score])
+    log(f"warning: no 8-bit method keeps {bar}; keeping {best}, the closest")
     if best != candidates[-1]:
         quantize(fp32, dst, best)
     return best, tried
+
+
+# ---- encoders -----------------------------------------------------------------------------------
+ENCODER_MIN_COSINE = 0.99      # every sample text's int8 embedding this close to the float one
+ENCODER_MIN_AGREEMENT = 0.99   # an int8 classifier gives the float graph's label this often
+ENCODER_SAMPLES = 256          # texts compared
+
+
+def _encoder_outputs(path: Path, rows: list[list[int]], pad: int, batch: int = 32) -> list[np.ndarray]:
+    """Per text: its mean-pooled hidden state (an embedder graph) or its logits (a classifier)."""
+    from tinyllm.runtime.session import open_session
+    from tinyllm.runtime.textbatch import length_batches, mean_pool, pad_ids
+
+    sess = open_session(path)
+    name = sess.get_outputs()[0].name
+    out: list[np.ndarray] = [np.empty(0)] * len(rows)
+    for part in length_batches(rows, batch):
+        ids, lengths = pad_ids([rows[i] for i in part], max(len(rows[i]) for i in part), pad)
+        y = sess.run([name], {"input_ids": ids, "lengths": lengths})[0]
+        if name == "hidden":
+            y = mean_pool(y, lengths)
+        for j, i in enumerate(part):
+            out[i] = y[j]
+    return out
+
+
+def compare_encoder(reference: str | Path, candidate: str | Path, rows: list[list[int]],
+                    pad: int) -> dict[str, float]:
+    """Run both encoder graphs on token ``rows``: ``min_cosine`` / ``mean_cosine`` of the pooled
+    embeddings (or of the logits), and ``agreement``, the share of rows whose argmax is the same
+    (the label, for a classifier)."""
+    a = np.stack(_encoder_outputs(Path(reference), rows, pad))
+    b = np.stack(_encoder_outputs(Path(candidate), rows, pad))
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return {"texts": len(rows), "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()),
+            "agreement": float((a.argmax(1) == b.argmax(1)).mean())}
+
+
+def choose_encoder_quantization(fp32: Path, dst: Path, rows: list[list[int]], pad: int, kind: str,
+                                quantize: Callable[[Path, Path, str], None],
+                                candidates: tuple[str, ...], log: Callable[[str], None]
+                                ) -> tuple[str, dict[str, dict]]:
+    """The fastest candidate that keeps every sample embedding within cosine
+    :data:`ENCODER_MIN_COSINE` of the float graph's (``kind`` "embed"), or a classifier's label on
+    :data:`ENCODER_MIN_AGREEMENT` of the samples ("classify")."""
+    def measure(method: str) -> dict:
+        r = compare_encoder(fp32, dst, rows, pad)
+        label = f"; same label {r['agreement']:.2%}" if kind == "classify" else ""
+        log(f"int8 by {method}: cosine to float min {r['min_cosine']:.4f}, mean "
+            f"{r['mean_cosine']:.4f}{label} ({r['texts']} texts)")
+        return {k: round(v, 5) if isinstance(v, float) else v for k, v in r.items()}
+
+    if kind == "classify":
+        ok, score, bar = (lambda r: r["agreement"] >= ENCODER_MIN_AGREEMENT, "agreement",
+                          f"{ENCODER_MIN_AGREEMENT:.0%} label agreement")
+    else:
+        ok, score, bar = (lambda r: r["min_cosine"] >= ENCODER_MIN_COSINE, "min_cosine",
+                          f"cosine >= {ENCODER_MIN_COSINE} on every text")
+    return first_acceptable(fp32, dst, quantize, candidates, measure, ok, score, bar, log)

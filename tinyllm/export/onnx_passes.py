@@ -87,21 +87,28 @@ def tanh_gelu_to_fastgelu(proto) -> int:
     return n
 
 
-def optimize_graph(proto, n_head: int, n_embd: int):
+def optimize_graph(proto, n_head: int, n_embd: int, model_type: str = "gpt2"):
     """ORT's transformer optimizer (Python fusions only; the session adds its own at load time).
 
-    Returns the optimized ModelProto and the count of each fused operator, so a report can say which
+    ``model_type`` is the optimizer's: "gpt2" for decoders, "bert" for encoders. Returns the
+    optimized ModelProto and the count of each fused operator, so a report can say which
     fusions happened (SkipLayerNormalization, FastGelu with bias, Attention, ...).
     """
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    options = FusionOptions("gpt2")
+    options = FusionOptions(model_type)
     with quiet_ort():
-        opt = optimize_model(proto, model_type="gpt2", num_heads=n_head, hidden_size=n_embd,
+        opt = optimize_model(proto, model_type=model_type, num_heads=n_head, hidden_size=n_embd,
                              opt_level=0, optimization_options=options)
         stats = opt.get_fused_operator_statistics()
-    return opt.model, {k: v for k, v in sorted(stats.items()) if v}
+    model = opt.model
+    if any(n.domain == "com.microsoft" for n in model.graph.node) and \
+            not any(o.domain == "com.microsoft" for o in model.opset_import):
+        import onnx  # fused ops need their domain declared, or shape inference (quantizing) fails
+
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return model, {k: v for k, v in sorted(stats.items()) if v}
 
 
 @contextlib.contextmanager

@@ -55,13 +55,15 @@ class LoRALinear(nn.Module):
 
 
 def parse_train_layers(spec: str | None, n_layer: int) -> int:
-    """``all`` -> n_layer; ``last-N`` -> N (1 <= N <= n_layer)."""
+    """``all`` -> n_layer; ``last-N`` -> N (0 <= N <= n_layer); ``head`` -> 0 (no block trains)."""
     spec = (spec or "all").strip().lower()
     if spec == "all":
         return n_layer
+    if spec == "head":
+        return 0
     m = re.fullmatch(r"last-(\d+)", spec)
     if not m:
-        raise UserError(f"--train-layers {spec!r}: expected 'all' or 'last-N' (e.g. last-2)")
+        raise UserError(f"--train-layers {spec!r}: expected 'all', 'head' or 'last-N' (e.g. last-2)")
     n = int(m.group(1))
     if not 0 <= n <= n_layer:
         raise UserError(f"--train-layers {spec}: the model has {n_layer} layers")
@@ -108,9 +110,10 @@ def set_trainable(model: nn.Module, train_layers: str | None = "all", lora_rank:
                   lora_alpha: float | None = None) -> dict[str, int]:
     """Freeze what should not train; with ``lora_rank`` add adapters to the trainable blocks.
 
-    Trainable: the last N blocks (all of them for ``all``), the final LayerNorm and the
-    classification head. ``all`` without LoRA trains the embeddings too. With LoRA the blocks'
-    weights stay frozen and only the adapters (plus ln_f and the head) learn.
+    Trainable: the last N blocks (all of them for ``all``, none for ``head``), the final
+    LayerNorm (decoders), the pooler (encoders) and the classification head. ``all`` without LoRA
+    trains the embeddings too. With LoRA the blocks' weights stay frozen and only the adapters
+    (plus ln_f or the pooler, and the head) learn.
     Returns parameter counts: {"trainable", "total", "lora_modules"}.
     """
     n_layer = len(model.blocks)
@@ -123,7 +126,9 @@ def set_trainable(model: nn.Module, train_layers: str | None = "all", lora_rank:
         if not lora_rank:
             for i in selected:
                 model.blocks[i].requires_grad_(True)
-        model.ln_f.requires_grad_(True)
+        for name in ("ln_f", "pooler"):  # what sits between the blocks and the head
+            if getattr(model, name, None) is not None:
+                getattr(model, name).requires_grad_(True)
     if getattr(model, "cls_head", None) is not None:
         model.cls_head.requires_grad_(True)
     wrapped = add_lora(model, lora_rank, selected, lora_alpha) if lora_rank else []

@@ -3,7 +3,8 @@
 Every engine has ``info``, ``meta``, ``tokenizer``, ``backend``, ``labels``, ``task``,
 ``chat_template``, ``generate(prompt, cfg) -> Iterator[str]``,
 ``chat(messages, cfg) -> Iterator[str]``, ``decode_batch(n)`` (many sequences at once, for the
-server) and, for classifiers, ``classify(texts) -> probs``.
+server), for classifiers ``classify(texts) -> probs`` and, for encoders,
+``embed(texts) -> vectors``.
 A backend only supplies ``prefill(ids)`` / ``step(token)`` (next-token logits as numpy); the
 sampling loop, instruct and chat templates, conversation trimming and UTF-8-safe streaming are
 shared here.
@@ -47,6 +48,7 @@ class Engine:
         self.labels: list[str] | None = info.meta.get("labels")
         self.tokenizer: Tokenizer = info.load_tokenizer()
         self.context_length: int = info.model_config.context_length
+        self.is_encoder: bool = info.is_encoder
         self.log: Log = log or no_log
         from tinyllm.data.templates import read_chat_template
 
@@ -83,6 +85,9 @@ class Engine:
         if self.labels:
             raise UserError(f"{self.info.path}: a {self.task} model does not generate text; "
                             "use `tinyllm classify`")
+        if self.is_encoder:
+            raise UserError(f"{self.info.path}: an encoder ({self.info.family}) does not generate "
+                            "text; use `tinyllm embed` (or `tinyllm classify` for a classifier)")
 
     def prompt_ids(self, prompt: str, cfg: SamplingConfig, input: str = ""
                    ) -> tuple[list[int], list[str]]:
@@ -220,3 +225,49 @@ class Engine:
         """Class probabilities (N, n_classes) for classifier models."""
         raise UserError(f"{self.info.path}: the {self.backend} backend cannot classify with this "
                         f"model (task {self.task})")
+
+    def embed(self, texts: list[str], pooling: str | None = None, normalize: bool | None = None
+              ) -> np.ndarray:
+        """Sentence embeddings (N, n_embd) float32 of an encoder's last hidden states.
+
+        ``pooling``: "mean" over the real tokens (the default, what sentence-transformers models
+        expect) or "cls"; ``normalize`` scales every vector to length 1. None takes the model's
+        own setting (config.yaml ``embed:``, written by the import of a sentence-transformers
+        folder), else mean and no normalising. Texts longer than the model's ``max_length``
+        (``embed.max_length``, else the context) are truncated to it."""
+        from tinyllm.runtime.textbatch import (encode_texts, length_batches, mean_pool,
+                                               normalize_rows, pad_id_of, pad_ids)
+
+        if not self.is_encoder:
+            raise UserError(f"{self.info.path}: a {self.info.family} {self.task} model has no "
+                            "encoder to embed with; use an encoder (family bert), e.g. one "
+                            "imported with `tinyllm import`")
+        pooling, normalize, max_len = self.embed_settings(pooling, normalize)
+        rows = encode_texts(self.tokenizer, texts, max_len)
+        out = np.zeros((len(rows), self.info.model_config.n_embd), dtype=np.float32)
+        pad = pad_id_of(self.tokenizer)
+        for part in length_batches(rows, 32):
+            ids, lengths = pad_ids([rows[i] for i in part], max_len, pad)
+            h = self.hidden_states(ids, lengths)  # (B, T, C)
+            out[part] = mean_pool(h, lengths) if pooling == "mean" else h[:, 0]
+        return normalize_rows(out) if normalize else out
+
+    def hidden_states(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Backend hook for :meth:`embed`: an encoder's last hidden states (B, T, C) float32 of
+        right-padded ``ids`` (B, T) with ``lengths`` (B,) real tokens."""
+        raise UserError(f"{self.info.path}: the {self.backend} backend cannot embed with this "
+                        f"model (task {self.task})")
+
+    def embed_settings(self, pooling: str | None = None, normalize: bool | None = None
+                       ) -> tuple[str, bool, int]:
+        """(pooling, normalize, max_length) for :meth:`embed`: the arguments, else the model's."""
+        own = self.meta.get("embed") or {}
+        pooling = pooling or own.get("pooling") or "mean"
+        if pooling not in EMBED_POOLING:
+            raise UserError(f"unknown pooling {pooling!r}; choose one of: {', '.join(EMBED_POOLING)}")
+        normalize = bool(own.get("normalize", False)) if normalize is None else normalize
+        max_len = min(self.context_length, int(own.get("max_length") or self.context_length))
+        return pooling, normalize, max_len
+
+
+EMBED_POOLING = ("mean", "cls")  # how embed() turns hidden states into one vector per text

@@ -62,6 +62,10 @@ class OnnxEngine(Engine):
                 from tinyllm.runtime.onnx_classifier import OnnxClassifier
 
                 self.classifier = OnnxClassifier(self.session, self.tokenizer, self.context_length)
+            elif self.kind == "embed":
+                from tinyllm.runtime.onnx_encoder import OnnxEncoder
+
+                self.encoder = OnnxEncoder(self.session)
             else:
                 from tinyllm.runtime.onnx_decoder import OnnxDecoder
 
@@ -117,3 +121,11 @@ class OnnxEngine(Engine):
         if self.kind != "classify" or not self.labels:
             return super().classify(texts)
         return self._run(self.classifier.classify, texts)
+
+    def hidden_states(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        if self.kind != "embed":
+            if self.is_encoder:
+                raise UserError(f"{self.graph}: an exported classifier graph gives labels, not "
+                                f"embeddings; use --backend torch to embed with this model")
+            return super().hidden_states(ids, lengths)
+        return self._run(self.encoder.hidden, ids, lengths)

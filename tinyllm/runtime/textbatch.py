@@ -17,7 +17,9 @@ from tinyllm.tokenizer import Tokenizer
 
 
 def pad_id_of(tokenizer: Tokenizer) -> int:
-    """The padding id: the end-of-text token when the tokenizer has one, else 0."""
+    """The padding id: the tokenizer's own ([PAD]), else its end-of-text token, else 0."""
+    if tokenizer.pad_id is not None:
+        return tokenizer.pad_id
     return tokenizer.eot_id if tokenizer.eot_id is not None else 0
 
 
@@ -32,13 +34,14 @@ def cut_text(tokenizer: Tokenizer, text: str, max_tokens: int) -> str:
 def encode_texts(tokenizer: Tokenizer, texts: list[str], max_tokens: int | None = None
                  ) -> list[list[int]]:
     """Token ids of each text (the batched encoder when the tokenizer has one); with
-    ``max_tokens``, each text is cut first (:func:`cut_text`) and its ids to ``max_tokens``."""
+    ``max_tokens``, each text is cut first (:func:`cut_text`) and its ids to ``max_tokens`` by the
+    tokenizer (a WordPiece input keeps its closing [SEP])."""
     texts = list(texts)
     if max_tokens is not None:
         texts = [cut_text(tokenizer, t, max_tokens) for t in texts]
     batch = getattr(tokenizer, "encode_batch", None)
     rows = batch(texts) if batch is not None else [tokenizer.encode(t) for t in texts]
-    return rows if max_tokens is None else [r[:max_tokens] for r in rows]
+    return rows if max_tokens is None else [tokenizer.truncate(r, max_tokens) for r in rows]
 
 
 def pad_ids(rows: list[list[int]], context_length: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,3 +76,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def mean_pool(hidden: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The mean of each row's first ``lengths`` hidden states: (B, T, C), (B,) -> (B, C)."""
+    mask = (np.arange(hidden.shape[1])[None, :] < lengths[:, None]).astype(hidden.dtype)
+    return (hidden * mask[:, :, None]).sum(1) / np.maximum(lengths, 1)[:, None].astype(hidden.dtype)
+
+
+def normalize_rows(v: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a zero row stays zero)."""
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(norm, 1e-12)

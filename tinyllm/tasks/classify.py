@@ -65,13 +65,15 @@ class ClassifyTask(Task):
                     "split only (validation and test stay balanced)."),
         Option("--class-weight", choices=("none", "balanced"), default="none",
                help="balanced: weight the loss by inverse label frequency in training."),
-        Option("--train-layers", str, "all", "Which transformer blocks train: all, or last-N (plus "
-                                             "final norm and head).", show_default=True),
+        Option("--train-layers", str, "all", "Which transformer blocks train: all, last-N (plus "
+                                             "final norm and head), or head (the head alone; the "
+                                             "model stays frozen).", show_default=True),
         Option("--lora-rank", int, 0, "LoRA adapters of this rank on the trained blocks (0 = off); "
                                       "merged on save.", min=0),
         Option("--lora-alpha", float, None, "LoRA alpha (default: the rank)."),
-        Option("--pooling", choices=("last", "mean"), default="last", show_default=True,
-               help="Head input: the last real token, or the mean of all."),
+        Option("--pooling", choices=("last", "mean", "cls"), default=None,
+               help="Head input: the last real token (decoders' default), [CLS] through the "
+                    "pooler (encoders' default), or the mean of all tokens."),
         Option("--epochs", float, 5.0, "Passes over the training split (a fraction allowed).",
                min=0, min_open=True, show_default=True),
         Option("--dropout", float, None, "Dropout while training (default: the model's; 0.1 from "
@@ -119,7 +121,7 @@ class ClassifyTask(Task):
 
     @holds_run_lock
     def finetune(self, data, out, model=None, text_col=None, label_col=None, balance="none",
-                 train_layers="all", lora_rank=0, lora_alpha=None, pooling="last", epochs=5,
+                 train_layers="all", lora_rank=0, lora_alpha=None, pooling=None, epochs=5,
                  batch_size=None, lr=None, split=(0.7, 0.1, 0.2), seed=123, preset=None,
                  resume=False, overwrite=False, train_left_out=False, class_weight="none",
                  dropout=None, allow_many_labels=False,

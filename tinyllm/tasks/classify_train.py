@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from tinyllm.data.classification import Example
 from tinyllm.data.batching import EpochSampler
 from tinyllm.errors import UserError
+from tinyllm.checkpoint import Model, build_model
+from tinyllm.config import is_encoder
 from tinyllm.models.lora import merge_lora, set_trainable
-from tinyllm.models.decoder import GPT
 from tinyllm.runtime.textbatch import encode_texts, length_batches, pad_id_of, pad_ids
 
 
@@ -34,8 +35,8 @@ class Run:
     val: list[Example]                # validation examples (choose the best checkpoint)
     out: Path                         # output model directory (= run directory)
     base: str | None = None           # model to start from; None = from scratch
-    pooling: str = "last"             # "last" or "mean"
-    train_layers: str = "all"         # "all" or "last-N"
+    pooling: str | None = None        # "last", "mean" or "cls"; None: last (decoders), cls (encoders)
+    train_layers: str = "all"         # "all", "last-N" or "head"
     lora_rank: int = 0                # LoRA rank (0 = off)
     lora_alpha: float | None = None   # LoRA alpha (None = rank)
     epochs: float = 5.0               # passes over the training split (a fraction allowed)
@@ -68,10 +69,11 @@ class Run:
 
             src = load_model(self.base)
             tok = load_tokenizer(self.base)
-            cfg = dataclasses.replace(src.config, n_classes=n, pooling=self.pooling)
+            cfg = dataclasses.replace(src.config, n_classes=n,
+                                      pooling=self._pooling(is_encoder(src)))
             if self.dropout is not None:
                 cfg = dataclasses.replace(cfg, dropout=self.dropout)
-            model = GPT(cfg)
+            model = build_model(cfg)
             sd = src.state_dict()
             if not (src.config.n_classes == n and src.meta.get("labels") == self.labels):
                 sd = {k: v for k, v in sd.items() if not k.startswith("cls_head.")}
@@ -80,23 +82,29 @@ class Run:
                 raise UserError(f"{self.base}: weights do not fit a classifier "
                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         else:
-            tok = self._scratch_tokenizer()
+            encoder = is_encoder(preset(self.preset))
+            tok = self._scratch_tokenizer(encoder)
             overrides = {"dropout": 0.1 if self.dropout is None else self.dropout,
                          **self.model_overrides}
-            cfg = preset(self.preset, vocab_size=tok.vocab_size, n_classes=n, pooling=self.pooling,
-                         **overrides)
-            model = GPT(cfg)
+            cfg = preset(self.preset, vocab_size=tok.vocab_size, n_classes=n,
+                         pooling=self._pooling(encoder), **overrides)
+            model = build_model(cfg)
         model.train()
         return model, tok
 
-    def _scratch_tokenizer(self):
-        """A BPE tokenizer trained on the training texts (reused from the run dir on --resume)."""
-        from tinyllm.tokenizer import BPETokenizer
+    def _pooling(self, encoder: bool) -> str:
+        return self.pooling or ("cls" if encoder else "last")
 
+    def _scratch_tokenizer(self, encoder: bool = False):
+        """A tokenizer trained on the training texts (reused from the run dir on --resume):
+        byte-level BPE for a decoder, WordPiece for an encoder."""
+        from tinyllm.tokenizer import BPETokenizer, WordPieceTokenizer
+
+        kind = WordPieceTokenizer if encoder else BPETokenizer
         for saved in (self.out / "last" / "tokenizer.json", self.out / "tokenizer.json"):
             if self.resume and saved.is_file():  # saved with every checkpoint: the resumed run's
-                return BPETokenizer.load(saved)
-        return BPETokenizer.train([e.text for e in self.train], self.vocab_size)
+                return kind.load(saved)
+        return kind.train([e.text for e in self.train], self.vocab_size)
 
     # ---- training -------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -196,7 +204,7 @@ class LengthGroupedSampler(EpochSampler):
 
 
 @torch.no_grad()
-def score(model: GPT, rows: list[list[int]], y: np.ndarray, ctx: int, pad: int,
+def score(model: Model, rows: list[list[int]], y: np.ndarray, ctx: int, pad: int,
           batch_size: int = 64) -> tuple[float, float]:
     """(mean loss, accuracy) of a classifier over token rows."""
     if not rows:

@@ -1,4 +1,8 @@
-"""Language-model pretraining: tokenizer, token file, windows, loss, eval and sample, on the Trainer.
+"""Pretraining: tokenizer, token file, windows, loss, eval and sample, on the Trainer.
+
+A decoder learns to predict the next token (``objective: lm``); an encoder to recover masked
+tokens (``objective: mlm``: :mod:`tinyllm.data.masking` and :mod:`tinyllm.train.mlm`), from the same
+token file and the same window sampling.
 
 ``train_lm(run)`` is what ``tinyllm train`` runs (the TUI can call it too, in a thread, and stop it
 with ``trainer.request_stop()`` through the ``on_trainer`` hook).
@@ -23,9 +27,10 @@ from tinyllm.data.text import (DataError, SlidingWindowDataset, default_cache_di
 from tinyllm.errors import UserError
 from tinyllm.models.loss import lm_loss, perplexity
 from tinyllm.runtime.engine import Log, no_log
-from tinyllm.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, from_spec, get_gpt2
+from tinyllm.tokenizer import (BPETokenizer, CharTokenizer, Tokenizer, WordPieceTokenizer, from_spec,
+                               get_gpt2)
 from tinyllm.train import ddp
-from tinyllm.train.runconfig import RUN_FILE, RunConfig
+from tinyllm.train.runconfig import RUN_FILE, RunConfig, check_objective
 from tinyllm.train.state import state_path
 from tinyllm.train.events import METRICS_FILE
 from tinyllm.train.trainer import LAST_DIR, Trainer
@@ -38,7 +43,8 @@ def _source_key(path: Path) -> str:
 
 
 def build_tokenizer(cfg: TrainConfig, progress: Callable | None = None) -> Tokenizer:
-    """gpt2 by name; char/bpe trained on the corpus (cached by file + settings in the cache dir).
+    """gpt2 by name; char/bpe/wordpiece trained on the corpus (cached by file + settings in the
+    cache dir).
 
     ``progress`` shows the reading (as :func:`tinyllm.data.text.prepare_tokens` takes it)."""
     if cfg.tokenizer == "gpt2":
@@ -47,7 +53,7 @@ def build_tokenizer(cfg: TrainConfig, progress: Callable | None = None) -> Token
     open_regular(path, "text file").close()  # refused as every reader refuses it
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the corpus is empty")
-    tag = "char" if cfg.tokenizer == "char" else f"bpe{cfg.bpe_vocab_size}"
+    tag = "char" if cfg.tokenizer == "char" else f"{cfg.tokenizer}{cfg.bpe_vocab_size}"
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     tdir = cache / f"{path.stem}-{_source_key(path)}.{tag}"
     spec = {"type": cfg.tokenizer, "file": "tokenizer.json"}
@@ -70,6 +76,8 @@ def build_tokenizer(cfg: TrainConfig, progress: Callable | None = None) -> Token
         if not "".join(chars).strip():
             raise DataError(f"{path}: the corpus is empty (no text besides whitespace)")
         tok: Tokenizer = CharTokenizer(sorted(chars))
+    elif cfg.tokenizer == "wordpiece":
+        tok = WordPieceTokenizer.train(texts(), cfg.bpe_vocab_size)
     else:
         tok = BPETokenizer.train(texts(), cfg.bpe_vocab_size)
     tdir.mkdir(parents=True, exist_ok=True)
@@ -179,7 +187,8 @@ def prepare_out(out: Path, resume: bool, overwrite: bool, log: Log | None = None
 def train_lm(run: RunConfig, resume: bool = False, overwrite: bool = False,
              callbacks: Iterable[Callable[[dict], None]] = (), progress: Callable | None = None,
              log: Log | None = None, on_trainer: Callable[[Trainer], None] | None = None) -> dict:
-    """Pretrain (or continue training) a GPT on ``run.train.data``; returns the ``done`` event.
+    """Pretrain (or continue training) a GPT, or an encoder with ``objective: mlm``, on
+    ``run.train.data``; returns the ``done`` event.
 
     What people see comes in from the caller and is silent by default: ``callbacks`` get the
     Trainer's events (a progress bar), ``progress`` shows reading and tokenising the corpus (on
@@ -243,48 +252,69 @@ def _train_lm(run: RunConfig, resume: bool, overwrite: bool, callbacks, progress
             if model_cfg.vocab_size < tok.vocab_size:
                 raise UserError(f"{cfg.init_from}: vocabulary of {model_cfg.vocab_size} is smaller "
                                 f"than its tokenizer's {tok.vocab_size}")
+            check_objective(cfg.objective, getattr(model_cfg, "family", None), str(cfg.init_from))
         else:
             vocab = max(int(run.model.get("vocab_size") or 0), tok.vocab_size)
             model_cfg = run.model_config(vocab_size=vocab)
-            from tinyllm.models.decoder import GPT
+            from tinyllm.checkpoint import build_model
 
-            model = GPT(model_cfg)
+            model = build_model(model_cfg)
+        mlm = cfg.objective == "mlm"
+        if mlm and not isinstance(tok, WordPieceTokenizer):
+            raise UserError(f"objective mlm needs a WordPiece tokenizer ([CLS], [SEP], [MASK]), not "
+                            f"{tok.name}: drop --tokenizer (or use --tokenizer wordpiece)")
+        if mlm and getattr(model, "mlm_head", None) is None:
+            raise UserError(f"{cfg.init_from}: this encoder has no masked-LM head to train")
         seq_len = cfg.seq_len or model_cfg.context_length
         if seq_len > model_cfg.context_length:
             raise UserError(f"train.seq_len {seq_len} is longer than the model's context_length "
                             f"{model_cfg.context_length}")
 
-        # data splits and batches
+        # data splits and batches (an encoder's window is [CLS] + seq_len - 2 tokens + [SEP])
+        window = seq_len - 2 if mlm else seq_len
         train_span, val_span = split_tokens(tokens, cfg.val_fraction)
         name = str(cfg.data)
-        train_eval = SlidingWindowDataset(train_span, seq_len, seq_len, f"{name} (training split)")
+        train_eval = SlidingWindowDataset(train_span, window, window, f"{name} (training split)")
         splits = {"train": train_eval}
         if cfg.val_fraction > 0:
             splits["val"] = SlidingWindowDataset(
-                val_span, seq_len, seq_len,
+                val_span, window, window,
                 f"{name} (validation split, the last {cfg.val_fraction:.0%}; --set val_fraction=0 "
                 f"to train without one)")
         if cfg.sampling == "random":
-            train_ds = SlidingWindowDataset(train_span, seq_len, 1, name)
-            sampler = RandomSampler(len(train_ds), cfg.seed, span=seq_len)
+            train_ds = SlidingWindowDataset(train_span, window, 1, name)
+            sampler = RandomSampler(len(train_ds), cfg.seed, span=window)
         else:
-            train_ds = SlidingWindowDataset(train_span, seq_len, cfg.stride or seq_len, name)
+            train_ds = SlidingWindowDataset(train_span, window, cfg.stride or window, name)
             sampler = EpochSampler(len(train_ds), cfg.seed)
-        batches = StepBatches(sampler, train_ds.batch, cfg.batch_size, cfg.grad_accum,
-                              dist.rank, dist.world_size)
+        if mlm:
+            from tinyllm.data.masking import MaskedBatches
 
-        provenance = {"data": str(cfg.data), "tokenizer": cfg.tokenizer,
+            batches = MaskedBatches(sampler, train_ds, tok, model_cfg.vocab_size, cfg.batch_size,
+                                    cfg.grad_accum, dist.rank, dist.world_size, cfg.seed)
+        else:
+            batches = StepBatches(sampler, train_ds.batch, cfg.batch_size, cfg.grad_accum,
+                                  dist.rank, dist.world_size)
+
+        provenance = {"data": str(cfg.data), "objective": cfg.objective, "tokenizer": cfg.tokenizer,
                       "corpus_tokens": int(tokens.n), "train_tokens": int(train_span.n),
                       "val_tokens": int(val_span.n), "seq_len": seq_len}
 
         def save_fn(model, directory: Path, info: dict) -> None:
             from tinyllm.checkpoint import save_model
 
-            save_model(model, tok, directory, task="lm", extra={"train": info})
+            save_model(model, tok, directory, task="mlm" if mlm else "lm", extra={"train": info})
 
         holder: list[Trainer] = []
-        eval_fn = make_lm_eval(splits, cfg, tok, lambda: holder[0].device)
-        trainer = Trainer(model, cfg, batches, lm_loss, out, eval_fn=eval_fn, save_fn=save_fn,
+        if mlm:
+            from tinyllm.train.mlm import make_mlm_eval, mlm_loss
+
+            loss_fn = mlm_loss
+            eval_fn = make_mlm_eval(splits, cfg, tok, model_cfg.vocab_size, lambda: holder[0].device)
+        else:
+            loss_fn = lm_loss
+            eval_fn = make_lm_eval(splits, cfg, tok, lambda: holder[0].device)
+        trainer = Trainer(model, cfg, batches, loss_fn, out, eval_fn=eval_fn, save_fn=save_fn,
                           callbacks=callbacks, resume=resuming, train_info=provenance, log=log)
         holder.append(trainer)
         if dist.is_main:  # the Trainer accepted the run (a resume may be refused), every check has

@@ -17,16 +17,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from tinyllm.config import (PRESETS, ConfigError, ModelConfig, TrainConfig, from_dict, parse_override,
-                            read_yaml, to_dict)
+from tinyllm.config import (ENCODER_FAMILIES, PRESETS, ConfigError, EncoderConfig, ModelConfig,
+                            TrainConfig, from_dict, model_config, parse_override, read_yaml, to_dict)
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "bundled" / "presets"
 RUN_FILE = "train.yaml"
 TOP_KEYS = ("name", "model", "train")
 PATH_KEYS = ("data", "cache_dir", "out", "init_from")
 DEFAULT_MODEL_PRESET = "tiny"
+DEFAULT_PRESETS = {"lm": DEFAULT_MODEL_PRESET, "mlm": "bert-tiny"}  # by train.objective
 _TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
-_MODEL_FIELDS = {f.name for f in fields(ModelConfig)} | {"preset"}
+_MODEL_FIELDS = {f.name for f in fields(ModelConfig)} | {f.name for f in fields(EncoderConfig)} | {"preset"}
 
 
 @dataclass
@@ -40,8 +41,8 @@ class RunConfig:
     def out(self) -> Path:
         return Path(self.train.out)
 
-    def model_config(self, **overrides: Any) -> ModelConfig:
-        return from_dict(ModelConfig, {**self.model, **overrides}, f"{self.source or 'config'}: model")
+    def model_config(self, **overrides: Any) -> ModelConfig | EncoderConfig:
+        return model_config({**self.model, **overrides}, f"{self.source or 'config'}: model")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "model": dict(self.model), "train": to_dict(self.train)}
@@ -109,14 +110,16 @@ def expand_model(model: dict[str, Any], where: str) -> dict[str, Any]:
 def load_run(config: str | Path | None = None, preset: str | None = None, *, data: str | None = None,
              tokenizer: str | None = None, out: str | None = None, max_steps: int | None = None,
              eval_every: int | None = None, save_every: int | None = None, seed: int | None = None,
-             sets: tuple[str, ...] | list[str] = (), resume: bool = False) -> RunConfig:
+             sets: tuple[str, ...] | list[str] = (), resume: bool = False,
+             objective: str | None = None) -> RunConfig:
     """Resolve the run from the CLI's arguments (see the module docstring for the precedence).
 
     With ``resume``, an existing ``OUT/train.yaml`` is the base instead, and only the step counts,
     eval/save intervals and ``--set train.*`` may change; the model may not.
     """
     options = {"data": data, "tokenizer": tokenizer, "out": out, "max_steps": max_steps,
-               "eval_every": eval_every, "save_every": save_every, "seed": seed}
+               "eval_every": eval_every, "save_every": save_every, "seed": seed,
+               "objective": objective}
     options = {k: v for k, v in options.items() if v is not None}
     for k in ("data", "out"):
         if k in options:
@@ -144,12 +147,19 @@ def load_run(config: str | Path | None = None, preset: str | None = None, *, dat
         else:
             raise ConfigError(f"unknown preset {preset!r}; model presets: {', '.join(PRESETS)}; "
                               f"training presets: {', '.join(tpresets) or 'none'}")
-    if not raw["model"] and not raw["train"].get("init_from"):
-        raw["model"] = {"preset": DEFAULT_MODEL_PRESET}
-    model_preset = raw["model"].get("preset")
     raw["train"].update(options)
+    goal = raw["train"].get("objective", "lm")
+    for item in sets:  # --set objective=mlm chooses the default model too
+        keys, value = parse_override(item)
+        if keys in (["objective"], ["train", "objective"]):
+            goal = value
+    if not raw["model"] and not raw["train"].get("init_from"):
+        raw["model"] = {"preset": DEFAULT_PRESETS.get(goal, DEFAULT_MODEL_PRESET)}
+    model_preset = raw["model"].get("preset")
     for item in sets:
         _set(raw, item)
+    if goal == "mlm":
+        raw["train"].setdefault("tokenizer", "wordpiece")  # an encoder reads [CLS] ... [SEP]
     model = expand_model(raw["model"], source or "config")
     train = from_dict(TrainConfig, raw["train"], f"{source or 'config'}: train")
     if train.data is None and resume:
@@ -157,6 +167,8 @@ def load_run(config: str | Path | None = None, preset: str | None = None, *, dat
             raise ConfigError("--resume needs --out, the directory of the run to continue")
         raise ConfigError(f"no run in {out} to resume (no {RUN_FILE}); give --out the directory "
                           "of a run, or --data FILE to start one there")
+    if raw["model"] and not train.init_from:
+        check_objective(train.objective, model.get("family"), source or "config")
     if train.data is None:
         raise ConfigError("no training data: give --data FILE (a UTF-8 text file) or train.data in "
                           "the config")
@@ -171,12 +183,23 @@ def load_run(config: str | Path | None = None, preset: str | None = None, *, dat
     return run
 
 
+def check_objective(objective: str, family: str | None, where: str) -> None:
+    """Encoders pretrain with ``mlm``, decoders with ``lm``; a mismatch says which to use."""
+    encoder = family in ENCODER_FAMILIES
+    if objective == "mlm" and not encoder:
+        raise ConfigError(f"{where}: objective mlm trains an encoder; choose an encoder model "
+                          f"(--preset bert-tiny, minilm-l6, bert-base, ...)")
+    if objective == "lm" and encoder:
+        raise ConfigError(f"{where}: the model is an encoder ({family}); pretrain it with "
+                          f"--objective mlm")
+
+
 def _resume_run(out: Path, options: dict[str, Any], sets) -> RunConfig:
     path = out / RUN_FILE
     raw = read_yaml(path)
     saved = copy.deepcopy(raw)
-    for k in ("data", "tokenizer"):
-        if k in options and options[k] != raw["train"].get(k):
+    for k in ("data", "tokenizer", "objective"):
+        if k in options and options[k] != raw["train"].get(k, "lm" if k == "objective" else None):
             raise ConfigError(f"--resume: {out} was trained with {k} {raw['train'].get(k)!r}; "
                               f"it cannot change on resume (drop --{k} or use a new --out)")
     raw["train"].update(options)

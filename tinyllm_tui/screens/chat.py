@@ -3,7 +3,8 @@
 The conversation is kept as messages and the engine answers all of them (``Engine.chat``): chat
 models render them with their chat template (with the system prompt from the side panel), instruct
 models answer the last one through their prompt template, language models continue the
-transcript; classifiers answer with a label and probabilities. The default model is
+transcript; classifiers answer with a label and probabilities, and embedders (encoders
+without a classifier) with the nearest of the lines entered so far. The default model is
 smollm2-135m-instruct, imported from its package on first use (progress shows above the
 messages). Conversations, system prompt included, are saved in ``$TINYLLM_HOME/conversations``
 after every reply.
@@ -54,6 +55,7 @@ class ChatScreen(TinyScreen):
         self._queued: tuple[str, dict, MessageView] | None = None  # sent on Enter while loading
         self._lock = threading.Lock()
         self._flusher = None
+        self._vectors: dict[str, Any] = {}      # embedder: the vector of each line entered
 
     # ---- layout -------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
@@ -261,6 +263,11 @@ class ChatScreen(TinyScreen):
             if getattr(engine, "labels", None):
                 p = engine.classify([text])[0]
                 probs = {label: float(x) for label, x in zip(engine.labels, p)}
+            elif getattr(engine, "is_encoder", False):
+                earlier = [m.content for m in self.conversation.messages[:-2] if m.role == "user"]
+                with self._lock:
+                    self._pending.append(nearest_line(engine, text, earlier, self._vectors))
+                pieces = -1  # not tokens: an answer computed at once
             else:
                 from tinyllm.runtime.sampling import SamplingConfig
 
@@ -324,6 +331,8 @@ class ChatScreen(TinyScreen):
             self.error(error)
         elif probs:
             status.update(f"classified in {seconds * 1000:.0f} ms")
+        elif pieces < 0:
+            status.update(f"embedded in {seconds * 1000:.0f} ms")
         else:
             rate = pieces / seconds if seconds > 0 else 0.0
             status.update(f"{'stopped after' if cancelled else 'done:'} {pieces} tokens in "
@@ -353,6 +362,7 @@ class ChatScreen(TinyScreen):
     def start_conversation(self, status: str) -> None:
         """An empty conversation on screen (the old one stays saved)."""
         self.conversation = Conversation(system=self.query_one("#system-prompt", Input).value.strip())
+        self._vectors.clear()  # an embedder's vectors belong to the conversation (and its model)
         self.query_one("#messages", VerticalScroll).remove_children()
         self.query_one("#chat-status", Static).update(status)
 
@@ -399,6 +409,22 @@ class ChatScreen(TinyScreen):
             self.error(f"could not export: {e}")
             return
         self.app.notify(f"exported to {path}", title="Markdown")
+
+
+def nearest_line(engine: Any, text: str, earlier: list[str], cache: dict[str, Any]) -> str:
+    """An embedder's answer: which of the ``earlier`` lines is closest to ``text`` in meaning
+    (cosine of their embeddings; ``cache`` keeps each line's vector)."""
+    todo = [t for t in dict.fromkeys([text, *earlier]) if t not in cache]
+    if todo:
+        for t, v in zip(todo, engine.embed(todo, normalize=True)):
+            cache[t] = v
+    if not earlier:
+        return ("(an embedding model: it answers each line with the nearest of the lines "
+                "entered before it; type another)")
+    scored = sorted(((float(cache[text] @ cache[t]), t) for t in set(earlier)), reverse=True)
+    best, line = scored[0]
+    more = "".join(f"\n  {s:.3f}  {t}" for s, t in scored[1:3])
+    return f"nearest earlier line (cosine {best:.3f}):\n  {line}" + more
 
 
 def model_summary(engine: Any, seconds: float) -> str:

@@ -38,7 +38,7 @@ def sample_files() -> list[Path]:
 def tokenizer_choices() -> list[tuple[str, str]]:
     out = [("gpt2 (GPT-2 BPE)", "gpt2"), ("char (this file's characters)", "char")]
     for m in modeldir.list_models():
-        if m.tokenizer in ("char", "bpe"):
+        if m.tokenizer in ("char", "bpe", "wordpiece"):
             out.append((f"{m.tokenizer} of model {m.name}", f"model:{m.path}"))
     return out
 

@@ -261,7 +261,8 @@ def model_row(info: modeldir.ModelInfo) -> tuple:
         params = human(info.model_config.num_params())
     except Exception:
         params = Text("bad config", style="bold red")
-    return (info.name, info.task, params, info.tokenizer, human_bytes(info.size_bytes()),
+    task = f"{info.task} ({info.family})" if info.is_encoder else info.task
+    return (info.name, task, params, info.tokenizer, human_bytes(info.size_bytes()),
             info.onnx_label, info.source)
 
 
@@ -279,6 +280,15 @@ def model_details(info: modeldir.ModelInfo) -> Text:
                 ("context", s["context_length"]), ("vocabulary", f"{s['vocab_size']:,}"),
                 ("tokenizer", s["tokenizer"]), ("size on disk", human_bytes(s["size_bytes"])),
                 ("onnx", info.onnx_label)]
+        if info.is_encoder:
+            cfg = info.model_config
+            rows.insert(1, ("family", f"{info.family} (encoder)"))
+            heads = [h for h, on in (("pooler", cfg.pooler), ("masked-LM", cfg.mlm_head),
+                                     ("classifier", cfg.n_classes)) if on]
+            rows.append(("heads", ", ".join(heads) or "none"))
+            embed = info.meta.get("embed") or {}
+            pooling = cfg.pooling if cfg.n_classes else embed.get("pooling", "mean")
+            rows.append(("pooling", pooling + (" + normalize" if embed.get("normalize") else "")))
         if s.get("labels"):
             rows.append(("labels", ", ".join(map(str, s["labels"]))))
         for k, v in rows:

@@ -15,8 +15,11 @@ def token_preview(tokenizer, text: str, limit: int = MAX_PREVIEW_TOKENS) -> Text
     ids = tokenizer.encode(text)
     out = Text()
     out.append(f"{len(ids)} tokens, {len(text)} characters\n", style="dim")
+    wordpiece = getattr(tokenizer, "name", "") == "wordpiece"
     for i, tok in enumerate(ids[:limit]):
         piece = tokenizer.token_bytes(tok).decode("utf-8", errors="replace")
+        if wordpiece:  # BERT's pieces: "##ing" continues a word, the others start one
+            piece = piece[2:] if piece.startswith("##") else (" " if i else "") + piece
         shown = piece.replace("\n", "⏎\n").replace("\t", "→")
         out.append(shown or "∅", style=f"#000000 on {PALETTE[i % len(PALETTE)]}")
     if len(ids) > limit:

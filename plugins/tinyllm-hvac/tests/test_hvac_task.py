@@ -61,3 +61,16 @@ def test_finetune_and_eval_from_the_cli(tmp_path):
     r = CliRunner().invoke(main, ["classify", "--model", str(out)],
                            input="Is RTU-1 ok? Reading: supply air 55°F, suction 40 psig.\n")
     assert r.exit_code == 0 and r.stdout.split("\t")[0] in ("Good", "Bad")
+
+
+def test_finetune_an_encoder_from_scratch(tmp_path):
+    """The same task on an encoder: bert-tiny with a WordPiece vocabulary trained on the data."""
+    out = tmp_path / "hvac-bert"
+    r = CliRunner().invoke(main, ["finetune", "hvac", "--data", str(SAMPLE), "--out", str(out),
+                                  "--preset", "bert-tiny", "--epochs", "1", "--batch-size", "32",
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["n"] == 120
+    meta = (out / "config.yaml").read_text()
+    assert "family: bert" in meta and "type: wordpiece" in meta and "pooling: cls" in meta
