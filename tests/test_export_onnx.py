@@ -97,7 +97,10 @@ def test_io_names_and_dynamic_dims(lm):
     sess = open_session(d / "model.onnx")
     ins = {i.name: i.shape for i in sess.get_inputs()}
     outs = {o.name: o.shape for o in sess.get_outputs()}
-    assert list(ins) == ox.lm_io_names(2)[0] and list(outs) == ox.lm_io_names(2)[1]
+    # logits_index: the positions whose logits are computed (added after the torch export)
+    assert list(ins) == ox.lm_io_names(2)[0] + ["logits_index"]
+    assert list(outs) == ox.lm_io_names(2)[1]
+    assert ins["logits_index"] == [outs["logits"][1]] and isinstance(outs["logits"][1], str)
     assert ins["seqlens_k"] == [ins["input_ids"][0]] and ins["total_sequence_length"] == []
     b, s = ins["input_ids"]
     assert isinstance(b, str) and isinstance(s, str)            # dynamic batch and sequence
@@ -146,6 +149,32 @@ def test_cache_is_updated_in_place(lm):
     with pytest.raises(ValueError, match="exceed the cache of 128"):
         dec.run(np.zeros((1, 120), dtype=np.int64), reset=False)
 
+
+
+def test_lm_head_only_at_the_positions_asked_and_packed_attention(lm):
+    """The prompt's logits come from its last position alone (the LM head multiplies one row, not
+    every position), the same numbers as the full run; each GroupQueryAttention reads the QKV
+    projection whole (no Split). A bound step gives what a plain run gives."""
+    d, _ = lm
+    for name in ("model.onnx", "model.int8.onnx"):
+        graph = onnx.load(str(d / name), load_external_data=False).graph
+        assert "Split" not in {n.op_type for n in graph.node}
+        gqa = [n for n in graph.node if n.op_type == "GroupQueryAttention"]
+        assert gqa and all(list(n.input[1:3]) == ["", ""] for n in gqa)
+        pick = [n for n in graph.node if n.op_type == "Gather" and "logits_index" in n.input]
+        assert len(pick) == 1                                # before the LM head, after ln_f
+    dec, ref = OnnxDecoder(d / "model.onnx"), OnnxDecoder(d / "model.onnx")
+    ids = list(range(1, 40))
+    full = ref.run(np.asarray([ids]))                        # every position: (1, 39, vocab)
+    assert full.shape[1] == 39
+    np.testing.assert_allclose(dec.prefill(ids), full[0, -1], atol=1e-5)
+    assert dec.run(np.asarray([ids]), last_only=True).shape[1] == 1
+    for t in (5, 9, 2):                                      # bound steps against plain runs
+        np.testing.assert_allclose(dec.step(t), ref.run(np.asarray([[t]]), reset=False)[0, 0],
+                                   atol=1e-5)
+    dec.prefill(ids[:5])                                     # a new prompt rebinds, then steps again
+    ref.run(np.asarray([ids[:5]]))
+    np.testing.assert_allclose(dec.step(7), ref.run(np.asarray([[7]]), reset=False)[0, 0], atol=1e-5)
 
 @pytest.fixture(scope="module", params=["dynamo", "torchscript"])
 def lm_graph(request, lm, tmp_path_factory) -> Path:

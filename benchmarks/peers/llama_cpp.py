@@ -17,6 +17,7 @@ off, the default, or patch / native on Intel CPUs with AMX; see ``llama_cpp.sh -
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,10 @@ TYPES = ("f32", "f16", "q8_0", "q4_0")
 
 
 def _script(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, check=check)
+    # the converter runs on this interpreter (it has torch and the packages) unless PYTHON says
+    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable)}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, check=check,
+                          env=env)
 
 
 def bin_dir() -> Path | None:
@@ -63,37 +67,42 @@ def convert(hf_dir: str | Path, out_prefix: str | Path, types: tuple[str, ...] =
     return out
 
 
-def bench(gguf_path: str | Path, threads: int, n_prompt: int = 32, n_gen: int = 128,
+def bench(gguf_path: str | Path, threads: int, n_prompt: int | tuple[int, ...] = 32, n_gen: int = 128,
           repetitions: int = 5, extra_args: tuple[str, ...] = ()) -> dict:
     """Run ``llama-bench -m GGUF -p n_prompt -n n_gen -t threads -r repetitions -o json``.
 
-    Returns ``{"pp_tok_s", "tg_tok_s", "build", ...}``: prefill and decode tokens/s (llama-bench's
-    mean over the repetitions; None for a test not run, i.e. n_prompt or n_gen of 0), the build as
+    ``n_prompt`` may be several sizes (``(32, 512)``: ``-p 32,512``, one prompt test each).
+    Returns ``{"pp_tok_s", "tg_tok_s", "pp", "build", ...}``: prefill and decode tokens/s
+    (llama-bench's mean over the repetitions; None for a test not run, i.e. n_prompt or n_gen of
+    0; ``pp_tok_s`` is the first prompt size's, ``pp`` maps every size to its tokens/s), the build as
     ``"<commit> (<build number>)"``, their standard deviations, the model's size in bytes, and
     llama-bench's records under ``"raw"``.
     """
     d = bin_dir()
     if d is None:
         raise RuntimeError(f"llama.cpp is not built; run: {SCRIPT} build")
-    cmd = [str(d / "llama-bench"), "-m", str(gguf_path), "-p", str(n_prompt), "-n", str(n_gen),
-           "-t", str(threads), "-r", str(repetitions), "-o", "json", *extra_args]
+    sizes = (n_prompt,) if isinstance(n_prompt, int) else tuple(n_prompt)
+    cmd = [str(d / "llama-bench"), "-m", str(gguf_path), "-p", ",".join(map(str, sizes)),
+           "-n", str(n_gen), "-t", str(threads), "-r", str(repetitions), "-o", "json", *extra_args]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         tail = "\n".join(p.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"llama-bench failed (exit {p.returncode}):\n{tail}")
     records = json.loads(p.stdout)
-    pp = next((r for r in records if r["n_prompt"] > 0 and r["n_gen"] == 0), None)
+    pps = {r["n_prompt"]: r for r in records if r["n_prompt"] > 0 and r["n_gen"] == 0}
+    pp = pps.get(sizes[0])
     tg = next((r for r in records if r["n_gen"] > 0 and r["n_prompt"] == 0), None)
     first = records[0] if records else {}
     return {
         "pp_tok_s": pp["avg_ts"] if pp else None,
         "tg_tok_s": tg["avg_ts"] if tg else None,
+        "pp": {n: r["avg_ts"] for n, r in pps.items()},
         "build": f'{first.get("build_commit", "unknown")} ({first.get("build_number", 0)})',
         "pp_stddev": pp["stddev_ts"] if pp else None,
         "tg_stddev": tg["stddev_ts"] if tg else None,
         "model_size": first.get("model_size"),
         "threads": threads,
-        "n_prompt": n_prompt,
+        "n_prompt": sizes[0],
         "n_gen": n_gen,
         "cpu_info": first.get("cpu_info"),
         "raw": records,

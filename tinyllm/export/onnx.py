@@ -43,7 +43,8 @@ from tinyllm.atomic import EXPORT_TEMP_PREFIX, atomic_path, remove_stale_temps, 
 from tinyllm.config import is_encoder
 from tinyllm.errors import RunFailed, UserError
 from tinyllm.export import AUTO_CANDIDATES, FP32_FILE, INT8_FILE, QUANT_CHOICES
-from tinyllm.export.onnx_passes import (files_of, fold_constant_transposes, optimize_graph,
+from tinyllm.export.onnx_passes import (LOGITS_INDEX, files_of, fold_constant_transposes,
+                                        logits_at_positions, optimize_graph, pack_attention_inputs,
                                         quantize, quiet, save_onnx, tanh_gelu_to_fastgelu)
 from tinyllm.models.decoder import GPT
 
@@ -313,6 +314,8 @@ def _set_metadata(proto, meta: dict[str, str]) -> None:
 def _verify(module: nn.Module, path: Path, cases: list[tuple], input_names: list[str]) -> float:
     """Max |ONNX - torch| over ``cases`` (tuples of inputs): an export that changes the numbers
     fails loudly."""
+    import numpy as np
+
     from tinyllm.runtime.session import open_session
 
     sess = open_session(path, threads=1)
@@ -323,6 +326,8 @@ def _verify(module: nn.Module, path: Path, cases: list[tuple], input_names: list
             ref = module(*args)
         ref = ref[0] if isinstance(ref, tuple) else ref
         feeds = {n: a.numpy() for n, a in zip(input_names, args) if n in have}
+        if LOGITS_INDEX in have:  # every position's logits, as the module computes them
+            feeds[LOGITS_INDEX] = np.arange(args[0].shape[1], dtype=np.int64)
         got = sess.run([sess.get_outputs()[0].name], feeds)[0]
         worst = max(worst, float(abs(got - ref.numpy()).max()))
     return worst
@@ -512,6 +517,9 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
             if n_attn:  # fused by the exporter itself (see onnx_attention), not by the optimizer
                 fusions = dict(sorted({**fusions, "GroupQueryAttention": n_attn}.items()))
             log("fused operators: " + (", ".join(f"{k} x{v}" for k, v in fusions.items()) or "none"))
+            pack_attention_inputs(proto)  # GroupQueryAttention reads the QKV projection whole
+            if kind == "lm":
+                logits_at_positions(proto)  # the LM head only at the positions asked for
             del proto.graph.value_info[:]  # stale shape notes after fusion trip ORT's quantizer
             external = (_initializer_bytes(proto) > TWO_GB * 0.9 if external_data is None
                         else external_data)

@@ -187,3 +187,75 @@ def collect_external(path: Path) -> None:
     import onnx
 
     save_onnx(onnx.load(str(path)), path, external=True)
+
+
+LOGITS_INDEX = "logits_index"   # LM graph input: the positions whose logits are computed
+
+
+def logits_at_positions(proto) -> bool:
+    """Give a language-model graph the input ``logits_index`` (n,) int64: the positions (along
+    the sequence) whose logits it computes, so ``logits`` is (batch, n, vocab).
+
+    A prompt of 512 tokens needs the next-token logits of its last position only; without this
+    the LM head, the biggest matrix, multiplies every position (about a third of a GPT-2 prefill's
+    work). The quality check passes every position. Inserts ``Gather(h, logits_index, axis=1)``
+    before the MatMul that makes ``logits``; False (graph unchanged) when ``logits`` is not a
+    MatMul's output.
+    """
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    at = next((i for i, n in enumerate(graph.node) if "logits" in n.output), None)
+    if at is None or graph.node[at].op_type != "MatMul" or \
+            any(i.name == LOGITS_INDEX for i in graph.input):
+        return False
+    head = graph.node[at]
+    picked = head.input[0] + "_at_logits_index"
+    graph.node.insert(at, helper.make_node("Gather", [head.input[0], LOGITS_INDEX], [picked],
+                                           axis=1, name="logits_index_gather"))
+    head.input[0] = picked
+    graph.input.append(helper.make_tensor_value_info(LOGITS_INDEX, TensorProto.INT64,
+                                                     ["n_logits"]))
+    out = next(o for o in graph.output if o.name == "logits")
+    dims = out.type.tensor_type.shape.dim
+    if len(dims) == 3:
+        dims[1].Clear()
+        dims[1].dim_param = "n_logits"
+    return True
+
+
+def pack_attention_inputs(proto) -> int:
+    """Feed each GroupQueryAttention the fused QKV projection whole (its packed-QKV form) instead
+    of the three outputs of a Split; returns how many Splits were removed.
+
+    The projection's output is ``[q | k | v]`` along the last axis, exactly the packed layout the
+    operator reads when its key and value inputs are empty, so the Split (a copy of q, k and v
+    every layer, every step) goes.
+    """
+    graph = proto.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    dead, n = set(), 0
+    for node in graph.node:
+        if node.op_type != "GroupQueryAttention" or len(node.input) < 3:
+            continue
+        split = producer.get(node.input[0])
+        if split is None or split.op_type != "Split" or list(split.output) != list(node.input[:3]):
+            continue
+        axis = next((a.i for a in split.attribute if a.name == "axis"), 0)
+        if axis not in (-1, 2) or any(users.get(o, 0) != 1 for o in split.output):
+            continue
+        node.input[0], node.input[1], node.input[2] = split.input[0], "", ""
+        dead.add(id(split))
+        n += 1
+    if n:
+        keep = [node for node in graph.node if id(node) not in dead]
+        del graph.node[:]
+        graph.node.extend(keep)
+        used = {name for node in graph.node for name in node.input}
+        for t in [t for t in graph.initializer if t.name not in used]:
+            graph.initializer.remove(t)  # the Splits' size tensors
+    return n

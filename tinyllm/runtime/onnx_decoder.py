@@ -9,6 +9,12 @@ leaves ONNX Runtime:
   writes each new position in place, so a step copies and allocates nothing.
 * ``concat`` graphs (the TorchScript fallback): each step's presents, kept as ORT-owned OrtValues,
   are bound as the next step's pasts; the graph's Concat is the only copy, never a numpy round trip.
+
+Graphs with a ``logits_index`` input (:func:`tinyllm.export.onnx_passes.logits_at_positions`)
+compute the LM head only at the positions asked for: a prompt's last one when decoding, every
+one for the quality check. A decode step on a shared cache binds nothing anew: the token, the
+lengths and the logits live in small numpy buffers bound once, which ONNX Runtime reads and
+fills in place.
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ import numpy as np
 import onnxruntime as ort
 
 from tinyllm.runtime.session import open_session
+
+LOGITS_INDEX = "logits_index"  # the graph input of :func:`tinyllm.export.onnx_passes.logits_at_positions`
 
 
 class OnnxDecoder:
@@ -52,6 +60,9 @@ class OnnxDecoder:
         self.cache: list[ort.OrtValue] = []   # shared: the buffers; concat: the last presents
         self.batch = 0
         self.length = 0                       # positions in the cache
+        self.vocab = session.get_outputs()[0].shape[-1]
+        self.picks_logits = LOGITS_INDEX in inputs   # the graph computes only the positions asked
+        self._stepping: dict[str, np.ndarray] | None = None  # the buffers a bound step reads/fills
 
     def _buffers(self, batch: int) -> list[ort.OrtValue]:
         """The shared cache buffers for ``batch`` rows (allocated once, reused by every run)."""
@@ -62,14 +73,16 @@ class OnnxDecoder:
             self.batch = batch
         return self.cache
 
-    def run(self, ids: np.ndarray, reset: bool = True) -> np.ndarray:
+    def run(self, ids: np.ndarray, reset: bool = True, last_only: bool = False) -> np.ndarray:
         """Run ``ids`` (B, T) after an empty cache (``reset``) or after the cache so far; returns
-        the logits (B, T, vocab) and keeps the new cache."""
+        the logits (B, T, vocab), or (B, 1, vocab) of the last position with ``last_only``, and
+        keeps the new cache."""
         B, T = ids.shape
         past = 0 if reset else self.length
         total = past + T
         if self.shared and total > self.max_len:
             raise ValueError(f"{total} positions exceed the cache of {self.max_len}")
+        self._stepping = None
         io = self.io
         io.clear_binding_inputs()
         io.clear_binding_outputs()
@@ -78,6 +91,8 @@ class OnnxDecoder:
             io.bind_cpu_input("seqlens_k", np.full((B,), total - 1, dtype=np.int32))
         if "total_sequence_length" in self.has:
             io.bind_cpu_input("total_sequence_length", np.array(total, dtype=np.int32))
+        if self.picks_logits:
+            io.bind_cpu_input(LOGITS_INDEX, np.arange(T - 1 if last_only else 0, T, dtype=np.int64))
         io.bind_output("logits", "cpu")                # outputs come back in binding order
         if self.shared:
             for p_name, o_name, buf in zip(self.past_names, self.present_names, self._buffers(B)):
@@ -98,13 +113,47 @@ class OnnxDecoder:
         if not self.shared:
             self.cache = list(outs[1:])
         self.length = total
-        return outs[0].numpy()
+        logits = outs[0].numpy()
+        return logits[:, -1:] if last_only and not self.picks_logits else logits
+
+    def _bind_step(self) -> dict[str, np.ndarray]:
+        """Bind one-token steps on the shared cache once: every input and the logits are numpy
+        buffers that ONNX Runtime reads and writes in place, so a step only sets three numbers."""
+        io = self.io
+        io.clear_binding_inputs()
+        io.clear_binding_outputs()
+        bufs = {"input_ids": np.zeros((1, 1), dtype=np.int64),
+                "seqlens_k": np.zeros((1,), dtype=np.int32),
+                "total_sequence_length": np.zeros((), dtype=np.int32),
+                LOGITS_INDEX: np.zeros((1,), dtype=np.int64),
+                "logits": np.zeros((1, 1, self.vocab), dtype=np.float32)}
+        for name, buf in bufs.items():
+            if name in self.has:
+                io.bind_input(name, "cpu", 0, buf.dtype, list(buf.shape), buf.ctypes.data)
+        io.bind_output("logits", "cpu", 0, np.float32, [1, 1, self.vocab], bufs["logits"].ctypes.data)
+        for p_name, o_name, buf in zip(self.past_names, self.present_names, self._buffers(1)):
+            io.bind_ortvalue_input(p_name, buf)
+            io.bind_ortvalue_output(o_name, buf)
+        return bufs
 
     def prefill(self, ids: list[int]) -> np.ndarray:
-        return self.run(np.asarray([ids], dtype=np.int64), reset=True)[0, -1]
+        return self.run(np.asarray([ids], dtype=np.int64), reset=True, last_only=True)[0, -1]
 
     def step(self, token: int) -> np.ndarray:
-        return self.run(np.asarray([[token]], dtype=np.int64), reset=False)[0, -1]
+        """The next-token logits (vocab,) after appending ``token`` to the cache."""
+        if not (self.shared and self.batch == 1 and isinstance(self.vocab, int)):
+            return self.run(np.asarray([[token]], dtype=np.int64), reset=False, last_only=True)[0, -1]
+        if self.length + 1 > self.max_len:
+            raise ValueError(f"{self.length + 1} positions exceed the cache of {self.max_len}")
+        if self._stepping is None:
+            self._stepping = self._bind_step()
+        bufs = self._stepping
+        bufs["input_ids"][0, 0] = token
+        bufs["seqlens_k"][0] = self.length                 # cache + 1 new - 1
+        bufs["total_sequence_length"][()] = self.length + 1
+        self.session.run_with_iobinding(self.io)
+        self.length += 1
+        return bufs["logits"][0, 0].copy()  # the buffer is refilled by the next step
 
 
 class BatchedOnnxDecoder:
@@ -176,6 +225,8 @@ class BatchedOnnxDecoder:
         io.bind_cpu_input("input_ids", ids)
         io.bind_cpu_input("seqlens_k", seqlens.astype(np.int32))
         io.bind_cpu_input("total_sequence_length", np.array(total, dtype=np.int32))
+        if self.one.picks_logits:  # only the last position's logits are used
+            io.bind_cpu_input(LOGITS_INDEX, np.array([ids.shape[1] - 1], dtype=np.int64))
         io.bind_output("logits", "cpu")
         for p_name, o_name, buf in zip(self.one.past_names, self.one.present_names,
                                        self._views(*rows)):
