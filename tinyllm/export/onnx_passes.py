@@ -80,11 +80,17 @@ def tanh_gelu_to_fastgelu(proto) -> int:
             node.op_type = "FastGelu"
             del node.attribute[:]
             n += 1
-    if n and not any(o.domain == "com.microsoft" for o in proto.opset_import):
+    import_domains(proto)
+    return n
+
+
+def import_domains(proto) -> None:
+    """Declare the com.microsoft opset when a node uses it (a fusion may add the first one)."""
+    if any(node.domain == "com.microsoft" for node in proto.graph.node) and \
+            not any(o.domain == "com.microsoft" for o in proto.opset_import):
         import onnx
 
         proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-    return n
 
 
 def optimize_graph(proto, n_head: int, n_embd: int):
@@ -101,6 +107,7 @@ def optimize_graph(proto, n_head: int, n_embd: int):
         opt = optimize_model(proto, model_type="gpt2", num_heads=n_head, hidden_size=n_embd,
                              opt_level=0, optimization_options=options)
         stats = opt.get_fused_operator_statistics()
+    import_domains(opt.model)
     return opt.model, {k: v for k, v in sorted(stats.items()) if v}
 
 
