@@ -42,7 +42,7 @@ from tinyllm.export import AUTO_CANDIDATES, FP32_FILE, INT8_FILE, QUANT_CHOICES
 from tinyllm.export.onnx_attention import attention_mode, row_positions  # noqa: F401 (re-exported)
 from tinyllm.export.onnx_passes import (files_of, fold_constant_transposes, optimize_graph,
                                         quantize, quiet, save_onnx, tanh_gelu_to_fastgelu)
-from tinyllm.models.decoder import GPT
+from tinyllm.models.decoder import GPT, RMSNorm
 
 OPSET = 20                        # LayerNormalization (17) and Gelu with tanh (20) as single ops
 TWO_GB = 2 ** 31                  # protobuf's limit: bigger graphs keep weights in external data
@@ -82,9 +82,10 @@ def forward_with_past(model: GPT, input_ids: torch.Tensor, past, seqlens_k: torc
     if rope is not None and not (fused and rotary_fused):
         angles = (rope[0][pos], rope[1][pos]) if fused else (rope[0][pos][None], rope[1][pos][None])
     mask = torch.arange(P + T, device=input_ids.device)[None, :] <= q_pos[:, None]  # (T, P+T)
+    norm = (lambda m, h: m(h)) if fused else plain_norm
     presents = []
     for i, blk in enumerate(model.blocks):
-        q, k, v = blk.attn.qkv(blk.ln1(x)).split(blk.attn.sizes, dim=2)  # (B, T, nh*hs | nkv*hs)
+        q, k, v = blk.attn.qkv(norm(blk.ln1, x)).split(blk.attn.sizes, dim=2)  # (B, T, nh*hs | nkv*hs)
         if angles is not None:
             q, k = rotate(q, *angles), rotate(k, *angles)
         if fused:
@@ -102,8 +103,16 @@ def forward_with_past(model: GPT, input_ids: torch.Tensor, past, seqlens_k: torc
             y = y.transpose(1, 2).reshape(B, T, nh * hs)
         presents += [k, v]                                              # (B, nkv, P+T, hs)
         x = x + blk.attn.proj(y)
-        x = x + blk.mlp(blk.ln2(x))
-    return model.ln_f(x), presents
+        x = x + blk.mlp(norm(blk.ln2, x))
+    return norm(model.ln_f, x), presents
+
+
+def plain_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)``, with RMSNorm written out: the TorchScript exporter has no ``rms_norm``. The
+    form is the one ORT's optimizer fuses into SimplifiedLayerNormalization."""
+    if isinstance(norm, RMSNorm):
+        return x * (1.0 / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps)) * norm.weight
+    return norm(x)
 
 
 def rope_tables(model: GPT) -> tuple[torch.Tensor, torch.Tensor] | None:
