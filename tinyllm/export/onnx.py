@@ -43,10 +43,11 @@ from tinyllm.atomic import EXPORT_TEMP_PREFIX, atomic_path, remove_stale_temps, 
 from tinyllm.config import is_encoder
 from tinyllm.errors import RunFailed, UserError
 from tinyllm.export import AUTO_CANDIDATES, FP32_FILE, INT8_FILE, QUANT_CHOICES
+from tinyllm.export.onnx_attention import attention_mode, row_positions  # noqa: F401 (re-exported)
 from tinyllm.export.onnx_passes import (LOGITS_INDEX, files_of, fold_constant_transposes,
                                         logits_at_positions, optimize_graph, pack_attention_inputs,
                                         quantize, quiet, save_onnx, tanh_gelu_to_fastgelu)
-from tinyllm.models.decoder import GPT
+from tinyllm.models.decoder import GPT, RMSNorm
 
 OPSET = 20                        # LayerNormalization (17) and Gelu with tanh (20) as single ops
 TWO_GB = 2 ** 31                  # protobuf's limit: bigger graphs keep weights in external data
@@ -54,95 +55,130 @@ TWO_GB = 2 ** 31                  # protobuf's limit: bigger graphs keep weights
 
 # ---- graphs ----------------------------------------------------------------------------------
 def forward_with_past(model: GPT, input_ids: torch.Tensor, past, seqlens_k: torch.Tensor,
-                      total: torch.Tensor, fused: bool = True):
-    """The GPT forward pass with the KV cache as explicit tensors (ONNX has no in-place cache).
+                      total: torch.Tensor, fused: bool = True,
+                      rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      rotary_fused: bool = False):
+    """The decoder's forward pass with the KV cache as explicit tensors (ONNX has no in-place cache).
 
-    ``past`` holds (B, nh, P, hs) keys and values per layer (P may be 0); ``total`` (int32 scalar)
-    is P + T and ``seqlens_k`` (B,) int32 is total - 1 per row. Returns the final hidden states
-    (B, T, C), after ln_f, and the presents (B, nh, P+T, hs). Same weights and arithmetic as
-    :meth:`GPT.hidden` with a :class:`KVCache`; the exporter checks the graph against torch.
-    With ``fused`` each layer's attention is the custom op of :mod:`tinyllm.export.onnx_attention`
-    (one GroupQueryAttention node, whose cache can be updated in place); without it, plain ONNX
-    ops that concatenate the cache.
+    ``past`` holds (B, nkv, P, hs) keys and values per layer (P may be 0; nkv key/value heads);
+    ``total`` (int32 scalar) is P + T and ``seqlens_k`` (B,) int32 is total - 1 per row. Returns
+    the final hidden states (B, T, C), after ln_f, and the presents (B, nkv, P+T, hs). Same
+    weights and arithmetic as :meth:`GPT.hidden` with a :class:`KVCache`; the exporter checks the
+    graph against torch. With ``fused`` each layer's attention is the custom op of
+    :mod:`tinyllm.export.onnx_attention` (one GroupQueryAttention node, whose cache can be updated
+    in place); without it, plain ONNX ops that concatenate the cache. A rotary model passes its
+    ``rope`` tables (cos, sin: (context, hs/2), :func:`rope_tables`); with ``rotary_fused`` the
+    attention operator rotates q and k itself, else plain ops rotate them before it.
     """
+    from tinyllm.export.onnx_attention import attention, rotate
+
     cfg = model.config
     B, T = input_ids.shape
     P = past[0].shape[2]                          # positions already in the cache
-    C, nh, hs = cfg.n_embd, cfg.n_head, cfg.head_size
+    nh, nkv, hs = cfg.n_head, cfg.kv_heads, cfg.head_size
     start = (total - T).to(torch.long)            # == P; from an input, so shared buffers work too
     q_pos = torch.arange(T, device=input_ids.device) + start          # (T,) absolute positions
-    if fused:  # each row at its own position: rows of a batch may hold caches of other lengths
-        x = model.tok_emb(input_ids) + model.pos_emb(row_positions(seqlens_k, total, T))
-    else:
-        x = model.tok_emb(input_ids) + model.pos_emb(q_pos)           # (B, T, C)
+    # fused: each row at its own position (rows of a batch may hold caches of other lengths)
+    pos = row_positions(seqlens_k, total, T) if fused else q_pos      # (B, T) or (T,)
+    x = model.tok_emb(input_ids)                                      # (B, T, C)
+    if model.pos_emb is not None:
+        x = x + model.pos_emb(pos)
+    angles = None                                 # cos, sin (B|1, T, hs/2) when ops rotate
+    if rope is not None and not (fused and rotary_fused):
+        angles = (rope[0][pos], rope[1][pos]) if fused else (rope[0][pos][None], rope[1][pos][None])
     mask = torch.arange(P + T, device=input_ids.device)[None, :] <= q_pos[:, None]  # (T, P+T)
+    norm = (lambda m, h: m(h)) if fused else plain_norm
     presents = []
     for i, blk in enumerate(model.blocks):
-        q, k, v = blk.attn.qkv(blk.ln1(x)).split(C, dim=2)            # (B, T, C) each
+        q, k, v = blk.attn.qkv(norm(blk.ln1, x)).split(blk.attn.sizes, dim=2)  # (B, T, nh*hs | nkv*hs)
+        if angles is not None:
+            q, k = rotate(q, *angles), rotate(k, *angles)
         if fused:
-            from tinyllm.export.onnx_attention import attention
-
-            y, k, v = attention(q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total, nh)
+            tables = rope if rotary_fused else (None, None)
+            y, k, v = attention(q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total, nh, nkv,
+                                *tables)
         else:
             q = q.view(B, T, nh, hs).transpose(1, 2)                   # (B, nh, T, hs)
-            k = torch.cat([past[2 * i], k.view(B, T, nh, hs).transpose(1, 2)], dim=2)
-            v = torch.cat([past[2 * i + 1], v.view(B, T, nh, hs).transpose(1, 2)], dim=2)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
-            y = y.transpose(1, 2).reshape(B, T, C)
-        presents += [k, v]                                              # (B, nh, P+T, hs)
+            k = torch.cat([past[2 * i], k.view(B, T, nkv, hs).transpose(1, 2)], dim=2)
+            v = torch.cat([past[2 * i + 1], v.view(B, T, nkv, hs).transpose(1, 2)], dim=2)
+            k_all, v_all = k, v                                         # (B, nkv, P+T, hs)
+            if nkv != nh:  # each key/value head serves nh / nkv query heads
+                k_all, v_all = (t.repeat_interleave(nh // nkv, dim=1) for t in (k, v))
+            y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, nh, T, hs)
+            y = y.transpose(1, 2).reshape(B, T, nh * hs)
+        presents += [k, v]                                              # (B, nkv, P+T, hs)
         x = x + blk.attn.proj(y)
-        x = x + blk.mlp(blk.ln2(x))
-    return model.ln_f(x), presents
+        x = x + blk.mlp(norm(blk.ln2, x))
+    return norm(model.ln_f, x), presents
 
 
-def row_positions(seqlens_k: torch.Tensor, total: torch.Tensor, T: int) -> torch.Tensor:
-    """Absolute positions (B, T) of the new tokens of each row, as GroupQueryAttention places them.
-
-    A row's cache holds ``seqlens_k + 1 - T`` positions, so its new tokens sit right after them;
-    when ``total == T`` (a prompt from an empty cache) every row starts at 0, and right-padded rows
-    (``seqlens_k`` < T - 1) keep their real tokens at 0..len-1. Batched decoding relies on this:
-    one step feeds rows whose caches differ in length (see
-    :class:`tinyllm.runtime.onnx_decoder.BatchedOnnxDecoder`).
-    """
-    past = seqlens_k.to(torch.long) + 1 - T                            # (B,)
-    past = torch.where(total.to(torch.long) == T, torch.zeros_like(past), past)
-    return past[:, None] + torch.arange(T, device=seqlens_k.device)[None, :]   # (B, T)
+def plain_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)``, with RMSNorm written out: the TorchScript exporter has no ``rms_norm``. The
+    form is the one ORT's optimizer fuses into SimplifiedLayerNormalization."""
+    if isinstance(norm, RMSNorm):
+        return x * (1.0 / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps)) * norm.weight
+    return norm(x)
 
 
-class LMWithPast(nn.Module):
-    """Language-model graph: ids, cache lengths and past keys/values -> logits and presents."""
+def rope_tables(model: GPT) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """cos and sin (context, hs/2) of a rotary model's angles at every position (None without
+    rotary positions): the rows :meth:`GPT.rope` computes, so the graph rotates exactly as torch
+    does. The two halves of GPT.rope's tables are equal; GroupQueryAttention takes one."""
+    cfg = model.config
+    if cfg.position != "rope":
+        return None
+    cos, sin = model.rope(torch.arange(cfg.context_length, device=model.tok_emb.weight.device),
+                          torch.float32)                                # (context, hs)
+    half = cfg.head_size // 2
+    return cos[:, :half].contiguous(), sin[:, :half].contiguous()
 
-    def __init__(self, model: GPT, fused: bool = True):
+
+class _Graph(nn.Module):
+    """What both graph modules share: the model, how attention is exported (``fused``: the
+    GroupQueryAttention op; the TorchScript fallback turns it off), and a rotary model's tables
+    as buffers (initializers in the graph, shared by every layer)."""
+
+    def __init__(self, model: GPT, mode: str = "fused"):
         super().__init__()
         self.model = model
-        self.fused = fused  # the TorchScript fallback turns this off
+        self.fused = mode != "plain"
+        self.rotary_fused = mode == "rotary"   # GroupQueryAttention rotates q and k itself
+        tables = rope_tables(model)
+        self.has_rope = tables is not None
+        if tables is not None:
+            self.register_buffer("rope_cos", tables[0], persistent=False)
+            self.register_buffer("rope_sin", tables[1], persistent=False)
+
+    def with_past(self, input_ids, past, seqlens_k, total):
+        rope = (self.rope_cos, self.rope_sin) if self.has_rope else None
+        return forward_with_past(self.model, input_ids, past, seqlens_k, total, self.fused, rope,
+                                 self.rotary_fused)
+
+
+class LMWithPast(_Graph):
+    """Language-model graph: ids, cache lengths and past keys/values -> logits and presents."""
 
     def forward(self, input_ids: torch.Tensor, seqlens_k: torch.Tensor, total: torch.Tensor,
                 *past: torch.Tensor):
-        h, presents = forward_with_past(self.model, input_ids, past, seqlens_k, total, self.fused)
+        h, presents = self.with_past(input_ids, past, seqlens_k, total)
         return (self.model.lm_head(h), *presents)
 
 
-class ClassifierGraph(nn.Module):
+class ClassifierGraph(_Graph):
     """``model.classify`` as a graph: right-padded ids and their lengths -> class logits.
 
     With ``fused``, attention is the same single operator as in the language-model graph, over an
     empty cache; right padding needs no mask because no real token attends to it.
     """
 
-    def __init__(self, model: GPT, fused: bool = True):
-        super().__init__()
-        self.model = model
-        self.fused = fused
-
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         m, cfg = self.model, self.model.config
         if self.fused:
             B, T = input_ids.shape
-            empty = m.tok_emb.weight.new_zeros((B, cfg.n_head, 0, cfg.head_size))
+            empty = m.tok_emb.weight.new_zeros((B, cfg.kv_heads, 0, cfg.head_size))
             total = torch.full((), T, dtype=torch.int32, device=input_ids.device)
             seqlens = torch.full((B,), T - 1, dtype=torch.int32, device=input_ids.device)
-            h, _ = forward_with_past(m, input_ids, [empty] * (2 * cfg.n_layer), seqlens, total)
+            h, _ = self.with_past(input_ids, [empty] * (2 * cfg.n_layer), seqlens, total)
         else:
             h = m.hidden(input_ids)
         return m.cls_head(m.pool(h, lengths))
@@ -189,7 +225,7 @@ def example_inputs(model: GPT, kind: str, batch: int = 2, seq: int = 5, past: in
     ids = torch.randint(0, cfg.vocab_size, (batch, seq), dtype=torch.long)
     if kind in ("classify", "embed"):
         return ids, torch.tensor([seq, seq - 2][:batch] + [seq] * (batch - 2), dtype=torch.long)
-    shape = (batch, cfg.n_head, past, cfg.head_size)
+    shape = (batch, cfg.kv_heads, past, cfg.head_size)
     total = torch.tensor(past + seq, dtype=torch.int32)
     seqlens = torch.full((batch,), past + seq - 1, dtype=torch.int32)
     return (ids, seqlens, total, *[torch.randn(shape) * 0.5 for _ in range(2 * cfg.n_layer)])
@@ -474,11 +510,8 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
     t0 = time.perf_counter()
     from tinyllm import modeldir
 
-    cfg = modeldir.find(name_or_path).model_config
-    if cfg.family == "llama":  # the hook for the Llama-family exporter (GQA with rotary, 4-bit)
-        raise UserError(f"{name_or_path}: ONNX export of Llama-family models (RMSNorm, rotary, "
-                        f"grouped-query attention) is not supported yet; use --backend torch")
-    model = load_model(name_or_path)
+    model = load_model(name_or_path).float()  # the graphs are float32 (then int8 / 4-bit)
+    cfg = model.config
     out = Path(out_dir) if out_dir else Path(model.path)
     with runlock.acquire(out):  # no trainer (or other export) writes the folder meanwhile
         stale = _prepare_export_dir(Path(model.path), out, overwrite, log)
@@ -489,10 +522,13 @@ def export_model(name_or_path: str | Path | None, out_dir: str | Path | None = N
             names = (["input_ids", "lengths"], ["logits" if kind == "classify" else "hidden"])
             dyn = {"input_ids": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}}
         elif kind == "classify":
-            module, names = ClassifierGraph(model).eval(), (["input_ids", "lengths"], ["logits"])
+            mode = attention_mode(cfg.head_size, cfg.position == "rope")
+            module = ClassifierGraph(model, mode).eval()
+            names = (["input_ids", "lengths"], ["logits"])
             dyn = {"input_ids": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}}
         else:
-            module, names = LMWithPast(model).eval(), lm_io_names(cfg.n_layer)
+            mode = attention_mode(cfg.head_size, cfg.position == "rope")
+            module, names = LMWithPast(model, mode).eval(), lm_io_names(cfg.n_layer)
             dyn = {"input_ids": {0: "batch", 1: "seq"}, "seqlens_k": {0: "batch"},
                    **{n: {0: "batch", 2: "past"} for n in names[0] if n.startswith("past.")}}
         torch.manual_seed(0)

@@ -80,11 +80,17 @@ def tanh_gelu_to_fastgelu(proto) -> int:
             node.op_type = "FastGelu"
             del node.attribute[:]
             n += 1
-    if n and not any(o.domain == "com.microsoft" for o in proto.opset_import):
+    import_domains(proto)
+    return n
+
+
+def import_domains(proto) -> None:
+    """Declare the com.microsoft opset when a node uses it (a fusion may add the first one)."""
+    if any(node.domain == "com.microsoft" for node in proto.graph.node) and \
+            not any(o.domain == "com.microsoft" for o in proto.opset_import):
         import onnx
 
         proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-    return n
 
 
 def optimize_graph(proto, n_head: int, n_embd: int, model_type: str = "gpt2"):
@@ -102,13 +108,8 @@ def optimize_graph(proto, n_head: int, n_embd: int, model_type: str = "gpt2"):
         opt = optimize_model(proto, model_type=model_type, num_heads=n_head, hidden_size=n_embd,
                              opt_level=0, optimization_options=options)
         stats = opt.get_fused_operator_statistics()
-    model = opt.model
-    if any(n.domain == "com.microsoft" for n in model.graph.node) and \
-            not any(o.domain == "com.microsoft" for o in model.opset_import):
-        import onnx  # fused ops need their domain declared, or shape inference (quantizing) fails
-
-        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-    return model, {k: v for k, v in sorted(stats.items()) if v}
+    import_domains(opt.model)
+    return opt.model, {k: v for k, v in sorted(stats.items()) if v}
 
 
 @contextlib.contextmanager
