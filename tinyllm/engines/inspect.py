@@ -158,7 +158,7 @@ class Inspector:
             else:
                 truncate = getattr(tok, "truncate", None)
                 ids, where = (truncate(ids, C) if truncate else ids[:C]), "first"
-            notes.append(f"note: the prompt is {n:,} tokens, longer than {self.name}'s {C}-token "
+            notes.append(f"warning: the prompt is {n:,} tokens, longer than {self.name}'s {C}-token "
                          f"context; only its {where} {C} are inspected ({n - C:,} cut)")
         need = 4 * self.n_layer * self.n_head * len(ids) ** 2
         if need > ATTENTION_BUDGET:
