@@ -114,7 +114,7 @@ def heatmap(weights: np.ndarray, tokens: Sequence[str], width: int = 80, causal:
             else:
                 out.append(SHADES[min(len(SHADES) - 1, int(v * len(SHADES)))] * cell)
         out.append("\n")
-    out.rstrip()
+    out.right_crop(1)   # the last newline (not rstrip: the last row's cells are coloured spaces)
     return out, queries, keys
 
 

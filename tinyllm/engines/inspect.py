@@ -95,11 +95,11 @@ class Inspector:
     """A model opened for inspection (torch, eval mode); :meth:`inspect` any number of texts."""
 
     def __init__(self, info: modeldir.ModelInfo, device: str = "cpu"):
-        from tinyllm.checkpoint import load_model
+        from tinyllm.checkpoint import load_model, load_tokenizer
 
         self.info = info
         self.model = load_model(info.path, device=device)
-        self.tokenizer = info.load_tokenizer()
+        self.tokenizer = load_tokenizer(info.path)
         self.config = self.model.config
         self.causal = family(self.model) in DECODER_FAMILIES
         self.labels: list[str] | None = info.meta.get("labels")
