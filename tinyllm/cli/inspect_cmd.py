@@ -122,8 +122,8 @@ def show(result, inspector, layer: int, head: int | None, top_k: int) -> None:
         console.print(Text(cut, style="dim"))
     if result.logit_lens:
         console.print()
-        console.print(Text("logit lens: each layer's top next token (colour: its probability; the "
-                           "last layer is the model's output)", style="bold"))
+        console.print(Text("logit lens: each layer's top next token (colour: probability; last = "
+                           "output)", style="bold"))
         grid, cols = view.lens_grid(result, width=width, color=color)
         console.print(grid)
         cut = view.cut_note(cols, len(result.tokens), "positions")

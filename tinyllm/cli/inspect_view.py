@@ -14,9 +14,10 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-# viridis, dark to bright: the attention weight (and the lens's probability) of a cell
-RAMP = ("#440154", "#482878", "#3e4989", "#31688e", "#26828e",
-        "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725")
+# dark purple to yellow (viridis's path), each an exact xterm-256 colour so that a 256-colour
+# terminal (tmux's default) shows the same ramp: the attention weight (and the lens's probability)
+RAMP = ("#5f005f", "#5f0087", "#005f87", "#008787", "#00af87",
+        "#5faf5f", "#87d75f", "#afd75f", "#d7d700", "#ffff00")
 SHADES = "·░▒▓█"   # the same scale without colour (output piped to a file)
 # surprise (bits) -> a pastel background with black text: below 1, 2, 4, 8 bits, and above
 SURPRISE = ((1.0, "#c8f0c8"), (2.0, "#e4f5c0"), (4.0, "#fff0b0"), (8.0, "#ffd0a0"),
@@ -118,13 +119,17 @@ def heatmap(weights: np.ndarray, tokens: Sequence[str], width: int = 80, causal:
     return out, queries, keys
 
 
-def heatmap_legend(causal: bool, color: bool = True) -> Text:
-    out = Text("weight 0 ", style="dim")
+def heatmap_legend(causal: bool, color: bool = True, short: bool = False) -> Text:
+    """The colour scale; ``short`` for a narrow panel."""
+    out = Text("0 " if short else "weight 0 ", style="dim")
     if color:
         for c in RAMP:
             out.append(" ", style=f"on {c}")
     else:
         out.append(SHADES)
+    if short:
+        out.append(" 1 (√weight)", style="dim")
+        return out
     out.append(" 1  (colour ~ √weight", style="dim")
     out.append("; blank: a later token, never seen)" if causal else ")", style="dim")
     return out
