@@ -281,3 +281,18 @@ def test_encoder_fill_mask_predicts_each_mask(tmp_path):
     assert list(r.to_json()) == ["tokens", "next", "actual", "attention", "logit_lens", "fill_mask"]
     none = inspector.inspect("to be or not")
     assert none.fill_mask == [] and any("[MASK]" in n for n in none.notes)
+
+
+def test_lens_in_chunks_and_with_the_models_logits(model, monkeypatch):
+    """The batched lens gives the same answer whatever the chunk size, and reusing the model's
+    logits for the last layer changes nothing."""
+    from tinyllm.models import inspect as inspect_mod
+
+    t = trace(model, torch.randint(0, 97, (2, 21), generator=torch.Generator().manual_seed(4)))
+    whole = lens_top(model, t.residuals)
+    monkeypatch.setattr(inspect_mod, "LENS_CHUNK", 97 * 5)     # 5 rows at a time
+    chunked = lens_top(model, t.residuals)
+    reused = lens_top(model, t.residuals, t.logits)
+    for other in (chunked, reused):
+        assert torch.equal(whole[1], other[1])
+        assert torch.allclose(whole[0], other[0], atol=1e-6)

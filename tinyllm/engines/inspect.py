@@ -188,8 +188,8 @@ class Inspector:
                          "and its label probabilities only (its LM head was not trained to "
                          "predict text)")
             return result
-        lens = lens_top(self.model, tr.residuals)
-        if tr.logits is None or lens is None:
+        lens = None if tr.logits is None else lens_top(self.model, tr.residuals, tr.logits)
+        if lens is None:
             notes.append(f"note: {self.name} has no masked-LM head: attention only")
             return result
         probs = torch.softmax(tr.logits[0].float(), dim=-1)           # (T, vocab)

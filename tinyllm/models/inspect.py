@@ -164,19 +164,38 @@ def trace(model: nn.Module, idx: torch.Tensor, **kw) -> Trace:
     return TRACERS[family(model)](model, idx, **kw)
 
 
+LENS_CHUNK = 32 * 1024 * 1024   # logits (float32 elements) computed at once by lens_top
+
+
 @torch.no_grad()
-def lens_top(model: nn.Module, residuals: torch.Tensor
+def lens_top(model: nn.Module, residuals: torch.Tensor, logits: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The logit lens of every layer: (probabilities, ids) of the top token, each (B, L, T), for
-    residual streams (B, L, T, C); None when the model has no head to read them with. One layer
-    at a time, so a 50k vocabulary never holds L x T x vocab logits at once."""
+    residual streams (B, L, T, C); None when the model has no head to read them with.
+
+    ``logits`` (B, T, vocab), the model's output (:attr:`Trace.logits`), is reused for the last
+    layer instead of being computed again. The other layers go through the head as one batch of
+    rows (one pass over a 50k x C head reads it once, not once per layer), in chunks of at most
+    :data:`LENS_CHUNK` logits so that memory stays bounded."""
     lens = LENSES[family(model)]
+    B, L, T, C = residuals.shape
+    todo = residuals if logits is None else residuals[:, :-1]
+    rows = todo.reshape(-1, C)                                      # (B * L' * T, C)
     probs, ids = [], []
-    for layer in range(residuals.shape[1]):
-        logits = lens(model, residuals[:, layer])
-        if logits is None:
-            return None
-        p, i = F.softmax(logits.float(), dim=-1).max(dim=-1)       # (B, T)
-        probs.append(p)
-        ids.append(i)
-    return torch.stack(probs, dim=1), torch.stack(ids, dim=1)
+    if rows.shape[0]:
+        vocab = model.config.vocab_size
+        step = max(1, LENS_CHUNK // vocab)
+        for start in range(0, rows.shape[0], step):
+            out = lens(model, rows[start:start + step])
+            if out is None:
+                return None
+            p, i = F.softmax(out.float(), dim=-1).max(dim=-1)
+            probs.append(p)
+            ids.append(i)
+    p = torch.cat(probs) if probs else residuals.new_zeros(0)
+    i = torch.cat(ids) if ids else torch.zeros(0, dtype=torch.long, device=residuals.device)
+    p, i = p.reshape(B, -1, T), i.reshape(B, -1, T)
+    if logits is not None:
+        p_last, i_last = F.softmax(logits.float(), dim=-1).max(dim=-1)   # (B, T)
+        p, i = torch.cat((p, p_last[:, None]), dim=1), torch.cat((i, i_last[:, None]), dim=1)
+    return p, i
