@@ -5,16 +5,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
-from tinyllm.checkpoint import save_model
 from tinyllm.cli import main
 from tinyllm.cli import inspect_view as view
-from tinyllm.config import ModelConfig
 from tinyllm.engines.inspect import open_inspector
-from tinyllm.models.decoder import GPT
-from tinyllm.tokenizer import CharTokenizer
 
 from conftest import shakespeare
 
@@ -105,12 +100,8 @@ def test_stdin_prompt(tiny_lm_dir):
     assert a.exit_code == 0 and a.stdout == b.stdout
 
 
-def test_a_classifier_shows_attention_only(tmp_path):
-    tok = CharTokenizer.train(shakespeare(5000))
-    torch.manual_seed(0)
-    model = GPT(ModelConfig(vocab_size=tok.vocab_size, context_length=32, n_layer=2, n_head=2,
-                            n_embd=16, n_classes=2))
-    d = save_model(model, tok, tmp_path / "clf", task="classify", extra={"labels": ["ham", "spam"]})
+def test_a_classifier_shows_attention_only(tiny_classifier_dir):
+    d = tiny_classifier_dir
     r = run("--model", str(d), "win a prize")
     assert r.exit_code == 0, r.output
     assert "clf (classifier" in r.stdout and "labels: " in r.stdout

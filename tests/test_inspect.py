@@ -203,13 +203,8 @@ def test_unknown_characters_are_said(tmp_path):
     assert any("does not know" in n for n in r.notes)
 
 
-def test_a_classifier_gives_attention_and_labels_only(tmp_path):
-    tok = CharTokenizer.train(shakespeare(5000))
-    torch.manual_seed(0)
-    model = GPT(ModelConfig(vocab_size=tok.vocab_size, context_length=32, n_layer=2, n_head=2,
-                            n_embd=16, n_classes=2))
-    d = save_model(model, tok, tmp_path / "clf", task="classify", extra={"labels": ["ham", "spam"]})
-    r = open_inspector(d).inspect("win a prize")
+def test_a_classifier_gives_attention_and_labels_only(tiny_classifier_dir):
+    r = open_inspector(tiny_classifier_dir).inspect("win a prize")
     assert r.kind == "classifier"
     assert r.next == [] and r.actual == [] and r.logit_lens == []
     assert set(r.labels) == {"ham", "spam"} and sum(r.labels.values()) == pytest.approx(1.0)
