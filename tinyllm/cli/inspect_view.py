@@ -82,6 +82,8 @@ def heatmap(weights: np.ndarray, tokens: Sequence[str], width: int = 80, causal:
     """
     T = weights.shape[0]
     labels = [show_token(t) for t in tokens]
+    # written downwards, a word's leading space (␣ on every GPT-2 word) would be a row of noise
+    tops = [s.lstrip("␣") or s for s in labels]
     label_w, cell, fit = heatmap_layout(T, width, labels)
     focus = highlight if highlight is not None else T - 1
     keys = window(T, fit, focus, end_at_focus=causal)
@@ -91,11 +93,11 @@ def heatmap(weights: np.ndarray, tokens: Sequence[str], width: int = 80, causal:
     idx_w = len(str(max(T - 1, 0)))
     prefix = idx_w + 1 + label_w + 1
     out = Text(no_wrap=True, overflow="crop")
-    height = min(MAX_COLUMN_LABEL, max(len(labels[k]) for k in keys))
+    height = min(MAX_COLUMN_LABEL, max(len(tops[k]) for k in keys))
     for r in range(height):   # key labels, written downwards
         out.append(" " * prefix)
         for k in keys:
-            ch = labels[k][r] if r < len(labels[k]) else " "
+            ch = tops[k][r] if r < len(tops[k]) else " "
             out.append(ch.ljust(cell), style="bold" if k == highlight else "")
         out.append("\n")
     for q in queries:
@@ -149,18 +151,25 @@ def cut_note(shown: range, total: int, what: str = "tokens") -> str | None:
 
 # ---- next-token odds ---------------------------------------------------------------------------
 def token_strip(tokens: Sequence[dict], surprise: Sequence[float | None],
-                selected: int | None = None) -> Text:
+                selected: int | None = None, width: int | None = None) -> Text:
     """The tokens side by side, each on a background coloured by its surprise (green: expected,
-    red: surprising); ``selected`` underlined and bold. Newlines also break the line."""
+    red: surprising); ``selected`` underlined and bold. A newline token ends its line, and with
+    ``width`` lines break between tokens, never inside one."""
     out = Text()
+    column = 0
     for i, (tok, b) in enumerate(zip(tokens, surprise)):
         style = f"#000000 on {surprise_colour(b)}"
         if i == selected:
             style += " bold underline reverse"
         shown = show_token(tok["text"])
+        if width and column and column + len(shown) > width:
+            out.append("\n")
+            column = 0
         out.append(shown, style=style)
+        column += len(shown)
         if "\n" in tok["text"]:
             out.append("\n")
+            column = 0
     return out
 
 

@@ -244,10 +244,17 @@ class InspectScreen(TinyScreen):
         self.shown_layer = min(self.shown_layer, result.n_layer - 1)
         if self.shown_head is not None and self.shown_head >= result.n_head:
             self.shown_head = None
+        from rich.text import Text
+
+        from tinyllm.cli.inspect_view import surprise_legend
+
         notes = " ".join(n.removeprefix("warning: ").removeprefix("note: ") for n in result.notes)
-        self.query_one("#inspect-info", Static).update(
-            f"{result.model} ({result.kind}): {len(result.tokens)} tokens in {seconds * 1000:.0f} "
-            f"ms" + (f". {notes}" if notes else ""))
+        info = Text(f"{result.kind}, {len(result.tokens)} tokens in {seconds * 1000:.0f} ms  ")
+        if result.actual:
+            info.append_text(surprise_legend())
+        if notes:
+            info.append(f"\n{notes}")
+        self.query_one("#inspect-info", Static).update(info)
         self.query_one("#next-title", Label).update(
             "labels" if result.labels is not None else
             "next tokens" if result.next else "fill-mask")

@@ -27,7 +27,8 @@ class TokenStrip(Static, can_focus=True):
     ]
 
     def show(self, inspection, selected: int) -> None:
-        strip = view.token_strip(inspection.tokens, inspection.surprise(), selected)
+        strip = view.token_strip(inspection.tokens, inspection.surprise(), selected,
+                                 width=self.content_size.width or None)
         self.update(strip)
 
 
