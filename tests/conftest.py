@@ -87,3 +87,21 @@ def tiny_bert_dir(tmp_path) -> Path:
     model = Encoder(EncoderConfig(vocab_size=tok.vocab_size, context_length=64, n_layer=2, n_head=2,
                                   n_embd=32, dropout=0.0))
     return save_model(model.eval(), tok, tmp_path / "tiny-bert", task="embed")
+
+
+@pytest.fixture
+def tiny_classifier_dir(tmp_path) -> Path:
+    """A randomly initialised char-level classifier (labels ham and spam; 2 layers, 16 wide)."""
+    import torch
+
+    from tinyllm.checkpoint import save_model
+    from tinyllm.config import ModelConfig
+    from tinyllm.models.decoder import GPT
+    from tinyllm.tokenizer import CharTokenizer
+
+    torch.manual_seed(0)
+    tok = CharTokenizer.train(shakespeare(5000))
+    model = GPT(ModelConfig(vocab_size=tok.vocab_size, context_length=32, n_layer=2, n_head=2,
+                            n_embd=16, n_classes=2))
+    return save_model(model, tok, tmp_path / "clf", task="classify",
+                      extra={"labels": ["ham", "spam"]})

@@ -172,11 +172,6 @@ def test_cli_chat_keeps_the_conversation_and_resets(chat_dir, monkeypatch):
     assert [m["content"] for m in seen[2]] == ["Be kind.", "three"]
 
 
-def test_export_onnx_refuses_llama_family_models_cleanly(chat_dir):
-    r = CliRunner().invoke(main, ["export-onnx", str(chat_dir)])
-    assert r.exit_code == 2 and "not supported yet" in r.output
-
-
 def test_finetune_instruct_uses_the_chat_template_with_lora(chat_dir, tmp_path):
     book = json.loads((SHARED_DATA / "instruction-data.json").read_text(encoding="utf-8"))[:40]
     (tmp_path / "data.json").write_text(json.dumps(book), encoding="utf-8")

@@ -34,7 +34,7 @@ def test_every_finetune_command_has_the_shared_options(task):
 def test_shared_options_read_the_same_in_every_command():
     """--quiet/-q, --json, --backend, --seed: one spelling each wherever they appear."""
     commands = {name: main.get_command(None, name) for name in ("train", "generate", "chat",
-                                                                 "classify", "tokenize")}
+                                                                 "classify", "tokenize", "inspect")}
     commands["eval"] = eval_cmd
     for name, cmd in commands.items():
         opts = options(cmd)

@@ -16,7 +16,7 @@ from tui_fakes import FakeEngine, wait_for
 def test_startup_path_imports_no_torch():
     """The app module and the Chat screen load without torch (torch waits for the model worker)."""
     code = ("import sys; import tinyllm_tui.app, tinyllm_tui.screens.chat, tinyllm_tui.screens.data, "
-            "tinyllm_tui.screens.models, tinyllm_tui.screens.train; "
+            "tinyllm_tui.screens.models, tinyllm_tui.screens.train, tinyllm_tui.screens.inspect; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -26,7 +26,8 @@ def test_function_keys_switch_screens_and_help_opens():
     async def scenario():
         app = TinyLLMApp(engine_factory=lambda m, b: FakeEngine(), theme="dark")
         async with app.run_test(size=(120, 34)) as pilot:
-            for key, mode in (("f3", "train"), ("f4", "data"), ("f5", "models"), ("f2", "chat")):
+            for key, mode in (("f3", "train"), ("f4", "data"), ("f5", "models"), ("f6", "inspect"),
+                              ("f2", "chat")):
                 await pilot.press(key)
                 await wait_for(pilot, lambda: app.current_mode == mode)
                 assert app.screen.sub_title == mode.title()

@@ -7,6 +7,7 @@ do not change from run to run.
 from __future__ import annotations
 
 import json
+import shutil
 import time as real_time
 from pathlib import Path
 
@@ -17,11 +18,13 @@ from tinyllm import modeldir
 from tinyllm_tui.app import TinyLLMApp
 from tinyllm_tui.screens import chat as chat_screen
 from tinyllm_tui.screens import data as data_screen
+from tinyllm_tui.screens import inspect as inspect_screen
 
 from tui_fakes import FakeEngine, make_model, wait_for
 
 SIZE = (120, 34)
 DATA = Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data"
+SHAKESPEARE = modeldir.BUNDLED_MODELS / "shakespeare-char"   # before fixed_world hides them
 
 
 class FakeClock:
@@ -42,6 +45,7 @@ def fixed_world(monkeypatch, tmp_path):
     monkeypatch.setattr(modeldir, "BUNDLED_MODELS", tmp_path / "no-bundled-models")
     monkeypatch.setattr(chat_screen, "time", FakeClock())
     monkeypatch.setattr(data_screen, "time", FakeClock())
+    monkeypatch.setattr(inspect_screen, "time", FakeClock())
     monkeypatch.setattr(Input, "cursor_blink", False)      # no blink phase in the pictures
 
 
@@ -122,3 +126,29 @@ def test_models_screen(snap_compare):
 def test_help_screen(snap_compare):
     app = TinyLLMApp(screen="models", theme="dark")
     assert snap_compare(app, terminal_size=SIZE, press=["f1"])
+
+
+async def inspect_romeo(pilot) -> None:
+    """Inspect a line of Romeo and Juliet on the (copied) bundled model, three tokens back, one
+    layer down from the last."""
+    screen = pilot.app.screen
+    await wait_for(pilot, lambda: screen.inspector is not None)
+    screen.query_one("#inspect-prompt").value = \
+        "ROMEO:\\nBut soft, what light through yonder window breaks?"
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: screen.inspection is not None and not screen.busy)
+    await pilot.press("left", "left", "left", "up")
+    await settled(pilot)
+
+
+def inspect_app() -> TinyLLMApp:
+    shutil.copytree(SHAKESPEARE, modeldir.models_home() / "shakespeare-char")
+    return TinyLLMApp(screen="inspect", theme="dark")
+
+
+def test_inspect_screen(snap_compare):
+    assert snap_compare(inspect_app(), terminal_size=(120, 40), run_before=inspect_romeo)
+
+
+def test_inspect_screen_80_columns(snap_compare):
+    assert snap_compare(inspect_app(), terminal_size=(80, 30), run_before=inspect_romeo)

@@ -1,4 +1,5 @@
-"""The ``tinyllm-tui`` application: four screens (Chat, Train, Data, Models) as Textual modes.
+"""The ``tinyllm-tui`` application: five screens (Chat, Train, Data, Models, Inspect) as Textual
+modes.
 
 Start-up stays light: screens are imported when first shown, and torch is imported only by the
 worker that loads a model or starts training, never on the way to the first paint.
@@ -21,6 +22,7 @@ SCREENS_BY_MODE = {
     "train": "tinyllm_tui.screens.train:TrainScreen",
     "data": "tinyllm_tui.screens.data:DataScreen",
     "models": "tinyllm_tui.screens.models:ModelsScreen",
+    "inspect": "tinyllm_tui.screens.inspect:InspectScreen",
 }
 
 
@@ -51,6 +53,7 @@ class TinyLLMApp(App):
         Binding("f3", "switch_mode('train')", "Train"),
         Binding("f4", "switch_mode('data')", "Data"),
         Binding("f5", "switch_mode('models')", "Models"),
+        Binding("f6", "switch_mode('inspect')", "Inspect"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -59,7 +62,8 @@ class TinyLLMApp(App):
                  screen: str = "chat", theme: str | None = None, data: str | None = None,
                  attach: str | None = None,
                  engine_factory: Callable[[str | None, str | None], Any] | None = None,
-                 trainer_factory: Callable[..., Any] | None = None):
+                 trainer_factory: Callable[..., Any] | None = None,
+                 inspector_factory: Callable[[str], Any] | None = None):
         # the first screen is the default mode, so no other screen is built (or loads a model) first
         self.DEFAULT_MODE = screen if screen in SCREENS_BY_MODE else "chat"
         super().__init__()
@@ -69,6 +73,8 @@ class TinyLLMApp(App):
         self.start_attach = attach               # a run dir (or metrics.jsonl) to follow in Train
         self.engine_factory = engine_factory or default_engine_factory
         self.trainer_factory = trainer_factory   # tests swap the training process for a thread
+        self.inspector_factory = inspector_factory   # None: open_inspector (Inspect screen)
+        self.inspect_request: dict | None = None     # {"model", "messages"} from Chat, for Inspect
         self.train_screen = None                 # the Train screen, once shown (it may run a run)
         self.register_theme(DARK)
         self.register_theme(LIGHT)
@@ -125,10 +131,11 @@ class TinyLLMApp(App):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """tinyllm-tui: the terminal app (Chat, Train, Data, Models). F1 for help, Ctrl+P for commands."""
+    """tinyllm-tui: the terminal app (Chat, Train, Data, Models, Inspect). F1 for help, Ctrl+P for
+    commands."""
     ap = argparse.ArgumentParser(prog="tinyllm-tui", description=main.__doc__)
-    ap.add_argument("--model", "-m", help="model name or path for Chat (default: bundled "
-                    "shakespeare-char)")
+    ap.add_argument("--model", "-m", help="model name or path for Chat and Inspect (default: "
+                    "bundled shakespeare-char)")
     ap.add_argument("--backend", choices=("torch", "onnx"), help="default: onnx when the model has "
                     "model.onnx, else torch")
     ap.add_argument("--screen", choices=tuple(SCREENS_BY_MODE), default="chat",

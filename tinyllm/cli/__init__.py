@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "export-onnx": "tinyllm.cli.onnx_cmd:export_onnx",
     "bench-train": "tinyllm.cli.bench_cmd:bench_train",
     "serve": "tinyllm.cli.serve_cmd:serve",
+    "inspect": "tinyllm.cli.inspect_cmd:inspect",
 }
 
 

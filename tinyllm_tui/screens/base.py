@@ -5,7 +5,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Tab, Tabs
 
-MODES = ("chat", "train", "data", "models")
+MODES = ("chat", "train", "data", "models", "inspect")
 
 
 class TinyScreen(Screen):
@@ -17,7 +17,7 @@ class TinyScreen(Screen):
         yield Header()
         tabs = Tabs(*(Tab(f"{m.title()} F{i + 2}", id=f"tab-{m}") for i, m in enumerate(MODES)),
                     active=f"tab-{self.MODE}", id="nav")
-        tabs.can_focus = False   # navigation is by mouse or F2-F5; Tab moves between inputs
+        tabs.can_focus = False   # navigation is by mouse or F2-F6; Tab moves between inputs
         yield tabs
         yield from self.compose_body()
         yield Footer()

@@ -40,6 +40,7 @@ class ChatScreen(TinyScreen):
         Binding("ctrl+n", "new_conversation", "New"),
         Binding("ctrl+o", "open_conversation", "Open"),
         Binding("ctrl+s", "export_markdown", "Export .md"),
+        Binding("ctrl+r", "inspect_reply", "Inspect reply"),
     ]
 
     def __init__(self) -> None:
@@ -90,6 +91,8 @@ class ChatScreen(TinyScreen):
                             self.action_open_conversation)
         yield SystemCommand("Chat: export as Markdown", "Write this conversation to a .md file",
                             self.action_export_markdown)
+        yield SystemCommand("Chat: inspect the last reply", "Tokens, next-token odds, attention "
+                            "and the logit lens of the last exchange", self.action_inspect_reply)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel":
@@ -343,6 +346,30 @@ class ChatScreen(TinyScreen):
         if self._gen_worker is not None and self.generating:
             self._gen_worker.cancel()
             self.query_one("#chat-status", Static).update("stopping…")
+
+    # ---- inspecting ---------------------------------------------------------------------------
+    def action_inspect_reply(self) -> None:
+        """Open Inspect on the last exchange: the conversation up to the last reply, as the model
+        read and wrote it (its chat template, prompt template or transcript)."""
+        if self.generating:
+            self.error("stop the current reply (Esc) first")
+            return
+        messages = self.conversation.chat_messages()
+        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant" and m["content"]),
+                   default=None)
+        if last is None or self.engine_key is None:
+            self.error("no reply to inspect yet")
+            return
+        if getattr(self.engine, "labels", None):
+            self.error("a classifier's answer has no text to inspect; type the message in "
+                       "Inspect (F6) to see its attention")
+            return
+        # the last user message and its reply, with the system prompt the model saw
+        system = [m for m in messages[:1] if m["role"] == "system"]
+        start = max((i for i in range(last) if messages[i]["role"] == "user"), default=len(system))
+        self.app.inspect_request = {"model": self.engine_key[0],
+                                    "messages": system + messages[start:last + 1]}
+        self.app.switch_mode("inspect")
 
     # ---- conversations ------------------------------------------------------------------------
     def _save(self) -> None:

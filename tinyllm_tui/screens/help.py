@@ -13,7 +13,7 @@ HELP = """\
 | key | anywhere |
 |---|---|
 | F1 | this help |
-| F2 / F3 / F4 / F5 | Chat / Train / Data / Models |
+| F2 / F3 / F4 / F5 / F6 | Chat / Train / Data / Models / Inspect |
 | Ctrl+P | command palette (every action by name) |
 | Ctrl+T | light / dark theme |
 | Tab, Shift+Tab | move between fields |
@@ -32,6 +32,7 @@ shown); classifiers answer with a label and the probability of each label.
 | Ctrl+N | new conversation |
 | Ctrl+O | reopen a saved conversation (`$TINYLLM_HOME/conversations`) |
 | Ctrl+S | export the conversation as Markdown (next to its .json) |
+| Ctrl+R | inspect the last reply (opens Inspect on it) |
 
 ## Train
 Start a run from a preset or a YAML config and a data file, or attach to a run that
@@ -67,6 +68,22 @@ Every model with its parameters, task, tokenizer, size on disk and whether an ON
 | S | serve it over an OpenAI-compatible API (`tinyllm serve`; its URL shows in the info panel), or stop serving it |
 | D / Delete | delete (asks first; bundled models cannot be deleted) |
 | R | refresh the list |
+
+## Inspect
+Look inside a model (the bundled shakespeare-char, or the one chosen at the top). Type a prompt and
+press Enter: its tokens appear coloured by surprise (green: expected, red: surprising, in bits).
+Move along them to see what the model expected after the selected token (the top next tokens as
+bars, the one that follows marked ✓) and the logit lens there (each layer's top token). The
+heatmap shows the attention of one layer and head: a row per query token, a column per key.
+
+| key | |
+|---|---|
+| Enter | inspect the prompt |
+| ← / → (on the tokens) | previous / next token (Home / End: first / last) |
+| ↑ / ↓ | previous / next layer |
+| [ / ] (on the tokens), PgUp / PgDn | previous / next head (after the last: the mean) |
+| m (on the tokens) | the mean over the heads |
+| Tab, Ctrl+L | move between the prompt and the tokens / back to the prompt |
 
 Press Esc or F1 to close.
 """
