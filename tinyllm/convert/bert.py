@@ -40,7 +40,7 @@ from tinyllm.checkpoint import CheckpointError, write_meta
 from tinyllm.config import ConfigError, EncoderConfig
 from tinyllm.convert.gpt2 import (_as_dict, _check_out, _holding_out_lock, _write_json,
                                   read_hf_config)
-from tinyllm.convert.tensors import WeightsReader, write_safetensors
+from tinyllm.convert.tensors import WeightsReader, stacked_producer, write_safetensors
 from tinyllm.models.encoder import Encoder
 from tinyllm.tokenizer import TokenizerError, WordPieceTokenizer, from_spec
 
@@ -375,11 +375,7 @@ def import_bert(name_or_path: str | Path, out: str | Path, dtype: torch.dtype | 
             entries.append((tl, shapes[tl], want))
             plan[tl] = (keys, want)
 
-        def produce(tl: str) -> torch.Tensor:
-            keys, want = plan[tl]
-            parts = [reader.get(k).to(want) for k in keys]
-            return torch.cat(parts) if len(parts) > 1 else parts[0]
-
+        produce = stacked_producer(reader, plan)
         modeldir.prepare_output(out, overwrite, modeldir.HF_FILES, log=log)  # checked: now write
         out.mkdir(parents=True, exist_ok=True)
         log(f"writing {out / modeldir.WEIGHTS} ({len(entries)} tensors)")

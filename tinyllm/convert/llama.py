@@ -40,7 +40,7 @@ from tinyllm.atomic import atomic_write_text
 from tinyllm.checkpoint import CheckpointError, write_meta
 from tinyllm.config import ConfigError, ModelConfig
 from tinyllm.convert.gpt2 import _check_out, _write_json, find_weights, read_hf_config
-from tinyllm.convert.tensors import WeightsReader, write_safetensors
+from tinyllm.convert.tensors import WeightsReader, stacked_producer, write_safetensors
 from tinyllm.data.templates import CHAT_TEMPLATE_FILE, ChatTemplate
 from tinyllm.models.decoder import GPT
 from tinyllm.tokenizer import HFTokenizer, TokenizerError
@@ -426,11 +426,7 @@ def _import_hf(src, out: Path, dtype, overwrite: bool, log) -> dict[str, Any]:
             entries.append((tl, own[tl], want))
             plan[tl] = (keys, want)
 
-        def produce(tl: str) -> torch.Tensor:
-            keys, want = plan[tl]
-            parts = [reader.get(k).to(want) for k in keys]
-            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-
+        produce = stacked_producer(reader, plan)
         modeldir.prepare_output(out, overwrite, log=log)  # checked: now write
         out.mkdir(parents=True, exist_ok=True)
         log(f"writing {out / modeldir.WEIGHTS} ({len(entries)} tensors)")

@@ -166,6 +166,19 @@ def shard_files(index_path: str | Path) -> list[Path]:
 
 
 # ---- writing -----------------------------------------------------------------------------------
+def stacked_producer(reader, plan: dict[str, tuple[list[str], torch.dtype]]
+                     ) -> Callable[[str], torch.Tensor]:
+    """``produce(name)`` for :func:`write_safetensors`: the source tensors ``plan[name]`` names,
+    read from ``reader`` as the plan's dtype and concatenated along the first axis (one tensor
+    is returned as it is): how importers join Hugging Face's separate q/k/v into one."""
+    def produce(name: str) -> torch.Tensor:
+        keys, want = plan[name]
+        parts = [reader.get(k).to(want) for k in keys]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+
+    return produce
+
+
 def write_safetensors(path: str | Path, entries: list[tuple[str, tuple[int, ...], torch.dtype]],
                       produce: Callable[[str], torch.Tensor],
                       metadata: dict[str, str] | None = None) -> int:

@@ -290,6 +290,12 @@ def split_tokens(tokens: TokenSpan, val_fraction: float) -> tuple[TokenSpan, Tok
 
 
 # ---- windows ------------------------------------------------------------------------------------
+def eval_plans(splits: dict[str, "SlidingWindowDataset"], n: int) -> dict[str, np.ndarray]:
+    """The windows each split is scored on at every evaluation: up to ``n`` of them, evenly spread
+    (:meth:`SlidingWindowDataset.eval_indices`), the same every time."""
+    return {name: ds.eval_indices(min(len(ds), n)) for name, ds in splits.items()}
+
+
 class SlidingWindowDataset:
     """Windows of ``max_length`` inputs and the next-token targets, starting every ``stride`` tokens.
 

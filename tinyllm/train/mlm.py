@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from tinyllm.config import TrainConfig
 from tinyllm.data.masking import masked_batch
-from tinyllm.data.text import SlidingWindowDataset
+from tinyllm.data.text import SlidingWindowDataset, eval_plans
 from tinyllm.train import ddp
 
 
@@ -61,8 +61,7 @@ def make_mlm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok
     share the batches and sum their counts."""
     dist = ddp.info()
     split = dist.enabled and not cfg.fsdp
-    plans = {name: ds.eval_indices(min(len(ds), cfg.eval_batches * cfg.batch_size))
-             for name, ds in splits.items()}
+    plans = eval_plans(splits, cfg.eval_batches * cfg.batch_size)
 
     def eval_fn(model) -> dict:
         device = device_of()

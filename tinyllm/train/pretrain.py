@@ -22,8 +22,8 @@ from tinyllm import runlock
 from tinyllm.config import TrainConfig, write_yaml
 from tinyllm.atomic import open_regular
 from tinyllm.data.batching import EpochSampler, RandomSampler, StepBatches
-from tinyllm.data.text import (DataError, SlidingWindowDataset, default_cache_dir, iter_text_chunks,
-                               no_progress, prepare_tokens, split_tokens)
+from tinyllm.data.text import (DataError, SlidingWindowDataset, default_cache_dir, eval_plans,
+                               iter_text_chunks, no_progress, prepare_tokens, split_tokens)
 from tinyllm.errors import UserError
 from tinyllm.models.loss import lm_loss, perplexity
 from tinyllm.runtime.engine import Log, no_log
@@ -109,8 +109,7 @@ def make_lm_eval(splits: dict[str, SlidingWindowDataset], cfg: TrainConfig, tok:
     """
     dist = ddp.info()
     split = dist.enabled and not cfg.fsdp
-    plans = {name: ds.eval_indices(min(len(ds), cfg.eval_batches * cfg.batch_size))
-             for name, ds in splits.items()}
+    plans = eval_plans(splits, cfg.eval_batches * cfg.batch_size)
 
     def eval_fn(model) -> dict:
         device = device_of()
