@@ -30,7 +30,7 @@ from tinyllm.cli import main
 from tinyllm.serve.app import Server
 from tinyllm.serve.models import Limits, ServedModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---- fixtures ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from tinyllm_tui.runner import TrainProcess
 
 from tui_fakes import FakeRun, text_of, wait_for
 
-DATA = Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data"
+DATA = Path(__file__).resolve().parents[2] / "tinyllm" / "bundled" / "data"
 SIZE = (130, 40)
 
 

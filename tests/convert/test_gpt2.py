@@ -341,7 +341,7 @@ def test_export_bpe_model_with_its_tokenizer(tmp_path):
     from tinyllm.checkpoint import save_model
     from tinyllm.tokenizer import BPETokenizer
 
-    text = (Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data" /
+    text = (Path(__file__).resolve().parents[2] / "tinyllm" / "bundled" / "data" /
             "tinyshakespeare.txt").read_text(encoding="utf-8")[:20000]
     tok = BPETokenizer.train([text], vocab_size=400)
     torch.manual_seed(0)

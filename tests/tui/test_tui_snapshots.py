@@ -1,7 +1,7 @@
 """Snapshot tests (pytest-textual-snapshot): the layout of every screen, in the dark and light themes.
 
-Update after an intended change with ``pytest tests/test_tui_snapshots.py --snapshot-update`` and look
-at the SVGs under tests/__snapshots__/. Timings shown on screen come from a fake clock so the pictures
+Update after an intended change with ``pytest tests/tui/test_tui_snapshots.py --snapshot-update`` and look
+at the SVGs under tests/tui/__snapshots__/. Timings shown on screen come from a fake clock so the pictures
 do not change from run to run.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tinyllm_tui.screens import inspect as inspect_screen
 from tui_fakes import FakeEngine, make_model, wait_for
 
 SIZE = (120, 34)
-DATA = Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data"
+DATA = Path(__file__).resolve().parents[2] / "tinyllm" / "bundled" / "data"
 SHAKESPEARE = modeldir.BUNDLED_MODELS / "shakespeare-char"   # before fixed_world hides them
 
 

@@ -13,7 +13,7 @@ from tinyllm_tui.screens import data as data_screen
 
 from tui_fakes import HANG_SECONDS, text_of, wait_for
 
-DATA = Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data"
+DATA = Path(__file__).resolve().parents[2] / "tinyllm" / "bundled" / "data"
 SIZE = (130, 40)
 
 # file -> (kind, rows, first cells, label counts)

@@ -16,7 +16,7 @@ from tinyllm.cli.task_options import click_option
 from tinyllm.tasks import Option, registry
 from tinyllm.tasks.base import Task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def fake_dist(root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:

@@ -27,7 +27,7 @@ from tinyllm.runtime.onnx_decoder import OnnxDecoder
 from tinyllm.runtime.session import open_session
 from tinyllm.tokenizer import CharTokenizer
 
-DATA = Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data"
+DATA = Path(__file__).resolve().parents[2] / "tinyllm" / "bundled" / "data"
 
 
 def ops(path: Path) -> Counter:

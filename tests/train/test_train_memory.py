@@ -18,7 +18,7 @@ from tinyllm.train.runconfig import load_run
 
 from conftest import shakespeare_file
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "train_memory.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "train_memory.py"
 SEQ, BATCH, EVAL_BATCHES, STEPS = 32, 4, 2, 3
 
 

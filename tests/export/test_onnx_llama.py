@@ -19,8 +19,8 @@ from tinyllm.export.onnx import export_model  # noqa: E402
 from tinyllm.runtime.onnx_decoder import BatchedOnnxDecoder, OnnxDecoder  # noqa: E402
 from tinyllm.runtime.session import open_session  # noqa: E402
 
-from test_llama import _greedy_hf, _prompt, hf_folder  # noqa: E402
-from test_onnx_batch import greedy_alone, staggered  # noqa: E402
+from convert.test_llama import _greedy_hf, _prompt, hf_folder  # noqa: E402  (tests/convert)
+from runtime.test_onnx_batch import greedy_alone, staggered  # noqa: E402  (tests/runtime)
 
 # (name, config class, kwargs, how attention is exported): GQA with 2 and 3 query heads per
 # key/value head, rope_theta 1e4 / 5e5 / 1e6, Llama 3 scaling, tied and untied heads, Qwen2's

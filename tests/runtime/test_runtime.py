@@ -1,7 +1,7 @@
 """The torch-free ONNX runtime: decoder, classifier, engine and the CLI's onnx path.
 
 Graphs here come from the TorchScript exporter, which takes under a second; the dynamo exporter
-(the default) is covered by tests/test_export_onnx.py, and the runtime does not care which one
+(the default) is covered by tests/export/test_export_onnx.py, and the runtime does not care which one
 wrote a graph. Generation against torch (greedy, sampling, the sliding window) is checked there, on
 a graph of each exporter.
 """
@@ -29,8 +29,8 @@ from tinyllm.runtime.onnx_engine import OnnxEngine, onnx_graph
 from tinyllm.runtime.onnx_decoder import OnnxDecoder
 from tinyllm.tokenizer import CharTokenizer
 
-DATA = Path(__file__).resolve().parents[1] / "tinyllm" / "bundled" / "data"
-ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "tinyllm" / "bundled" / "data"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
