@@ -15,8 +15,10 @@ tokens/s for each torch row against transformers.
     python benchmarks/decode.py --preset qwen2.5-0.5b --repeats 3   # Qwen2.5-0.5B shape, random
     python benchmarks/decode.py --repeats 3 --new-tokens 64 --preset distilgpt2
 
-Llama-family models have no ONNX rows yet (their exporter is its own issue); those rows are
-skipped with the reason.
+With ``--peer llama.cpp`` the llama-bench rows run on the same weights: GPT-2 shapes are
+converted by llama.cpp's own converter (f16, q8_0, q4_0); SmolLM2's GGUF (Q4_1) is benchmarked as
+shipped and requantized by llama-quantize to f16, q8_0 and q4_0 (its float weights are the Q4_1
+values, the same ones every other row holds).
 
 Adding a row (ONNX Runtime fp32 / int8, ...): write ``def prepare_x(ctx) -> Callable[[], list[int]]``
 that does the set-up (export, session) and returns a function decoding ``ctx.prompt`` greedily for
@@ -65,13 +67,19 @@ class Context:
     prompt: list[int]                  # prompt token ids
     new_tokens: int                    # tokens to generate
     tmp: Path                          # scratch directory, removed at the end
+    gguf: Path | None = None           # the GGUF the weights came from (--model), for llama.cpp
+    gguf_type: str = ""                # its tensor type, e.g. "Q4_1"
     _dir: Path | None = None
 
     def model_dir(self) -> Path:
-        """The tinyllm model saved once as a model directory (for rows that export it)."""
-        if self.model.config.family != "gpt2":
-            raise Skip("ONNX export of Llama-family models is not implemented yet")
+        """The tinyllm model saved once as a model directory (for rows that export it); an
+        imported model (``--model``) is one already."""
+        if self._dir is None and getattr(self.model, "path", None) and \
+                (Path(self.model.path) / "config.yaml").is_file():
+            self._dir = Path(self.model.path)
         if self._dir is None:
+            if self.model.config.family != "gpt2":
+                raise Skip("random Llama-family shapes have no tokenizer to save; use --model")
             from tinyllm.checkpoint import save_model
             from tinyllm.tokenizer import get_gpt2
 
@@ -143,7 +151,7 @@ def smollm2_models(tmp: Path):
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
                                                            dtype=torch.float32).eval()
     import_gguf(gguf, tmp / "smollm2")
-    return hf, check_same(hf, load_model(tmp / "smollm2"))
+    return hf, check_same(hf, load_model(tmp / "smollm2")), gguf
 
 
 # ---- rows ------------------------------------------------------------------------------------
@@ -369,8 +377,8 @@ def llama_cpp_rows(ctx: Context, name: str, log) -> list[PeerRow]:
     from benchmarks.peers import llama_cpp
     from tinyllm.modeldir import tinyllm_home
 
-    if ctx.model.config.family != "gpt2":
-        raise Skip("the llama.cpp rows convert GPT-2 shapes (Llama-family rows: their own issue)")
+    if ctx.model.config.family != "gpt2" and ctx.gguf is None:
+        raise Skip("llama.cpp rows need GPT-2 shapes (converted) or a GGUF (--model smollm2)")
     if llama_cpp.bin_dir() is None:
         raise Skip("llama.cpp is not built; run `bash benchmarks/peers/llama_cpp.sh build` "
                    "(about 25 minutes on 2 cores)")
@@ -378,6 +386,20 @@ def llama_cpp_rows(ctx: Context, name: str, log) -> list[PeerRow]:
     prefix = cache / f"{name}-{weights_key(ctx.model)}"
     files = {t: prefix.with_name(f"{prefix.name}.{t}.gguf") for t in LLAMA_TYPES}
     missing = tuple(t for t, f in files.items() if not f.is_file())
+    rows = []
+    if ctx.gguf is not None:  # the shipped file itself, then requantized (never from f32)
+        rows.append(PeerRow(f"llama.cpp {ctx.gguf_type} (as shipped)", "4", ctx.gguf,
+                            gguf_weight_bytes(ctx.gguf)))
+        for t in missing:
+            log(f"requantizing {ctx.gguf.name} to {t} with llama-quantize ...")
+            cache.mkdir(parents=True, exist_ok=True)
+            partial = files[t].with_name(files[t].name + ".partial")
+            try:
+                llama_cpp.requantize(ctx.gguf, partial, t)
+            except RuntimeError as e:
+                raise Skip(f"requantizing failed: {e}") from None
+            os.replace(partial, files[t])
+        missing = ()
     if missing:
         log(f"converting the weights to GGUF ({', '.join(missing)}) with llama.cpp's converter ...")
         cache.mkdir(parents=True, exist_ok=True)
@@ -388,8 +410,8 @@ def llama_cpp_rows(ctx: Context, name: str, log) -> list[PeerRow]:
             raise Skip(f"GGUF conversion failed: {e}") from None
         for t, f in made.items():
             os.replace(f, files[t])
-    return [PeerRow(f"llama.cpp {t}", bits, files[t], gguf_weight_bytes(files[t]))
-            for t, bits in LLAMA_TYPES.items()]
+    return rows + [PeerRow(f"llama.cpp {t}", bits, files[t], gguf_weight_bytes(files[t]))
+                   for t, bits in LLAMA_TYPES.items()]
 
 
 def run_peer(row: PeerRow, threads: int, new_tokens: int, prefill_tokens: int) -> None:
@@ -441,7 +463,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         if args.model:
             log("loading SmolLM2-135M-Instruct (transformers' GGUF loader, tinyllm's import) ...")
-            hf, ours = smollm2_models(Path(tmp))
+            hf, ours, gguf = smollm2_models(Path(tmp))
             name = "smollm2-135m-instruct (Q4_1 GGUF, dequantized)"
         else:
             log(f"building {args.preset} with random weights (seed {args.seed}) ...")
@@ -453,6 +475,8 @@ def main(argv: list[str] | None = None) -> dict:
         long_prompt = torch.randint(0, ours.config.vocab_size, (args.prefill_tokens,),
                                     generator=g).tolist()
         ctx = Context(ours, hf, prompt, args.new_tokens, Path(tmp))
+        if args.model:
+            ctx.gguf, ctx.gguf_type = gguf, "Q4_1"
         if "llama.cpp" in args.peer:
             try:
                 from benchmarks.peers import llama_cpp

@@ -8,6 +8,7 @@ benchmarks/decode.py can add llama.cpp rows without importing anything of tinyll
     if llama_cpp.bin_dir() is not None:
         files = llama_cpp.convert(hf_dir, tmp / "gpt2")          # {"f32": Path, "f16": ..., ...}
         row = llama_cpp.bench(files["q8_0"], threads=2)         # {"pp_tok_s", "tg_tok_s", "build", ...}
+        llama_cpp.requantize(shipped_q4_1, tmp / "m.q8_0.gguf", "q8_0")  # from a quantized GGUF
 
     python benchmarks/peers/llama_cpp.py bench FILE.gguf -t 2   # one JSON object on stdout
 
@@ -65,6 +66,20 @@ def convert(hf_dir: str | Path, out_prefix: str | Path, types: tuple[str, ...] =
         if kind in TYPES and path:
             out[kind] = Path(path)
     return out
+
+
+def requantize(src: str | Path, dst: str | Path, type_: str) -> Path:
+    """``llama-quantize --allow-requantize SRC DST TYPE``: a GGUF that is already quantized (the
+    SmolLM2 wheel's Q4_1) in another type (f16, q8_0, q4_0). Raises RuntimeError on failure."""
+    d = bin_dir()
+    if d is None:
+        raise RuntimeError(f"llama.cpp is not built; run: {SCRIPT} build")
+    p = subprocess.run([str(d / "llama-quantize"), "--allow-requantize", str(src), str(dst), type_],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        tail = "\n".join(p.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"llama-quantize failed (exit {p.returncode}):\n{tail}")
+    return Path(dst)
 
 
 def bench(gguf_path: str | Path, threads: int, n_prompt: int | tuple[int, ...] = 32, n_gen: int = 128,
