@@ -18,7 +18,10 @@ tokens/s for each torch row against transformers.
 With ``--peer llama.cpp`` the llama-bench rows run on the same weights: GPT-2 shapes are
 converted by llama.cpp's own converter (f16, q8_0, q4_0); SmolLM2's GGUF (Q4_1) is benchmarked as
 shipped and requantized by llama-quantize to f16, q8_0 and q4_0 (its float weights are the Q4_1
-values, the same ones every other row holds).
+values, the same ones every other row holds). The ORT rows are the fp32 graph, ``dynamic`` int8,
+``nbits8`` (8-bit blocks) and ``nbits4`` 4-bit; on real weights (``--model``) each quantized row also reports its top-1
+agreement with the fp32 graph and the change in loss on the bundled held-out text, the bar
+``--quant auto`` holds a method to.
 
 Adding a row (ONNX Runtime fp32 / int8, ...): write ``def prepare_x(ctx) -> Callable[[], list[int]]``
 that does the set-up (export, session) and returns a function decoding ``ctx.prompt`` greedily for
@@ -94,6 +97,8 @@ class Row:
     prefill: Callable[[Context], Callable[[list[int]], object]] | None = None  # one forward pass
     bits: str | None = None            # "f32", "8", "4": the llama.cpp row at the same bits
     weights: Callable[[Context], int] | None = None   # bytes of weights read per token
+    graph: str | None = None           # ONNX rows: the graph (fp32 or a --quant method)
+    quality: dict | None = None        # quantized rows on real weights: agreement, loss change
     times: list[float] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)   # the decode steps alone (no prompt)
     prefill_times: list[float] = field(default_factory=list)
@@ -223,22 +228,22 @@ def prefill_tinyllm_torch(ctx: Context) -> Callable[[list[int]], object]:
 
 
 _ONNX: dict[tuple[Path, str], Path] = {}
+EIGHT_BIT = "dynamic"               # the 8-bit `--quant` method the int8 rows export (the fastest)
 FOUR_BIT = "nbits4"                 # the 4-bit `--quant` method the 4-bit rows export
 
 
 def onnx_graph(ctx: Context, which: str) -> Path:
-    """The shared weights' graph: ``fp32`` and ``int8`` are what `tinyllm export-onnx --int8`
-    writes (``--quant auto``'s choice), any other name that ``--quant`` method applied to the
-    fp32 graph. Each is made once per run."""
+    """The shared weights' graph: ``fp32`` is what `tinyllm export-onnx` writes, any other name
+    that ``--quant`` method applied to it. Each is made once per run."""
     key = (ctx.tmp, which)
     if key not in _ONNX:
         from tinyllm.export.onnx import export_model
         from tinyllm.export.onnx_passes import quantize
 
-        if which in ("fp32", "int8"):
-            res = export_model(ctx.model_dir(), int8=True,
+        if which == "fp32":
+            res = export_model(ctx.model_dir(), out_dir=ctx.tmp / "onnx",
                                log=lambda m: print(m, file=sys.stderr, flush=True))
-            _ONNX[(ctx.tmp, "fp32")], _ONNX[(ctx.tmp, "int8")] = res.fp32_path, res.int8_path
+            _ONNX[key] = res.fp32_path
         else:
             dst = onnx_graph(ctx, "fp32").with_name(f"model.{which}.onnx")
             quantize(onnx_graph(ctx, "fp32"), dst, which)
@@ -262,7 +267,20 @@ def _prefill_ort(ctx: Context, which: str) -> Callable[[list[int]], object]:
 
 def _ort_row(name: str, which: str, bits: str) -> Row:
     return Row(name, lambda ctx: _prepare_ort(ctx, which), lambda ctx: _prefill_ort(ctx, which),
-               bits=bits, weights=lambda ctx: graph_weight_bytes(onnx_graph(ctx, which)))
+               bits=bits, weights=lambda ctx: graph_weight_bytes(onnx_graph(ctx, which)),
+               graph=which)
+
+
+def graph_quality(ctx: Context, which: str) -> dict:
+    """A quantized graph against the fp32 one on the bundled held-out text (what `--quant auto`
+    checks imported weights on): top-1 agreement and the change in loss."""
+    from tinyllm import modeldir
+    from tinyllm.export.onnx_check import HELD_OUT_CONTEXT, acceptable, compare, held_out_ids
+
+    ids = held_out_ids({"source": "benchmark"}, modeldir.load_tokenizer(ctx.model_dir()))
+    r = compare(onnx_graph(ctx, "fp32"), onnx_graph(ctx, which), ids, HELD_OUT_CONTEXT)
+    return {"agreement": round(r["agreement"], 4), "loss_increase": round(r["loss_increase"], 5),
+            "tokens": r["tokens"], "passes_bar": acceptable(r)}
 
 
 ROWS: list[Row] = [
@@ -271,7 +289,8 @@ ROWS: list[Row] = [
     Row("tinyllm torch (fp32)", prepare_tinyllm_torch, prefill_tinyllm_torch, bits="f32",
         weights=lambda ctx: torch_weight_bytes(ctx.model)),
     _ort_row("tinyllm ORT (fp32)", "fp32", "f32"),
-    _ort_row("tinyllm ORT (int8 weights)", "int8", "8"),
+    _ort_row("tinyllm ORT (int8 weights)", EIGHT_BIT, "8"),
+    _ort_row("tinyllm ORT (8-bit blocks, nbits8)", "nbits8", "8"),
     _ort_row("tinyllm ORT (4-bit weights)", FOUR_BIT, "4"),
 ]
 
@@ -500,6 +519,9 @@ def main(argv: list[str] | None = None) -> dict:
                     prefills.append((r, pf))
                 if r.weights is not None:
                     weight_bytes[r.name] = r.weights(ctx)
+                if r.graph not in (None, "fp32") and args.model:  # random weights: meaningless
+                    log(f"checking {r.name} against fp32 on the held-out text ...")
+                    r.quality = graph_quality(ctx, r.graph)
             except Skip as e:
                 r.skipped = str(e)
                 log(f"skipped: {r.name} ({e})")
@@ -592,6 +614,9 @@ def summarize(rows: list[Row], peers: list[PeerRow], weight_bytes: dict[str, int
             if ref_pf:
                 row["prefill_ratio"] = round(pf / ref_pf, 3)
         against_peers(row, decode, pf, r.bits)
+        if r.quality:
+            row.update(agreement=r.quality["agreement"], loss_increase=r.quality["loss_increase"],
+                       passes_bar=r.quality["passes_bar"])
         out_rows.append(row)
     for p in peers:
         tg = peer_tg[p.name]
@@ -632,7 +657,9 @@ def print_table(result: dict) -> None:
               f"{f(r, 'weight_mb', '.0f', 7)} {f(r, 'limit_ms', '.2f', 8)} "
               f"{f(r, 'vs_llama_cpp_q8_0', '.2f', 8)} {f(r, 'vs_llama_cpp_q4_0', '.2f', 8)} "
               f"{f(r, 'same_tokens', 's', 8)} {f(r, 'prefill_tokens_per_s', '.0f', 8)} "
-              f"{f(r, 'prefill_ratio', '.2f', 6)} {f(r, 'prefill_vs_llama_cpp', '.2f', 8)}")
+              f"{f(r, 'prefill_ratio', '.2f', 6)} {f(r, 'prefill_vs_llama_cpp', '.2f', 8)}"
+              + (f"  agreement {r['agreement']:.2%}, loss {r['loss_increase']:+.2%}"
+                 f"{'' if r['passes_bar'] else ' (under the bar)'}" if "agreement" in r else ""))
 
 
 if __name__ == "__main__":

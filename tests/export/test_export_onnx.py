@@ -366,9 +366,38 @@ def test_bundled_classifier_int8_labels_match_torch():
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.995
 
 
+def test_auto_quant_checks_imported_weights_on_held_out_text(tmp_path):
+    """Imported pretrained weights (config.yaml has `source`) have no training text at hand:
+    `--quant auto` checks each method, 4-bit first, on the bundled held-out story instead."""
+    from tinyllm.export import AUTO_CANDIDATES
+    from tinyllm.export.onnx_check import HELD_OUT_CONTEXT, acceptable
+    from tinyllm.tokenizer import get_gpt2
+
+    torch.manual_seed(5)
+    model = GPT(ModelConfig(vocab_size=50257, context_length=2048, n_layer=1, n_head=2, n_embd=16))
+    d = save_model(model, get_gpt2(), tmp_path / "imported",
+                   extra={"source": {"type": "hf", "model_type": "gpt2"}})
+    notes: list[str] = []
+    res = ox.export_model(d, int8=True, keep_fp32=False, quant="auto", force_torchscript=True,
+                          log=notes.append)
+    check = res.quant_check
+    assert AUTO_CANDIDATES[0] == "nbits4" and list(check) == list(AUTO_CANDIDATES[:len(check)])
+    verdict = len(get_gpt2().encode((DATA / "the-verdict.txt").read_text(encoding="utf-8")))
+    # windows of 512 (not the model's 2048) over the whole story
+    assert all(c["tokens"] == (verdict - 1) // HELD_OUT_CONTEXT * HELD_OUT_CONTEXT
+               for c in check.values())
+    assert any("held-out text" in n for n in notes)
+    chosen = check[res.quant_method]
+    if not acceptable(chosen):  # none passed: the closest is kept, and said so
+        assert chosen["agreement"] == max(c["agreement"] for c in check.values())
+        assert any(n.startswith("warning: no quantization keeps") for n in notes)
+    assert props(d / "model.int8.onnx")["tinyllm.quant"] == res.quant_method
+
+
 def test_auto_quant_measures_on_the_training_texts_validation_split(tmp_path):
     """`--quant auto` on the bundled LM (its config names tinyllm/bundled/data/tinyshakespeare.txt):
-    each 8-bit method, fastest first, until one passes the bar on the whole validation split."""
+    each method, fastest first (4-bit, then 8-bit), until one passes the bar on the whole
+    validation split."""
     from tinyllm.export import AUTO_CANDIDATES
     from tinyllm.export.onnx_check import INT8_MAX_LOSS_INCREASE, INT8_MIN_AGREEMENT
 

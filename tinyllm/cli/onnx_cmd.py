@@ -12,14 +12,17 @@ from tinyllm.units import human_bytes
 @click.command("export-onnx")
 @click.argument("model")
 @click.option("--int8", is_flag=True,
-              help="Also write model.int8.onnx with quantized weights (4x smaller, faster on CPU).")
+              help="Also write model.int8.onnx with quantized weights (int8 or 4-bit: 4-6x "
+                   "smaller, faster on CPU).")
 @click.option("--quant", type=click.Choice(QUANT_CHOICES), default=QUANT_CHOICES[0],
               show_default=True,
-              help="With --int8: auto = the fastest 8-bit method that keeps a language model's "
-                   "top-1 next token on >= 97% of its validation text and the loss within 2% "
-                   "(dynamic when there is no text to check on); dynamic = int8 weights, "
-                   "activations quantized per call (fastest here); nbits8 = 8-bit block-wise "
-                   "weights (closest to float); nbits4 = 4-bit block-wise weights (smallest).")
+              help="With --int8: auto = the fastest method (nbits4, dynamic, nbits8) that keeps a "
+                   "language model's top-1 next token on >= 97% of its validation text (imported "
+                   "weights: a bundled held-out text) and the loss within 2%, else the closest "
+                   "(dynamic when there is no text to check on; encoders: 8-bit only); "
+                   "dynamic = int8 weights, activations quantized per call (the fastest 8-bit); "
+                   "nbits8 = 8-bit block-wise weights (closest to float); nbits4 = 4-bit "
+                   "block-wise weights (smallest and fastest).")
 @click.option("--int8-only", is_flag=True,
               help="Keep only model.int8.onnx (implies --int8), e.g. to ship a small model.")
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), default=None,

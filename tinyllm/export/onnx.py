@@ -42,7 +42,7 @@ from tinyllm import modeldir, runlock
 from tinyllm.atomic import EXPORT_TEMP_PREFIX, atomic_path, remove_stale_temps, reporting_full_disk
 from tinyllm.config import is_encoder
 from tinyllm.errors import RunFailed, UserError
-from tinyllm.export import AUTO_CANDIDATES, FP32_FILE, INT8_FILE, QUANT_CHOICES
+from tinyllm.export import AUTO_8BIT, AUTO_CANDIDATES, FP32_FILE, INT8_FILE, QUANT_CHOICES
 from tinyllm.export.onnx_attention import attention_mode, row_positions  # noqa: F401 (re-exported)
 from tinyllm.export.onnx_passes import (LOGITS_INDEX, files_of, fold_constant_transposes,
                                         logits_at_positions, optimize_graph, pack_attention_inputs,
@@ -394,13 +394,15 @@ def _quantize(model: GPT, kind: str, fp32: Path, dst: Path, quant: str, external
               log: Callable[[str], None]) -> tuple[str, dict | None]:
     """Write ``dst`` with quantized weights; returns (method, the auto check or None).
 
-    ``auto`` measures: for a language model whose training text is at hand, each 8-bit method,
-    fastest first, until one keeps the top-1 next token of the float graph on >= 97% of the
-    validation split and its loss within 2% (:mod:`tinyllm.export.onnx_check`); for an encoder,
-    each until one keeps sample texts' embeddings within cosine 0.99 of the float graph's (or a
-    classifier's labels on 99% of them). Without that text, and for decoder classifiers, it is
-    ``dynamic``, the fastest."""
-    from tinyllm.export.onnx_check import (choose_encoder_quantization, choose_quantization,
+    ``auto`` measures: for a language model whose training text is at hand, each method, fastest
+    first (4-bit, then the 8-bit ones), until one keeps the top-1 next token of the float graph
+    on >= 97% of the validation split and its loss within 2% (:mod:`tinyllm.export.onnx_check`);
+    imported pretrained weights are checked the same way on a bundled held-out text (The
+    Verdict). For an encoder, each 8-bit method until one keeps sample texts' embeddings within
+    cosine 0.99 of the float graph's (or a classifier's labels on 99% of them). Without any text,
+    and for decoder classifiers, it is ``dynamic``, the fastest 8-bit one."""
+    from tinyllm.export.onnx_check import (HELD_OUT_CONTEXT, choose_encoder_quantization,
+                                           choose_quantization, held_out_ids,
                                            model_validation_ids)
     from tinyllm.tokenizer import from_spec
 
@@ -417,17 +419,21 @@ def _quantize(model: GPT, kind: str, fp32: Path, dst: Path, quant: str, external
             f"texts close to float)")
         return choose_encoder_quantization(fp32, dst, rows, pad_id_of(tok), kind,
                                            lambda a, b, m: quantize(a, b, m, external),
-                                           AUTO_CANDIDATES, log)
-    ids = None
+                                           AUTO_8BIT, log)
+    ids, context, where = None, model.config.context_length, "the validation split of the training text"
     if kind == "lm":
-        ids = model_validation_ids(model.path, model.meta, modeldir.load_tokenizer(model.path))
+        tok = modeldir.load_tokenizer(model.path)
+        ids = model_validation_ids(model.path, model.meta, tok)
+        if ids is None:
+            ids = held_out_ids(model.meta, tok)
+            context, where = min(context, HELD_OUT_CONTEXT), "a bundled held-out text (The Verdict)"
     if ids is None:
-        log("quantizing weights (auto: dynamic, the fastest; no validation text to check it on)")
-        quantize(fp32, dst, AUTO_CANDIDATES[0], external)
-        return AUTO_CANDIDATES[0], None
-    log("quantizing weights (auto: the fastest 8-bit method that stays close to float on the "
-        "validation split of the training text)")
-    return choose_quantization(fp32, dst, ids, model.config.context_length,
+        log("quantizing weights (auto: dynamic, the fastest 8-bit method; no text to check a "
+            "4-bit one on)")
+        quantize(fp32, dst, AUTO_8BIT[0], external)
+        return AUTO_8BIT[0], None
+    log(f"quantizing weights (auto: the fastest method that stays close to float on {where})")
+    return choose_quantization(fp32, dst, ids, context,
                                lambda a, b, m: quantize(a, b, m, external), AUTO_CANDIDATES, log)
 
 

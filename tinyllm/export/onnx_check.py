@@ -41,9 +41,13 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
+COMPARE_LOGITS_BYTES = 256 << 20   # a compared batch's logits stay under this (per graph)
+
+
 def compare(reference: str | Path, candidate: str | Path, ids: list[int], context: int,
             max_windows: int | None = 256, batch: int = 32) -> dict[str, float]:
-    """Run both LM graphs on the same windows of ``ids``.
+    """Run both LM graphs on the same windows of ``ids``, ``batch`` windows at a time (fewer when
+    their logits would pass :data:`COMPARE_LOGITS_BYTES`: a 49k vocabulary and long windows).
 
     Returns ``agreement`` (share of positions where the argmax next token is the same),
     ``loss_reference`` / ``loss_candidate`` (mean next-token cross-entropy) and ``loss_increase``
@@ -51,6 +55,8 @@ def compare(reference: str | Path, candidate: str | Path, ids: list[int], contex
     """
     x, y = windows(ids, context, max_windows)
     ref, cand = OnnxDecoder(reference), OnnxDecoder(candidate)
+    vocab = ref.vocab if isinstance(ref.vocab, int) else 65536
+    batch = max(1, min(batch, COMPARE_LOGITS_BYTES // (x.shape[1] * vocab * 4)))
     same = 0
     nll_ref = nll_cand = 0.0
     for i in range(0, len(x), batch):
@@ -65,6 +71,24 @@ def compare(reference: str | Path, candidate: str | Path, ids: list[int], contex
 
 
 AUTO_MAX_TOKENS = 131_072  # `--quant auto` compares at most this many validation tokens
+HELD_OUT_TEXT = "the-verdict.txt"   # bundled text an imported model is checked on (~5k tokens)
+HELD_OUT_CONTEXT = 512              # window length there (a pretrained model's context may be 8k)
+
+
+def held_out_ids(meta: dict, tokenizer) -> list[int] | None:
+    """For imported pretrained weights (config.yaml has ``source``): the bundled short story
+    (The Verdict), encoded, as held-out text to check a quantization on; None for other models
+    (a random or self-trained model without its training text has nothing to be checked on)."""
+    if meta.get("task", "lm") != "lm" or not meta.get("source"):
+        return None
+    from tinyllm.tokenizer import BUNDLED
+
+    text = (BUNDLED / "data" / HELD_OUT_TEXT).read_text(encoding="utf-8")
+    try:
+        ids = tokenizer.encode(text)
+    except (KeyError, ValueError):
+        return None
+    return ids if len(ids) > HELD_OUT_CONTEXT else None
 
 
 def model_validation_ids(model_dir: str | Path, meta: dict, tokenizer) -> list[int] | None:
@@ -109,7 +133,7 @@ def choose_quantization(fp32: Path, dst: Path, ids: list[int], context: int,
 
     def measure(method: str) -> dict:
         r = compare(fp32, dst, ids, context, max_windows=windows_max)
-        log(f"int8 by {method}: top-1 agreement {r['agreement']:.2%}, validation loss "
+        log(f"{method}: top-1 agreement {r['agreement']:.2%}, loss "
             f"{r['loss_increase']:+.3%} ({r['tokens']:,} tokens)")
         return {"agreement": round(r["agreement"], 4),
                 "loss_increase": round(r["loss_increase"], 5), "tokens": r["tokens"]}
@@ -133,7 +157,7 @@ def first_acceptable(fp32: Path, dst: Path, quantize: Callable[[Path, Path, str]
         if ok(tried[method]):
             return method, tried
     best = max(tried, key=lambda m: tried[m][score])
-    log(f"warning: no 8-bit method keeps {bar}; keeping {best}, the closest")
+    log(f"warning: no quantization keeps {bar}; keeping {best}, the closest")
     if best != candidates[-1]:
         quantize(fp32, dst, best)
     return best, tried
@@ -185,7 +209,7 @@ def choose_encoder_quantization(fp32: Path, dst: Path, rows: list[list[int]], pa
     def measure(method: str) -> dict:
         r = compare_encoder(fp32, dst, rows, pad)
         label = f"; same label {r['agreement']:.2%}" if kind == "classify" else ""
-        log(f"int8 by {method}: cosine to float min {r['min_cosine']:.4f}, mean "
+        log(f"{method}: cosine to float min {r['min_cosine']:.4f}, mean "
             f"{r['mean_cosine']:.4f}{label} ({r['texts']} texts)")
         return {k: round(v, 5) if isinstance(v, float) else v for k, v in r.items()}
 
