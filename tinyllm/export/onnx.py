@@ -354,7 +354,7 @@ def _verify(module: nn.Module, path: Path, cases: list[tuple], input_names: list
 
     from tinyllm.runtime.session import open_session
 
-    sess = open_session(path, threads=1)
+    sess = open_session(path, threads=1, spin=False)
     have = {i.name for i in sess.get_inputs()}  # an exporter may drop an input the graph ignores
     worst = 0.0
     for args in cases:

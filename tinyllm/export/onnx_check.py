@@ -174,7 +174,7 @@ def _encoder_outputs(path: Path, rows: list[list[int]], pad: int, batch: int = 3
     from tinyllm.runtime.session import open_session
     from tinyllm.runtime.textbatch import length_batches, mean_pool, pad_ids
 
-    sess = open_session(path)
+    sess = open_session(path, spin=False)
     name = sess.get_outputs()[0].name
     out: list[np.ndarray] = [np.empty(0)] * len(rows)
     for part in length_batches(rows, batch):

@@ -48,7 +48,10 @@ class OnnxEngine(Engine):
             raise UserError(f"{info.path}: no {modeldir.ONNX_GRAPHS.get(precision or '', 'model.onnx')}; "
                             f"run `tinyllm export-onnx {info.path}{flag}` first or use --backend torch")
         self.graph = graph
-        self.session = open_session(graph, threads)
+        # one token per run: idle threads that spin hand work on faster (tinyllm.runtime.session);
+        # classifying and embedding run whole batches, and a pipeline's cold start keeps the 0.1 s
+        # that deciding would cost
+        self.session = open_session(graph, threads, spin=None if info.task == "lm" else False)
         props = self.session.get_modelmeta().custom_metadata_map
         self.precision = "fp32" if props.get("tinyllm.quant", "none") == "none" else "int8"
         saved = props.get("tinyllm.saved_at")

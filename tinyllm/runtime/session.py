@@ -4,8 +4,9 @@ See docs/performance.md (ONNX session options) for the measurements behind the d
 (ORT_ENABLE_ALL), sequential execution, one intra-op thread per core, and worker threads that
 spin while they wait for work only when the cores they would run on are idle. Spinning made
 batch-1 decoding 11 % (int8) to 27 % (4-bit) faster on an idle machine, but when other jobs hold
-the cores, spinning threads fight them and decoding ran 1.8x slower; so a session spins when, over
-a short sample of ``/proc/stat``, other processes leave its cores free. ``TINYLLM_ORT_THREADS``
+the cores, spinning threads fight them and decoding ran 1.8x slower; so a decoding session spins
+when, over a short sample of ``/proc/stat``, other processes leave its cores free (classifiers and
+encoders pass ``spin=False``). ``TINYLLM_ORT_THREADS``
 overrides the thread count, ``TINYLLM_ORT_SPIN=0|1`` the spinning.
 """
 from __future__ import annotations
@@ -107,14 +108,15 @@ def session_options(threads: int | None = None, level: str = "all",
     return so
 
 
-def open_session(path: str | Path, threads: int | None = None, level: str = "all"
-                 ) -> ort.InferenceSession:
-    """An InferenceSession on the CPU; a bad or missing file is a UserError naming it."""
+def open_session(path: str | Path, threads: int | None = None, level: str = "all",
+                 spin: bool | None = None) -> ort.InferenceSession:
+    """An InferenceSession on the CPU (options: :func:`session_options`); a bad or missing file is
+    a UserError naming it."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such ONNX file; run `tinyllm export-onnx {path.parent}`")
     try:
-        return ort.InferenceSession(str(path), session_options(threads, level),
+        return ort.InferenceSession(str(path), session_options(threads, level, spin),
                                     providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise UserError(f"{path}: not a loadable ONNX graph ({str(e).strip().splitlines()[0]})"
