@@ -277,7 +277,7 @@ def graph_quality(ctx: Context, which: str) -> dict:
     from tinyllm import modeldir
     from tinyllm.export.onnx_check import HELD_OUT_CONTEXT, acceptable, compare, held_out_ids
 
-    ids = held_out_ids({"source": "benchmark"}, modeldir.load_tokenizer(ctx.model_dir()))
+    ids = held_out_ids(modeldir.load_tokenizer(ctx.model_dir()))
     r = compare(onnx_graph(ctx, "fp32"), onnx_graph(ctx, which), ids, HELD_OUT_CONTEXT)
     return {"agreement": round(r["agreement"], 4), "loss_increase": round(r["loss_increase"], 5),
             "tokens": r["tokens"], "passes_bar": acceptable(r)}

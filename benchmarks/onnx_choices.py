@@ -126,7 +126,7 @@ def session_rows(gpt2: Path, args, log) -> list[dict]:
     cores = default_threads()  # one per core (or TINYLLM_ORT_THREADS)
     variants = {
         f"default ({default_threads()} threads, spinning when the cores are idle, all, "
-        f"sequential)": dict(threads=None),
+        f"sequential)": dict(threads=None, spin=None),
         f"{cores} threads, never spinning": dict(threads=cores, spin=False),
         f"{cores} threads, spinning": dict(threads=cores, spin=True),
         "1 thread": dict(threads=1),
@@ -137,7 +137,7 @@ def session_rows(gpt2: Path, args, log) -> list[dict]:
     }
     decoders = {}
     for name, v in variants.items():
-        so = session_options(v["threads"], v.get("level", "all"), spin=v.get("spin"))
+        so = session_options(v["threads"], v.get("level", "all"), spin=v.get("spin", False))
         if v.get("parallel"):
             so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
             so.inter_op_num_threads = 2

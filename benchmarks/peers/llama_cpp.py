@@ -51,6 +51,18 @@ def version() -> str:
     return p.stdout.strip()
 
 
+def _built() -> Path:
+    d = bin_dir()
+    if d is None:
+        raise RuntimeError(f"llama.cpp is not built; run: {SCRIPT} build")
+    return d
+
+
+def _failed(what: str, p: subprocess.CompletedProcess[str]) -> RuntimeError:
+    tail = "\n".join(p.stderr.strip().splitlines()[-15:])
+    return RuntimeError(f"{what} failed (exit {p.returncode}):\n{tail}")
+
+
 def convert(hf_dir: str | Path, out_prefix: str | Path, types: tuple[str, ...] = TYPES) -> dict[str, Path]:
     """Convert a Hugging Face GPT-2 folder to ``OUT_PREFIX.<type>.gguf`` for each type.
 
@@ -58,8 +70,7 @@ def convert(hf_dir: str | Path, out_prefix: str | Path, types: tuple[str, ...] =
     """
     p = _script("convert", str(hf_dir), str(out_prefix), *types, check=False)
     if p.returncode != 0:
-        tail = "\n".join(p.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"llama_cpp.sh convert failed (exit {p.returncode}):\n{tail}")
+        raise _failed("llama_cpp.sh convert", p)
     out: dict[str, Path] = {}
     for line in p.stdout.splitlines():
         kind, _, path = line.partition(" ")
@@ -71,14 +82,10 @@ def convert(hf_dir: str | Path, out_prefix: str | Path, types: tuple[str, ...] =
 def requantize(src: str | Path, dst: str | Path, type_: str) -> Path:
     """``llama-quantize --allow-requantize SRC DST TYPE``: a GGUF that is already quantized (the
     SmolLM2 wheel's Q4_1) in another type (f16, q8_0, q4_0). Raises RuntimeError on failure."""
-    d = bin_dir()
-    if d is None:
-        raise RuntimeError(f"llama.cpp is not built; run: {SCRIPT} build")
-    p = subprocess.run([str(d / "llama-quantize"), "--allow-requantize", str(src), str(dst), type_],
-                       capture_output=True, text=True)
+    p = subprocess.run([str(_built() / "llama-quantize"), "--allow-requantize", str(src), str(dst),
+                        type_], capture_output=True, text=True)
     if p.returncode != 0:
-        tail = "\n".join(p.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"llama-quantize failed (exit {p.returncode}):\n{tail}")
+        raise _failed("llama-quantize", p)
     return Path(dst)
 
 
@@ -93,16 +100,13 @@ def bench(gguf_path: str | Path, threads: int, n_prompt: int | tuple[int, ...] =
     ``"<commit> (<build number>)"``, their standard deviations, the model's size in bytes, and
     llama-bench's records under ``"raw"``.
     """
-    d = bin_dir()
-    if d is None:
-        raise RuntimeError(f"llama.cpp is not built; run: {SCRIPT} build")
+    d = _built()
     sizes = (n_prompt,) if isinstance(n_prompt, int) else tuple(n_prompt)
     cmd = [str(d / "llama-bench"), "-m", str(gguf_path), "-p", ",".join(map(str, sizes)),
            "-n", str(n_gen), "-t", str(threads), "-r", str(repetitions), "-o", "json", *extra_args]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
-        tail = "\n".join(p.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"llama-bench failed (exit {p.returncode}):\n{tail}")
+        raise _failed("llama-bench", p)
     records = json.loads(p.stdout)
     pps = {r["n_prompt"]: r for r in records if r["n_prompt"] > 0 and r["n_gen"] == 0}
     pp = pps.get(sizes[0])

@@ -29,7 +29,7 @@ def test_spinning_only_on_free_cores(monkeypatch, busy, threads, spins):
     monkeypatch.setattr(session.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(session, "cores_busy", lambda: busy)
     assert session.allow_spinning(threads) is spins
-    so = session.session_options(threads)
+    so = session.session_options(threads, spin=None)
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spins else "0")
 
 

@@ -354,7 +354,7 @@ def _verify(module: nn.Module, path: Path, cases: list[tuple], input_names: list
 
     from tinyllm.runtime.session import open_session
 
-    sess = open_session(path, threads=1, spin=False)
+    sess = open_session(path, threads=1)
     have = {i.name for i in sess.get_inputs()}  # an exporter may drop an input the graph ignores
     worst = 0.0
     for args in cases:
@@ -424,8 +424,8 @@ def _quantize(model: GPT, kind: str, fp32: Path, dst: Path, quant: str, external
     if kind == "lm":
         tok = modeldir.load_tokenizer(model.path)
         ids = model_validation_ids(model.path, model.meta, tok)
-        if ids is None:
-            ids = held_out_ids(model.meta, tok)
+        if ids is None and model.meta.get("source"):  # imported: not trained on that text
+            ids = held_out_ids(tok)
             context, where = min(context, HELD_OUT_CONTEXT), "a bundled held-out text (The Verdict)"
     if ids is None:
         log("quantizing weights (auto: dynamic, the fastest 8-bit method; no text to check a "

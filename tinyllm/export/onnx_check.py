@@ -75,12 +75,9 @@ HELD_OUT_TEXT = "the-verdict.txt"   # bundled text an imported model is checked 
 HELD_OUT_CONTEXT = 512              # window length there (a pretrained model's context may be 8k)
 
 
-def held_out_ids(meta: dict, tokenizer) -> list[int] | None:
-    """For imported pretrained weights (config.yaml has ``source``): the bundled short story
-    (The Verdict), encoded, as held-out text to check a quantization on; None for other models
-    (a random or self-trained model without its training text has nothing to be checked on)."""
-    if meta.get("task", "lm") != "lm" or not meta.get("source"):
-        return None
+def held_out_ids(tokenizer) -> list[int] | None:
+    """The bundled short story (The Verdict), encoded: held-out text to check a quantization of
+    imported pretrained weights on. None when the tokenizer cannot encode it or it is too short."""
     from tinyllm.tokenizer import BUNDLED
 
     text = (BUNDLED / "data" / HELD_OUT_TEXT).read_text(encoding="utf-8")
@@ -174,7 +171,7 @@ def _encoder_outputs(path: Path, rows: list[list[int]], pad: int, batch: int = 3
     from tinyllm.runtime.session import open_session
     from tinyllm.runtime.textbatch import length_batches, mean_pool, pad_ids
 
-    sess = open_session(path, spin=False)
+    sess = open_session(path)
     name = sess.get_outputs()[0].name
     out: list[np.ndarray] = [np.empty(0)] * len(rows)
     for part in length_batches(rows, batch):

@@ -22,7 +22,7 @@ class OnnxClassifier:
     def __init__(self, session: ort.InferenceSession | str | Path, tokenizer: Tokenizer,
                  context_length: int):
         if not isinstance(session, ort.InferenceSession):
-            session = open_session(session, spin=False)  # whole batches: no spinning (see OnnxEngine)
+            session = open_session(session)
         names = {i.name for i in session.get_inputs()}
         outputs = session.get_outputs()
         if names != {"input_ids", "lengths"} or not outputs or outputs[0].name != "logits" \

@@ -33,7 +33,7 @@ class OnnxDecoder:
 
     def __init__(self, session: ort.InferenceSession | str | Path, max_len: int | None = None):
         if not isinstance(session, ort.InferenceSession):
-            session = open_session(session)
+            session = open_session(session, spin=None)  # one token a run: spin if idle
         self.session = session
         inputs = {i.name: i for i in session.get_inputs()}
         outputs = [o.name for o in session.get_outputs()]
@@ -188,7 +188,7 @@ class BatchedOnnxDecoder:
     def __init__(self, session: ort.InferenceSession | str | Path, max_batch: int,
                  max_len: int | None = None):
         if not isinstance(session, ort.InferenceSession):
-            session = open_session(session)
+            session = open_session(session, spin=None)  # one token a run: spin if idle
         if not self.supports(session):
             raise ValueError("this graph cannot decode rows of different lengths together; "
                              "export it again with `tinyllm export-onnx`")

@@ -20,7 +20,7 @@ class OnnxEncoder:
 
     def __init__(self, session: ort.InferenceSession | str | Path):
         if not isinstance(session, ort.InferenceSession):
-            session = open_session(session, spin=False)  # whole batches: no spinning (see OnnxEngine)
+            session = open_session(session)
         names = {i.name for i in session.get_inputs()}
         outputs = {o.name for o in session.get_outputs()}
         if names != {"input_ids", "lengths"} or "hidden" not in outputs:

@@ -48,9 +48,8 @@ class OnnxEngine(Engine):
             raise UserError(f"{info.path}: no {modeldir.ONNX_GRAPHS.get(precision or '', 'model.onnx')}; "
                             f"run `tinyllm export-onnx {info.path}{flag}` first or use --backend torch")
         self.graph = graph
-        # one token per run: idle threads that spin hand work on faster (tinyllm.runtime.session);
-        # classifying and embedding run whole batches, and a pipeline's cold start keeps the 0.1 s
-        # that deciding would cost
+        # a language model runs one token a run: its threads spin when the cores are idle
+        # (tinyllm.runtime.session); batches (classify, embed) skip the 0.1 s that deciding costs
         self.session = open_session(graph, threads, spin=None if info.task == "lm" else False)
         props = self.session.get_modelmeta().custom_metadata_map
         self.precision = "fp32" if props.get("tinyllm.quant", "none") == "none" else "int8"

@@ -5,9 +5,9 @@ See docs/performance.md (ONNX session options) for the measurements behind the d
 spin while they wait for work only when the cores they would run on are idle. Spinning made
 batch-1 decoding 11 % (int8) to 27 % (4-bit) faster on an idle machine, but when other jobs hold
 the cores, spinning threads fight them and decoding ran 1.8x slower; so a decoding session spins
-when, over a short sample of ``/proc/stat``, other processes leave its cores free (classifiers and
-encoders pass ``spin=False``). ``TINYLLM_ORT_THREADS``
-overrides the thread count, ``TINYLLM_ORT_SPIN=0|1`` the spinning.
+when, over a short sample of ``/proc/stat``, other processes leave its cores free (``spin=None``,
+what the decoders ask for; every other session, running whole batches, does not spin).
+``TINYLLM_ORT_THREADS`` overrides the thread count, ``TINYLLM_ORT_SPIN=0|1`` the spinning.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def allow_spinning(threads: int) -> bool:
 
 
 def session_options(threads: int | None = None, level: str = "all",
-                    spin: bool | None = None) -> ort.SessionOptions:
+                    spin: bool | None = False) -> ort.SessionOptions:
     """ONNX Runtime options for a CPU session: ``threads`` intra-op threads (None: one per core,
     :func:`default_threads`), the graph optimisation ``level``, and whether idle threads ``spin``
     (None: :func:`allow_spinning` decides)."""
@@ -109,7 +109,7 @@ def session_options(threads: int | None = None, level: str = "all",
 
 
 def open_session(path: str | Path, threads: int | None = None, level: str = "all",
-                 spin: bool | None = None) -> ort.InferenceSession:
+                 spin: bool | None = False) -> ort.InferenceSession:
     """An InferenceSession on the CPU (options: :func:`session_options`); a bad or missing file is
     a UserError naming it."""
     path = Path(path)
